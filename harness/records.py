@@ -1,0 +1,162 @@
+"""Run ids, provenance and the results store: one tidy parquet file per run, written atomically.
+
+Layout: ``runs/<task>/<optimizer>/<run_id>.parquet``. ``run_id`` hashes the fully resolved config
+(task, tier, task settings, optimizer, hyperparameters, seed, precision) with the source hashes of
+the optimizer's and the task's files, so an identical rerun is a cache hit and a code change is not.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import hashlib
+import json
+import os
+import platform
+import socket
+import subprocess
+import tempfile
+
+import pandas as pd
+
+SCHEMA_VERSION = 1
+REQUIRED_COLUMNS = ("run_id", "task", "tier", "optimizer", "seed", "precision", "step", "epoch", "split", "metric",
+                    "value", "train_time_s", "status", "git_sha", "git_dirty", "rootbench_version", "torch_version",
+                    "cuda_version", "device", "cpu", "hostname", "started_at", "schema_version")
+STATUSES = ("ok", "diverged", "oom", "timeout", "error")
+FAILED = ("oom", "timeout", "error")  # environment failures; "diverged" is a legitimate outcome
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class ResultsError(ValueError):
+    """A results file that cannot be used (corrupt, truncated, unknown schema, missing columns)."""
+
+
+def run_id(identity: dict) -> str:
+    blob = json.dumps(identity, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def run_path(root: str, task: str, optimizer: str, rid: str) -> str:
+    return os.path.join(root, task, optimizer, f"{rid}.parquet")
+
+
+# ---------------------------------------------------------------------------------------------
+# provenance
+
+@functools.lru_cache(maxsize=1)
+def git_state() -> tuple[str, bool]:
+    """(sha, dirty) of the rootbench checkout, or ("unknown", False) outside a git tree."""
+    top = os.path.dirname(HERE)
+    try:
+        head = subprocess.run(["git", "-C", top, "rev-parse", "--verify", "-q", "HEAD"], capture_output=True,
+                              text=True, timeout=10)
+        sha = head.stdout.strip() if head.returncode == 0 else ""
+        status = subprocess.run(["git", "-C", top, "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+        return (sha or "unknown"), bool(status)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", False
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def provenance(device) -> dict:
+    import torch
+
+    from harness import __version__
+
+    sha, dirty = git_state()
+    dev = str(device)
+    if getattr(device, "type", "cpu") == "cuda":
+        dev = torch.cuda.get_device_name(device)
+    return {
+        "git_sha": sha, "git_dirty": dirty, "rootbench_version": __version__, "torch_version": torch.__version__,
+        "cuda_version": torch.version.cuda or "", "device": dev, "cpu": cpu_name(), "hostname": socket.gethostname(),
+        "num_threads": torch.get_num_threads(), "python_version": platform.python_version(),
+        "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "schema_version": SCHEMA_VERSION,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# store
+
+def write_run(rows: list[dict], root: str = "runs") -> str:
+    """Write one run's rows to its parquet file atomically (temp file in the same folder + rename)."""
+    if not rows:
+        raise ResultsError("refusing to write a run with no rows")
+    first = rows[0]
+    path = run_path(root, first["task"], first["optimizer"], first["run_id"])
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    df = pd.DataFrame(rows)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".partial")
+    os.close(fd)
+    try:
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, path)  # a killed writer leaves only a .partial temp file, never a bad .parquet
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_run(path: str) -> pd.DataFrame:
+    """Read and validate one run file; raises ``ResultsError`` naming the file and the problem."""
+    try:
+        df = pd.read_parquet(path)
+    except Exception as e:  # pyarrow raises several types for truncated or foreign files
+        raise ResultsError(f"{path}: not a readable parquet file ({type(e).__name__}: {e}); "
+                           "delete it or rerun with --force") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ResultsError(f"{path}: missing columns {missing}; it was not written by this rootbench")
+    versions = set(df["schema_version"].unique())
+    if versions != {SCHEMA_VERSION}:
+        raise ResultsError(f"{path}: schema version {sorted(versions)} is not {SCHEMA_VERSION}; "
+                           "rerun it with this rootbench")
+    if df.empty:
+        raise ResultsError(f"{path}: no rows")
+    return df
+
+
+def find_runs(root: str = "runs") -> list[str]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        out += [os.path.join(dirpath, f) for f in sorted(filenames) if f.endswith(".parquet")]
+    return out
+
+
+def load_runs(root: str = "runs", warn=None) -> pd.DataFrame:
+    """All valid runs under ``root`` concatenated; bad files are skipped with one warning each."""
+    frames = []
+    for path in find_runs(root):
+        try:
+            df = read_run(path)
+        except ResultsError as e:
+            if warn:
+                warn(f"skipping {e}")
+            continue
+        df["path"] = path
+        frames.append(df)
+    if not frames:
+        return pd.DataFrame(columns=list(REQUIRED_COLUMNS) + ["path"])
+    return pd.concat(frames, ignore_index=True, sort=False)
+
+
+def find_run_file(root: str, rid: str) -> str | None:
+    for path in find_runs(root):
+        if os.path.basename(path) == f"{rid}.parquet":
+            return path
+    return None

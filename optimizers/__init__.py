@@ -1,0 +1,95 @@
+"""The optimizer registry: every module in this package registers itself on import.
+
+    >>> from optimizers import list_optimizers, create_optimizer
+    >>> opt = create_optimizer("rfrmsprop", model, lr=1e-3, batch_size=128)
+
+Optimizers from outside the repository are loaded too: ``ROOTBENCH_OPTIMIZERS`` names Python files
+or modules (separated by ``os.pathsep`` or commas), and installed packages can declare an entry
+point in the group ``rootbench.optimizers``.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from importlib import metadata
+
+import torch
+
+from harness.registry import (OPTIMIZERS, OptimizerSpec, RegistryError, discover, register_optimizer,
+                              resolve_hparams, unknown_name_error)
+
+__all__ = ["list_optimizers", "create_optimizer", "get_optimizer_spec", "register_optimizer",
+           "OptimizerSpec", "RegistryError"]
+
+ENV_PLUGINS = "ROOTBENCH_OPTIMIZERS"
+ENTRY_POINT_GROUP = "rootbench.optimizers"
+_loaded_plugins: set[str] = set()
+
+
+def _load_plugins() -> None:
+    """Import optimizer files/modules named by the environment and by installed entry points."""
+    names = [x.strip() for x in os.environ.get(ENV_PLUGINS, "").replace(",", os.pathsep).split(os.pathsep)]
+    for item in filter(None, names):
+        if item in _loaded_plugins:
+            continue
+        _loaded_plugins.add(item)
+        if item.endswith(".py") or os.path.sep in item:
+            if not os.path.isfile(item):
+                raise RegistryError(f"{ENV_PLUGINS} names {item!r}, which is not a file")
+            mod_name = "rootbench_plugin_" + os.path.splitext(os.path.basename(item))[0]
+            spec = importlib.util.spec_from_file_location(mod_name, item)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            importlib.import_module(item)
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.value not in _loaded_plugins:
+            _loaded_plugins.add(ep.value)
+            ep.load()
+
+
+def _ensure_loaded() -> None:
+    discover(__name__)
+    _load_plugins()
+
+
+def list_optimizers() -> list[str]:
+    """Names of all registered optimizers, sorted."""
+    _ensure_loaded()
+    return sorted(OPTIMIZERS)
+
+
+def get_optimizer_spec(name: str) -> OptimizerSpec:
+    _ensure_loaded()
+    if name not in OPTIMIZERS:
+        raise unknown_name_error("optimizer", name, sorted(OPTIMIZERS))
+    return OPTIMIZERS[name]
+
+
+def _params_of(model_or_params):
+    if isinstance(model_or_params, torch.nn.Module):
+        # named parameters let name-based rules (IF-Shampoo's lr_cov discount) see the names
+        return [(n, p) for n, p in model_or_params.named_parameters() if p.requires_grad]
+    return model_or_params
+
+
+def create_optimizer(name: str, model_or_params, **hparams) -> torch.optim.Optimizer:
+    """Build the registered optimizer ``name`` with its defaults overridden by ``hparams``.
+
+    Unknown or ill-typed hyperparameters raise ``RegistryError``. Root-free methods need
+    ``batch_size`` (the number of examples the loss is averaged over); it is never defaulted.
+    """
+    spec = get_optimizer_spec(name)
+    batch_size = hparams.pop("batch_size", None)
+    resolved = resolve_hparams(spec, hparams)
+    if spec.needs_batch_size:
+        if batch_size is None:
+            raise RegistryError(f"optimizer {name!r} needs batch_size=B, the number of examples the loss "
+                                "is averaged over (methods.md section 1.6); it has no default")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise RegistryError(f"batch_size must be a positive integer, got {batch_size!r}")
+        resolved["batch_size"] = batch_size
+    elif batch_size is not None:
+        raise RegistryError(f"optimizer {name!r} takes no batch_size")
+    return spec.factory(_params_of(model_or_params), **resolved)

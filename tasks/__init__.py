@@ -1,0 +1,50 @@
+"""The task registry: every module in this package registers its tasks on import.
+
+    >>> from tasks import list_tasks, create_task
+    >>> task = create_task("mnist1d-mlp", tier="smoke")
+
+Each task has three tiers: ``smoke`` (seconds, for tests), ``quick`` (minutes on a 2-core CPU, real
+data) and ``full`` (the published protocol, for a GPU).
+"""
+from __future__ import annotations
+
+import os
+
+from harness.registry import TASKS, TIERS, RegistryError, TaskSpec, discover, register_task, unknown_name_error
+from tasks._base import ArrayTask, Task, TierConfig, replace_config
+
+__all__ = ["list_tasks", "create_task", "get_task_spec", "register_task", "data_root", "Task", "ArrayTask",
+           "TierConfig", "TaskSpec", "RegistryError"]
+
+DATA_ENV = "ROOTBENCH_DATA"
+
+
+def data_root() -> str:
+    """The one data folder: ``$ROOTBENCH_DATA``, else ``~/.cache/rootbench/data``."""
+    return os.path.abspath(os.path.expanduser(os.environ.get(DATA_ENV) or "~/.cache/rootbench/data"))
+
+
+def list_tasks() -> list[str]:
+    discover(__name__)
+    return sorted(TASKS)
+
+
+def get_task_spec(name: str) -> TaskSpec:
+    discover(__name__)
+    if name not in TASKS:
+        raise unknown_name_error("task", name, sorted(TASKS))
+    return TASKS[name]
+
+
+def resolve_tier(name: str, tier: str = "quick", **overrides):
+    """The tier config of ``name`` with checked overrides (no data is loaded)."""
+    spec = get_task_spec(name)
+    if tier not in TIERS:
+        raise RegistryError(f"unknown tier {tier!r}; choose one of {', '.join(TIERS)}")
+    return spec, replace_config(spec.tiers[tier], overrides)
+
+
+def create_task(name: str, tier: str = "quick", **overrides) -> Task:
+    """Build task ``name`` at ``tier``; ``overrides`` replace fields of its tier config."""
+    spec, config = resolve_tier(name, tier, **overrides)
+    return spec.build(spec, tier, config)
