@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 import multiprocessing as mp
 import os
@@ -16,6 +17,8 @@ import traceback
 from harness.registry import RegistryError
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
+# Subcommands that live beside their code: site (leaderboard), sweep, regress, bench-optim.
+COMMAND_MODULES = ("leaderboard.build", "harness.sweep", "harness.regress", "harness.bench_optim")
 
 
 def _err(msg: str) -> int:
@@ -141,11 +144,11 @@ def summary(df, path: str | None = None, cached: bool = False) -> str:
     if "val" in last:
         sel = df[(df["split"] == "val") & (df["metric"] == metric)]
         best = sel.loc[sel["value"].idxmax() if higher else sel["value"].idxmin()]
-        lines.append(f"{'val ' + metric:<12}{last['val']['value']:.4f} at step {int(last['val']['step'])} "
+        lines.append(f"{'val ' + metric:<16}{last['val']['value']:.4f} at step {int(last['val']['step'])} "
                      f"(best {best['value']:.4f} at step {int(best['step'])})")
     if "test" in last:
         gap = f"; train-test gap {last['train']['value'] - last['test']['value']:+.4f}" if "train" in last else ""
-        lines.append(f"{'test ' + metric:<12}{last['test']['value']:.4f}{gap}")
+        lines.append(f"{'test ' + metric:<16}{last['test']['value']:.4f}{gap}")
     tt = r.get("time_to_target_s")
     target = (f"target {r['target']:g} reached at step {int(r['steps_to_target'])} ({tt:.2f} s)"
               if tt is not None and not _isnan(tt) else f"target {r['target']} not reached")
@@ -282,6 +285,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run id (or a path to its parquet file)")
     p.add_argument("--runs", default="runs")
     p.set_defaults(func=cmd_show)
+
+    for name in COMMAND_MODULES:  # each defines add_parser(subparsers) for its own subcommand
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        module.add_parser(sub)
     return ap
 
 

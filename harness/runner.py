@@ -174,7 +174,7 @@ def run(task_name: str, optimizer_name: str, config: RunConfig, progress: Callab
 
     rows: list[dict] = []
     run_cols: dict = {"status": "ok", "status_message": "", "diverged_step": None}
-    state = {"step": 0, "train_time": 0.0, "eval_time": 0.0, "examples": 0}
+    state = {"step": 0, "train_time": 0.0, "eval_time": 0.0, "examples": 0, "data_wait": 0.0}
     target = resolved["tier_config"].target
     higher = task_spec.higher_is_better
     reached: dict = {}
@@ -234,7 +234,9 @@ def run(task_name: str, optimizer_name: str, config: RunConfig, progress: Callab
             factor = lr_factor(cfg.lr_schedule, step - 1, cfg.steps, cfg.warmup_steps)
             for g, lr in zip(opt.param_groups, base_lrs):
                 g["lr"] = lr * factor
+            t_data = time.perf_counter()
             x, y = next(batches)
+            state["data_wait"] += time.perf_counter() - t_data
             opt.zero_grad(set_to_none=True)
             with _autocast(config.precision, device):
                 loss = task.loss(model(_cast_inputs(x, config.precision)), y)
@@ -292,6 +294,9 @@ def run(task_name: str, optimizer_name: str, config: RunConfig, progress: Callab
         run_cols["opt_state_bytes"] = measure.optimizer_state_bytes(opt)
         n = run_cols.get("n_params") or 0
         run_cols["opt_state_bytes_per_param"] = run_cols["opt_state_bytes"] / n if n else float("nan")
+    run_cols.update(data_wait_s=state["data_wait"],
+                    data_wait_share=state["data_wait"] / state["train_time"] if state["train_time"] else float("nan"),
+                    data_source=getattr(task, "data_source", ""))
     run_cols.update(steps_completed=state["step"], total_train_time_s=state["train_time"],
                     total_eval_time_s=state["eval_time"], wall_time_s=time.perf_counter() - t_start,
                     steps_to_target=reached.get("steps_to_target"),

@@ -57,6 +57,7 @@ class Task:
         return self.config.batch_size
 
     n_train: int = 0  # examples per epoch, for the epoch column
+    data_source: str = "generated"  # recorded with every run: "file:<path>", "torchvision", "synthetic stand-in", ...
 
     def build_model(self) -> torch.nn.Module:
         raise NotImplementedError

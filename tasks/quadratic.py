@@ -36,7 +36,7 @@ def build(spec, tier, c: QuadraticConfig):
     scales = torch.logspace(0, -2, c.dim_in)
     w_true = torch.randn(c.dim_in, c.dim_out, generator=g)
     n = c.n_examples + 1024
-    x = torch.randn(n, c.dim_in, generator=g) * scales / scales.mean()
+    x = torch.randn(n, c.dim_in, generator=g) * scales
     y = x @ w_true + c.noise * torch.randn(n, c.dim_out, generator=g)
     data = split_train_val(x[:c.n_examples], y[:c.n_examples], n_val=512)
     data["test"] = (x[c.n_examples:], y[c.n_examples:])
