@@ -211,10 +211,19 @@ def cmd_bench(args) -> int:
             else:
                 print("cache hit: identical config and code; --force reruns it")
             return EXIT_OK
+    from harness import distributed
+
+    distributed.init_from_env()  # under torchrun: one DDP run over all ranks, in these processes
+    rank, world = distributed.rank_and_world()
     try:
-        rows = execute(args.task, args.opt, config, in_process=args.in_process, show_progress=not args.quiet)
+        rows = execute(args.task, args.opt, config, in_process=args.in_process or world > 1,
+                       show_progress=not args.quiet and rank == 0)
     except RegistryError as e:
         return _err(str(e))
+    finally:
+        distributed.finish()
+    if rank != 0:  # only rank 0 writes results
+        return EXIT_OK
     written = write_run(rows, args.runs)
     df = pd.DataFrame(rows)
     print(summary(df, written))

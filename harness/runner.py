@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from harness import measure
+from harness import distributed, measure
 from harness.config import RunConfig
 from harness.records import provenance, run_id
 from harness.registry import RegistryError, TIERS, dataclass_defaults
@@ -84,6 +84,8 @@ def seed_everything(seed: int) -> None:
 
 
 def pick_device(name: str) -> torch.device:
+    if name == "auto" and torch.cuda.is_available() and distributed.launched_by_torchrun():
+        return distributed.local_device()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
@@ -206,6 +208,11 @@ def run(task_name: str, optimizer_name: str, config: RunConfig, progress: Callab
         model = task.build_model().to(device)
         if config.precision == "bf16-pure":
             model.to(torch.bfloat16)
+        rank, world = distributed.rank_and_world()
+        if cfg.batch_size % world:
+            raise RegistryError(f"batch_size {cfg.batch_size} does not split over {world} processes")
+        train_model = distributed.wrap(model)  # DDP under torchrun; the model itself otherwise
+        run_cols["world_size"] = world
         params = [p for p in model.parameters() if p.requires_grad]
         extra = {"batch_size": task.batch_size} if opt_spec.needs_batch_size else {}
         opt = create_optimizer(optimizer_name, model, **hparams, **extra)
@@ -235,11 +242,11 @@ def run(task_name: str, optimizer_name: str, config: RunConfig, progress: Callab
             for g, lr in zip(opt.param_groups, base_lrs):
                 g["lr"] = lr * factor
             t_data = time.perf_counter()
-            x, y = next(batches)
+            x, y = distributed.shard(*next(batches))
             state["data_wait"] += time.perf_counter() - t_data
             opt.zero_grad(set_to_none=True)
             with _autocast(config.precision, device):
-                loss = task.loss(model(_cast_inputs(x, config.precision)), y)
+                loss = task.loss(train_model(_cast_inputs(x, config.precision)), y)
             if scaler is not None:
                 scaler.scale(loss).backward()
                 scale_before = scaler.get_scale()
@@ -249,9 +256,9 @@ def run(task_name: str, optimizer_name: str, config: RunConfig, progress: Callab
             else:
                 loss.backward()
                 opt.step()
-            state["examples"] += len(y)
+            state["examples"] += len(y) * world
             state["step"] = step
-            batch_losses.append(loss.detach())
+            batch_losses.append(distributed.mean(loss.detach()))  # all ranks see the same loss
             last = step == cfg.steps
             # CPU checks every step; CUDA checks at the eval cadence to avoid a host sync per step
             if device.type == "cpu" or last or step % cfg.eval_every == 0:
@@ -270,7 +277,8 @@ def run(task_name: str, optimizer_name: str, config: RunConfig, progress: Callab
                 eval_point(step, batch_losses)
                 batch_losses = []
                 t0 = measure.now(device)
-            if config.time_limit is not None and time.perf_counter() - loop_start > config.time_limit:
+            if config.time_limit is not None and distributed.any_rank(
+                    time.perf_counter() - loop_start > config.time_limit):
                 if not last:
                     state["train_time"] += measure.now(device) - t0
                     if batch_losses:
