@@ -270,6 +270,9 @@ def run(task_name: str, optimizer_name: str, config: RunConfig, progress: Callab
                                     status_message=f"non-finite loss at step {first_bad}")
                     emit(first_bad, "train_batch", "loss", float("nan"))
                     break
+            if step == 1:  # the first step pays lazy state allocation and any compilation: its own column
+                run_cols["warmup_time_s"] = measure.now(device) - t0
+                t0 = measure.now(device)
             if progress:
                 progress(step, cfg.steps, {"loss": loss})
             if last or step % cfg.eval_every == 0:
