@@ -1,8 +1,11 @@
 """Run ids, provenance and the results store: one tidy parquet file per run, written atomically.
 
-Layout: ``runs/<task>/<optimizer>/<run_id>.parquet``. ``run_id`` hashes the fully resolved config
-(task, tier, task settings, optimizer, hyperparameters, seed, precision) with the source hashes of
-the optimizer's and the task's files, so an identical rerun is a cache hit and a code change is not.
+Layout: ``runs/<task>/<optimizer>/<run_id>.parquet`` (sweep manifests: ``runs/sweeps/``, not runs).
+The root may also be a pyarrow filesystem URI (``file:///shared/runs``, ``s3://bucket/runs``) so that
+workers on other machines (``rootbench sweep --backend ray``) write to one store. ``run_id`` hashes
+the fully resolved config (task, tier, task settings, optimizer, hyperparameters, seed, precision)
+with the source hashes of the optimizer's and the task's files, so an identical rerun is a cache hit
+and a code change is not.
 """
 from __future__ import annotations
 
@@ -12,9 +15,11 @@ import hashlib
 import json
 import os
 import platform
+import posixpath
 import socket
 import subprocess
 import tempfile
+import uuid
 
 import pandas as pd
 
@@ -24,6 +29,10 @@ REQUIRED_COLUMNS = ("run_id", "task", "tier", "optimizer", "seed", "precision", 
                     "cuda_version", "device", "cpu", "hostname", "started_at", "schema_version")
 STATUSES = ("ok", "diverged", "oom", "timeout", "error")
 FAILED = ("oom", "timeout", "error")  # environment failures; "diverged" is a legitimate outcome
+SWEEPS_DIR = "sweeps"  # runs/sweeps/<task>/<optimizer>/<sweep_id>.json: sweep manifests, skipped by find_runs
+# folders under the results root that are not leaderboard runs: sweep manifests, regression-gate
+# baselines (runs of the gate's own short configs) and optimizer micro-benchmarks
+NOT_RUNS = (SWEEPS_DIR, "baselines", "bench-optim")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -38,6 +47,27 @@ def run_id(identity: dict) -> str:
 
 def run_path(root: str, task: str, optimizer: str, rid: str) -> str:
     return os.path.join(root, task, optimizer, f"{rid}.parquet")
+
+
+def storage(path: str):
+    """(pyarrow filesystem, path inside it) for a URI; (None, local path) for a plain or ``file://`` path."""
+    if "://" not in path:
+        return None, path
+    from pyarrow import fs
+
+    filesystem, inner = fs.FileSystem.from_uri(path)
+    if isinstance(filesystem, fs.LocalFileSystem):
+        return None, inner  # local files keep the temp-file + os.replace atomic write
+    return filesystem, inner
+
+
+def exists(path: str) -> bool:
+    filesystem, inner = storage(path)
+    if filesystem is None:
+        return os.path.exists(inner)
+    from pyarrow import fs
+
+    return filesystem.get_file_info(inner).type != fs.FileType.NotFound
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,13 +127,28 @@ def write_run(rows: list[dict], root: str = "runs") -> str:
         raise ResultsError("refusing to write a run with no rows")
     first = rows[0]
     path = run_path(root, first["task"], first["optimizer"], first["run_id"])
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     df = pd.DataFrame(rows)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".partial")
+    filesystem, inner = storage(path)
+    if filesystem is not None:  # a remote store: write a temp object beside it, then move it into place
+        folder = posixpath.dirname(inner)
+        filesystem.create_dir(folder, recursive=True)
+        tmp = f"{folder}/.tmp-{uuid.uuid4().hex}.partial"
+        try:
+            df.to_parquet(tmp, index=False, filesystem=filesystem)
+            filesystem.move(tmp, inner)
+        except BaseException:
+            try:
+                filesystem.delete_file(tmp)
+            except OSError:
+                pass
+            raise
+        return path
+    os.makedirs(os.path.dirname(inner), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(inner), prefix=".tmp-", suffix=".partial")
     os.close(fd)
     try:
         df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)  # a killed writer leaves only a .partial temp file, never a bad .parquet
+        os.replace(tmp, inner)  # a killed writer leaves only a .partial temp file, never a bad .parquet
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -114,7 +159,8 @@ def write_run(rows: list[dict], root: str = "runs") -> str:
 def read_run(path: str) -> pd.DataFrame:
     """Read and validate one run file; raises ``ResultsError`` naming the file and the problem."""
     try:
-        df = pd.read_parquet(path)
+        filesystem, inner = storage(path)
+        df = pd.read_parquet(inner, filesystem=filesystem)
     except Exception as e:  # pyarrow raises several types for truncated or foreign files
         raise ResultsError(f"{path}: not a readable parquet file ({type(e).__name__}: {e}); "
                            "delete it or rerun with --force") from None
@@ -133,6 +179,8 @@ def read_run(path: str) -> pd.DataFrame:
 def find_runs(root: str = "runs") -> list[str]:
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
+        if os.path.normpath(dirpath) == os.path.normpath(root):
+            dirnames[:] = [d for d in dirnames if d not in NOT_RUNS]
         dirnames.sort()
         out += [os.path.join(dirpath, f) for f in sorted(filenames) if f.endswith(".parquet")]
     return out

@@ -1,0 +1,707 @@
+"""``rootbench sweep``: two-stage random search, selection on validation, reseeding, resume, Ray.
+
+    rootbench sweep --task T --opt O --trials N --seeds K [--tier quick] [--precision fp32] [--seed S]
+                    [--stage2-trials M] [--backend local|ray] [--workers W] [--address ADDR]
+                    [--runs DIR] [--retry-failed] [key=value ...]
+
+Protocol (the paper's, methods.md section 6.1: two-stage random search after Choi et al. 2019,
+https://arxiv.org/abs/1910.05446; the paper ran 100 trials per stage and reported the best run):
+
+1. **Stage 1.** ``N`` configurations are drawn independently from the optimizer's declared
+   ``search_space``: ``log`` log-uniform, ``uniform`` uniform, ``choice`` uniform over the options.
+   The generator is numpy's PCG64 seeded with ``(--seed, stage)``, so the same command draws the same
+   configurations. Floats are rounded to 4 significant digits (readable configs; clipped to the range),
+   integer hyperparameters to integers. ``key=value`` arguments pin a hyperparameter (it leaves the
+   search) or a task setting (``steps=200``) for every run of the sweep.
+2. **Stage 2** (``--stage2-trials M``, optional). The ranges narrow around the best stage-1 trials:
+   the top ``k = max(3, ceil(N / 5))`` trials with status ok (fewer if fewer are ok) give, for each
+   ``log`` (``uniform``) hyperparameter, the [min, max] of their values in log (linear) space, widened
+   by 10% of the declared width on each side and clipped to the declared range; a ``choice`` keeps the
+   options those trials used. With fewer than 2 ok trials the stage-1 space is reused. ``M`` more
+   configurations are drawn from the narrowed space.
+3. **Trials** run with run seed 0 (a trial is one run, as in the paper's sweeps); ``--seed`` seeds only
+   the sampler. **Selection** is over the trials of both stages on the *final validation* value of the
+   task's metric (direction from the task spec); the test split is never read. Diverged, failed
+   (oom, timeout, error) and non-finite trials rank last; ties go to the earlier trial.
+4. **Seeds.** The selected configuration reruns with run seeds 0..K-1; seed 0 is the trial itself (a
+   cache hit). Their final val and test values are reported (test only here, after selection).
+
+Cache and resume: every run is content-addressed (``run_id``), and a run whose parquet file exists and
+is valid is never scheduled again, so an interrupted sweep resumes where it stopped. A cached failure
+(oom, timeout, error) is rerun only with ``--retry-failed``; an unreadable file is rerun.
+
+The tuning budget is recorded in a manifest, ``<runs>/sweeps/<task>/<optimizer>/<sweep_id>.json``
+(``sweep_id`` hashes the sweep's configuration): every trial (run_id, stage, hyperparameters, val
+value, status), the ranges of each stage, the selection, the seeds' run_ids and the budget (trials
+per stage, distinct runs, compute seconds). It is the authoritative record of tuning effort;
+``harness.records.find_runs`` skips ``sweeps/``.
+
+Backends: ``local`` runs each run in its own spawned process (``harness.cli.execute``), ``--workers W``
+at a time, each with ``max(1, cores // W)`` torch threads (``RunConfig.threads``, not part of the
+run_id), so its peak memory is its own. ``ray`` submits each run as a Ray task (one fresh worker
+process per run, ``--cpus-per-run``/``--gpus-per-run`` resources) that writes its own results to
+``--runs``; on a multi-machine cluster that must be a shared filesystem path or a pyarrow URI
+(``file:///shared/runs``, ``s3://bucket/runs``) and rootbench must be importable on the workers (the
+same venv, or this checkout on a shared filesystem: its path is put on the workers' PYTHONPATH).
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as futures
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import posixpath
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from harness.config import RunConfig
+from harness.registry import RegistryError
+
+SIG_DIGITS = 4  # sampled floats are rounded to this many significant digits
+TOP_FRACTION, TOP_MIN = 0.2, 3  # stage 2 narrows around the top max(3, ceil(N/5)) stage-1 trials
+WIDEN = 0.1  # ... widened by this fraction of the declared (log-)width on each side
+PROTOCOL = (f"two-stage random search; stage 2 narrows to the top max({TOP_MIN}, ceil({TOP_FRACTION}*N)) ok "
+            f"stage-1 trials widened by {WIDEN:g} of the declared width; trials at run seed 0; selection "
+            "on the final validation metric; the selected config rerun with seeds 0..K-1")
+MANIFEST_VERSION = 1
+EXIT_OK, EXIT_RUN_FAILED = 0, 1
+
+
+# ---------------------------------------------------------------------------------------------
+# sampling
+
+def _check_dim(key: str, dim) -> tuple:
+    """A validated search dimension: ("log"|"uniform", low, high) or ("choice", [options])."""
+    if not isinstance(dim, (tuple, list)) or not dim or dim[0] not in ("log", "uniform", "choice"):
+        raise RegistryError(f"search-space entry {key}={dim!r}: expected ('log'|'uniform', low, high) "
+                            "or ('choice', [options])")
+    if dim[0] == "choice":
+        if len(dim) != 2 or not list(dim[1]):
+            raise RegistryError(f"search-space entry {key}={dim!r}: a choice needs a non-empty list")
+        return ("choice", list(dim[1]))
+    if len(dim) != 3:
+        raise RegistryError(f"search-space entry {key}={dim!r}: expected ({dim[0]!r}, low, high)")
+    lo, hi = sorted((float(dim[1]), float(dim[2])))  # a reversed range (it happens: 6.1) is read as meant
+    if dim[0] == "log" and lo <= 0:
+        raise RegistryError(f"search-space entry {key}={dim!r}: a log range needs positive bounds")
+    return (dim[0], lo, hi)
+
+
+def search_space(opt_spec, pinned: dict) -> dict:
+    """The optimizer's declared search space without the pinned (``key=value``) hyperparameters."""
+    return {k: _check_dim(k, v) for k, v in opt_spec.search_space.items() if k not in pinned}
+
+
+def _round_sig(x: float, digits: int = SIG_DIGITS) -> float:
+    return float(f"{x:.{digits - 1}e}")
+
+
+def _draw(dim: tuple, rng: np.random.Generator, default):
+    kind = dim[0]
+    if kind == "choice":
+        return dim[1][int(rng.integers(len(dim[1])))]
+    lo, hi = dim[1], dim[2]
+    value = math.exp(rng.uniform(math.log(lo), math.log(hi))) if kind == "log" else rng.uniform(lo, hi)
+    if isinstance(default, int) and not isinstance(default, bool):
+        return int(min(max(round(value), math.ceil(lo)), math.floor(hi)))
+    return min(max(_round_sig(value), lo), hi)
+
+
+def sample_configs(space: dict, n: int, seed: int, stage: int = 1, defaults: dict | None = None) -> list[dict]:
+    """``n`` configurations drawn from ``space``; a pure function of (space, n, seed, stage)."""
+    rng = np.random.default_rng([int(seed), int(stage)])
+    defaults = defaults or {}
+    dims = {k: _check_dim(k, space[k]) for k in sorted(space)}
+    return [{k: _draw(dim, rng, defaults.get(k)) for k, dim in dims.items()} for _ in range(n)]
+
+
+def top_k(n_stage1: int) -> int:
+    return max(TOP_MIN, math.ceil(TOP_FRACTION * n_stage1))
+
+
+def narrow_space(space: dict, best: list[dict]) -> dict:
+    """Stage-2 ranges: per dimension, the span of the ``best`` configs, widened and clipped (see module doc)."""
+    if len(best) < 2:
+        return dict(space)
+    out = {}
+    for key, dim in space.items():
+        dim = _check_dim(key, dim)
+        values = [b[key] for b in best if key in b]
+        if dim[0] == "choice":
+            kept = [o for o in dim[1] if o in values]
+            out[key] = ("choice", kept or list(dim[1]))
+            continue
+        lo, hi = dim[1], dim[2]
+        fwd, inv = (math.log, math.exp) if dim[0] == "log" else (float, float)
+        margin = WIDEN * (fwd(hi) - fwd(lo))
+        new_lo = inv(min(fwd(v) for v in values) - margin)
+        new_hi = inv(max(fwd(v) for v in values) + margin)
+        new_lo, new_hi = max(lo, _round_sig(new_lo)), min(hi, _round_sig(new_hi))
+        out[key] = (dim[0], new_lo, new_hi) if new_lo < new_hi else dim
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# selection: pure functions of a DataFrame of runs (tidy rows, as ``records.load_runs`` returns)
+
+def _final(g: pd.DataFrame, split: str, metric: str) -> float:
+    sel = g[(g["split"] == split) & (g["metric"] == metric)]
+    return float(sel.sort_values("step", kind="stable")["value"].iloc[-1]) if len(sel) else float("nan")
+
+
+def trial_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per run (first-seen order): run_id, status, final ``val`` and ``test`` of the task metric."""
+    out = []
+    for rid, g in runs.groupby("run_id", sort=False):
+        metric = g["metric_name"].iloc[0]
+        out.append({"run_id": rid, "status": g["status"].iloc[0], "metric_name": metric,
+                    "val": _final(g, "val", metric), "test": _final(g, "test", metric)})
+    return pd.DataFrame(out, columns=["run_id", "status", "metric_name", "val", "test"])
+
+
+def rank_trials(table: pd.DataFrame, higher_is_better: bool) -> pd.DataFrame:
+    """``table`` sorted best first by ``val`` alone; ``valid`` is False (ranked last) for non-ok or non-finite."""
+    t = table.reset_index(drop=True).copy()
+    t["order"] = range(len(t))
+    t["valid"] = (t["status"] == "ok") & np.isfinite(t["val"].astype(float))
+    t["key"] = np.where(t["valid"], -t["val"] if higher_is_better else t["val"], np.inf)
+    t = t.sort_values(["valid", "key", "order"], ascending=[False, True, True], kind="stable")
+    t["rank"] = range(1, len(t) + 1)
+    return t.drop(columns=["key"]).reset_index(drop=True)
+
+
+def select_best(runs: pd.DataFrame, higher_is_better: bool | None = None) -> str | None:
+    """The run_id with the best final validation metric among ok runs; None if no run is ok and finite."""
+    if higher_is_better is None:
+        higher_is_better = bool(runs["higher_is_better"].iloc[0])
+    ranked = rank_trials(trial_table(runs), higher_is_better)
+    return ranked["run_id"].iloc[0] if len(ranked) and ranked["valid"].iloc[0] else None
+
+
+# ---------------------------------------------------------------------------------------------
+# the sweep
+
+@dataclass
+class SweepConfig:
+    task: str
+    optimizer: str
+    trials: int = 8
+    seeds: int = 1
+    tier: str = "quick"
+    precision: str = "fp32"
+    seed: int = 0
+    stage2_trials: int = 0
+    overrides: dict = field(default_factory=dict)  # pinned hyperparameters and task settings
+    time_limit: float | None = None
+    device: str = "auto"
+    ref_steps: int = 20
+    runs: str = "runs"
+    retry_failed: bool = False
+    backend: str = "local"
+    workers: int = 1
+    threads: int | None = None  # torch threads per run; default cores // workers (local), cpus-per-run (ray)
+    address: str | None = None
+    cpus_per_run: int = 1
+    gpus_per_run: float | None = None
+    quiet: bool = False
+
+
+@dataclass
+class Trial:
+    stage: int
+    index: int  # 0-based within the stage
+    hparams: dict  # the sampled values only
+    config: RunConfig
+    run_id: str
+
+
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.3g}"
+    return str(v)
+
+
+class Sweep:
+    """One sweep: sample, schedule (skipping cached runs), select, reseed, record."""
+
+    def __init__(self, cfg: SweepConfig, out=print):
+        from harness.runner import resolve, split_overrides
+        from optimizers import get_optimizer_spec
+        from tasks import get_task_spec
+
+        for name, value, low in (("trials", cfg.trials, 1), ("seeds", cfg.seeds, 1),
+                                 ("stage2-trials", cfg.stage2_trials, 0), ("workers", cfg.workers, 1),
+                                 ("cpus-per-run", cfg.cpus_per_run, 1)):
+            if value < low:
+                raise RegistryError(f"--{name} must be at least {low}, got {value}")
+        if cfg.backend not in ("local", "ray"):
+            raise RegistryError(f"unknown backend {cfg.backend!r}; choose local or ray")
+        self.cfg, self.out = cfg, out
+        self.opt_spec = get_optimizer_spec(cfg.optimizer)
+        self.task_spec = get_task_spec(cfg.task)
+        self.pinned, self.settings = split_overrides(cfg.task, cfg.optimizer, cfg.tier, cfg.overrides)
+        if cfg.threads is None:
+            threads = cfg.cpus_per_run if cfg.backend == "ray" else max(1, _cores() // cfg.workers)
+        else:
+            threads = cfg.threads
+        self.base = RunConfig(tier=cfg.tier, seed=0, precision=cfg.precision, hparams=dict(self.pinned),
+                              task_settings=dict(self.settings), time_limit=cfg.time_limit, device=cfg.device,
+                              ref_steps=cfg.ref_steps, threads=threads)
+        self._resolve = resolve
+        base_resolved = resolve(cfg.task, cfg.optimizer, self.base)  # bad names/values fail here, before any run
+        self.pinned = {k: base_resolved["hparams"][k] for k in self.pinned}
+        self.space = search_space(self.opt_spec, self.pinned)
+        self.defaults = base_resolved["hparams"]
+        identity = base_resolved["identity"]
+        self.sweep_id = _hash({
+            "task": cfg.task, "optimizer": cfg.optimizer, "tier": cfg.tier, "precision": cfg.precision,
+            "trials": cfg.trials, "stage2_trials": cfg.stage2_trials, "seeds": cfg.seeds, "sampler_seed": cfg.seed,
+            "pinned": self.pinned, "task_config": identity["task_config"], "time_limit": cfg.time_limit,
+            "space": self.space, "protocol": PROTOCOL, "optimizer_source": identity["optimizer_source"],
+            "task_source": identity["task_source"]})
+        self.trials: list[Trial] = []
+        self.frames: dict[str, pd.DataFrame] = {}  # run_id -> its rows, read back from the store
+        self.ran = self.cached = 0
+        self.bar = None
+        self.best_val = None
+        self._ray_started = False
+        self.root = cfg.runs if "://" in cfg.runs else os.path.abspath(cfg.runs)
+
+    # ----------------------------------------------------------------------------- scheduling
+
+    def _trials(self, stage: int, space: dict, n: int) -> list[Trial]:
+        out = []
+        for i, hp in enumerate(sample_configs(space, n, self.cfg.seed, stage, self.defaults)):
+            config = self.base.replace(hparams={**self.pinned, **hp})
+            out.append(Trial(stage, i, hp, config, self._resolve(self.cfg.task, self.cfg.optimizer, config)["run_id"]))
+        return out
+
+    def _path(self, rid: str) -> str:
+        from harness.records import run_path
+
+        return run_path(self.root, self.cfg.task, self.cfg.optimizer, rid)
+
+    def _cached(self, rid: str) -> bool:
+        """True if a valid result exists and need not be rerun; it is then kept in ``self.frames``."""
+        from harness.records import FAILED, ResultsError, exists, read_run
+
+        if rid in self.frames:
+            return True
+        path = self._path(rid)
+        if not exists(path):
+            return False
+        try:
+            df = read_run(path)
+        except ResultsError as e:
+            self._log(f"rerunning {rid}: {e}")
+            return False
+        if df["status"].iloc[0] in FAILED and self.cfg.retry_failed:
+            return False
+        self.frames[rid] = df
+        return True
+
+    def _log(self, msg: str) -> None:
+        if self.bar is not None:
+            self.bar.write(msg, file=sys.stdout)
+        else:
+            self.out(msg)
+
+    def _done(self, label: str, rid: str, how: str) -> None:
+        from harness.records import FAILED, ResultsError, read_run
+
+        if rid not in self.frames:
+            try:
+                self.frames[rid] = read_run(self._path(rid))
+            except ResultsError as e:
+                self._log(f"{label} run {rid}: {e}")
+                return
+        t = trial_table(self.frames[rid]).iloc[0]
+        status = t["status"] + (" (cached failure; --retry-failed reruns it)" if how == "cache hit" and
+                                t["status"] in FAILED else "")
+        self._log(f"{label:<12} run {rid}  {how:<9}  {status:<8} val {t['metric_name']} {_fmt(t['val'])}")
+        if self.bar is not None:
+            self.bar.update(1)
+            if t["status"] == "ok" and np.isfinite(t["val"]):
+                better = self.best_val is None or ((t["val"] > self.best_val) if self.task_spec.higher_is_better
+                                                   else (t["val"] < self.best_val))
+                if better:
+                    self.best_val = t["val"]
+                    self.bar.set_postfix_str(f"best val {t['metric_name']} {t['val']:.4g}", refresh=True)
+
+    def execute(self, jobs: list[tuple[str, RunConfig]]) -> None:
+        """Run each (label, config) not in the store; cache hits are reported, not rerun."""
+        todo, seen = [], set()
+        for label, config in jobs:
+            rid = self._resolve(self.cfg.task, self.cfg.optimizer, config)["run_id"]
+            if rid in seen:
+                continue
+            seen.add(rid)
+            if self._cached(rid):
+                self.cached += 1
+                self._done(label, rid, "cache hit")
+            else:
+                todo.append((label, rid, config))
+        if not todo:
+            return
+        run_all = self._run_ray if self.cfg.backend == "ray" else self._run_local
+        for label, rid in run_all(todo):
+            self.ran += 1
+            self._done(label, rid, "ran")
+
+    def _run_local(self, todo):
+        from harness.cli import execute
+        from harness.records import FAILED, write_run
+
+        stop = threading.Event()
+
+        def one(label, rid, config):
+            rows = execute(self.cfg.task, self.cfg.optimizer, config)
+            interrupted = str(rows[0].get("status_message", "")).startswith("KeyboardInterrupt")
+            if interrupted or (stop.is_set() and rows[0]["status"] in FAILED):
+                return None  # a failure caused by the interrupt is not a result: the resumed sweep reruns it
+            write_run(rows, self.root)
+            return label, rid
+
+        pool = futures.ThreadPoolExecutor(max_workers=self.cfg.workers)
+        try:
+            pending = [pool.submit(one, *job) for job in todo]
+            for fut in futures.as_completed(pending):
+                result = fut.result()
+                if result is not None:
+                    yield result
+        finally:
+            stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _ray_init(self):
+        """Connect to (``--address``) or start a Ray instance once per sweep; workers get PYTHONPATH and data."""
+        import ray
+
+        if not ray.is_initialized():
+            cfg = self.cfg
+            repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+            env = {"PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)}
+            if os.environ.get("ROOTBENCH_DATA"):
+                env["ROOTBENCH_DATA"] = os.environ["ROOTBENCH_DATA"]
+            kwargs = {"runtime_env": {"env_vars": env}, "log_to_driver": False}
+            if cfg.address is None and not os.environ.get("RAY_ADDRESS"):  # a local instance sized to --workers
+                kwargs.update(num_cpus=cfg.workers * cfg.cpus_per_run, include_dashboard=False)
+            ray.init(address=cfg.address, **kwargs)
+            self._ray_started = True
+        return ray
+
+    def _run_ray(self, todo):
+        from harness.records import write_run
+        from harness.runner import failure_rows
+
+        ray = self._ray_init()
+        cfg = self.cfg
+        gpus = cfg.gpus_per_run
+        if gpus is None:
+            gpus = 1 if cfg.device.startswith("cuda") else 0
+        # max_calls=1: a fresh worker process per run, so its peak memory is its own; max_retries=0: a
+        # run killed (e.g. by the OOM killer) is recorded as failed, not silently repeated
+        remote = ray.remote(max_calls=1, max_retries=0)(_ray_run).options(num_cpus=cfg.cpus_per_run,
+                                                                            num_gpus=gpus)
+        limit = cfg.workers if cfg.address else len(todo)  # on a cluster, --workers caps runs in flight
+        queue = list(todo)
+        inflight = {}
+        try:
+            while queue or inflight:
+                while queue and len(inflight) < limit:
+                    label, rid, config = queue.pop(0)
+                    inflight[remote.remote(cfg.task, cfg.optimizer, config, self.root)] = (label, rid, config)
+                ready, _ = ray.wait(list(inflight), num_returns=1)
+                label, rid, config = inflight.pop(ready[0])
+                try:
+                    ray.get(ready[0])
+                except (ray.exceptions.RayError, OSError) as e:  # the worker died (e.g. the OOM killer)
+                    status = "oom" if isinstance(e, getattr(ray.exceptions, "OutOfMemoryError", ())) else "error"
+                    write_run(failure_rows(cfg.task, cfg.optimizer, config, status,
+                                           f"ray task failed: {type(e).__name__}: {e}"[:2000]), self.root)
+                yield label, rid
+        finally:
+            for ref in inflight:
+                ray.cancel(ref, force=True)
+
+    # ----------------------------------------------------------------------------- protocol
+
+    def _table(self, trials: list[Trial]) -> pd.DataFrame:
+        """Trials (first occurrence of each run_id, in trial order) ranked by final val."""
+        seen, rows = set(), []
+        for t in trials:
+            if t.run_id in seen or t.run_id not in self.frames:
+                continue
+            seen.add(t.run_id)
+            row = trial_table(self.frames[t.run_id]).iloc[0].to_dict()
+            row.update(stage=t.stage, trial=t.index, hparams=t.hparams,
+                       wall_time_s=float(self.frames[t.run_id]["wall_time_s"].iloc[0])
+                       if "wall_time_s" in self.frames[t.run_id] else float("nan"))
+            rows.append(row)
+        columns = ["run_id", "status", "metric_name", "val", "test", "stage", "trial", "hparams", "wall_time_s"]
+        return rank_trials(pd.DataFrame(rows, columns=columns), self.task_spec.higher_is_better)
+
+    def run(self) -> dict:
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        self.out(f"sweep {self.sweep_id}: {cfg.task} / {cfg.optimizer}, tier {cfg.tier}, {cfg.precision}; "
+                 f"{cfg.trials} + {cfg.stage2_trials} trials, {cfg.seeds} seed(s); backend {cfg.backend}, "
+                 f"{cfg.workers} worker(s), {self.base.threads} thread(s) per run")
+        if self.pinned:
+            self.out("pinned: " + ", ".join(f"{k}={_fmt(v)}" for k, v in self.pinned.items()))
+        self.out("stage 1 space: " + _space_str(self.space))
+        total = cfg.trials + cfg.stage2_trials + cfg.seeds  # seed 0 is counted again, as a cache hit
+        self.bar = tqdm(total=total, unit="run", desc=f"sweep {cfg.task}/{cfg.optimizer}", file=sys.stderr,
+                        dynamic_ncols=True, disable=cfg.quiet, smoothing=0.1)
+        try:
+            stage1 = self._trials(1, self.space, cfg.trials)
+            self.trials = list(stage1)
+            self.execute([(f"s1 trial {t.index}", t.config) for t in stage1])
+            space2 = None
+            if cfg.stage2_trials:
+                ranked = self._table(stage1)
+                ok = ranked[ranked["valid"]]
+                by_id = {t.run_id: t.hparams for t in stage1}
+                best = [by_id[r] for r in ok["run_id"].head(top_k(cfg.trials))]
+                space2 = narrow_space(self.space, best)
+                self._log(f"stage 2 space (top {len(best)} of stage 1): " + _space_str(space2))
+                stage2 = self._trials(2, space2, cfg.stage2_trials)
+                self.trials += stage2
+                self.execute([(f"s2 trial {t.index}", t.config) for t in stage2])
+            ranked = self._table(self.trials)
+            selected = ranked.iloc[0] if len(ranked) and ranked["valid"].iloc[0] else None
+            seed_ids = []
+            if selected is not None:
+                chosen = next(t for t in self.trials if t.run_id == selected["run_id"])
+                seed_configs = [chosen.config.replace(seed=s) for s in range(cfg.seeds)]
+                self.execute([(f"seed {c.seed}", c) for c in seed_configs])
+                seed_ids = [self._resolve(cfg.task, cfg.optimizer, c)["run_id"] for c in seed_configs]
+            self.bar.total = self.bar.n  # duplicates (identical draws) make fewer runs than planned
+        finally:
+            self.bar.close()
+            self.bar = None
+            if self._ray_started:
+                import ray
+
+                ray.shutdown()
+                self._ray_started = False
+        wall = time.perf_counter() - t0
+        manifest = self._manifest(ranked, selected, seed_ids, space2, wall)
+        path = write_manifest(manifest, self.root, cfg.task, cfg.optimizer, self.sweep_id)
+        self.out(report(manifest))
+        self.out(f"{self.ran} run(s) ran, {self.cached} cache hit(s), {wall:.1f} s; manifest {path}")
+        return manifest
+
+    def _manifest(self, ranked, selected, seed_ids, space2, wall) -> dict:
+        from harness.records import git_state
+
+        cfg = self.cfg
+        trials = []
+        for _, r in ranked.sort_values(["stage", "trial"]).iterrows():
+            trials.append({"run_id": r["run_id"], "stage": int(r["stage"]), "trial": int(r["trial"]),
+                           "hparams": r["hparams"], "val": _num(r["val"]), "status": r["status"],
+                           "rank": int(r["rank"]), "wall_time_s": _num(r["wall_time_s"])})
+        seeds = []
+        for rid in seed_ids:
+            if rid in self.frames:
+                t = trial_table(self.frames[rid]).iloc[0]
+                seeds.append({"seed": int(self.frames[rid]["seed"].iloc[0]), "run_id": rid, "status": t["status"],
+                              "val": _num(t["val"]), "test": _num(t["test"])})
+        seed_wall = sum(float(self.frames[r]["wall_time_s"].iloc[0]) for r in seed_ids
+                        if r in self.frames and "wall_time_s" in self.frames[r] and r not in set(ranked["run_id"]))
+        trial_wall = float(np.nansum(ranked["wall_time_s"])) if len(ranked) else 0.0
+        sha, dirty = git_state()
+        return {
+            "manifest_version": MANIFEST_VERSION, "sweep_id": self.sweep_id, "task": cfg.task,
+            "optimizer": cfg.optimizer, "tier": cfg.tier, "precision": cfg.precision, "sampler_seed": cfg.seed,
+            "run_seed_of_trials": 0, "protocol": PROTOCOL, "pinned": self.pinned, "task_settings": self.settings,
+            "time_limit": cfg.time_limit,
+            "selection": {"split": "val", "metric": self.task_spec.metric, "statistic": "final",
+                          "higher_is_better": self.task_spec.higher_is_better},
+            "search_space": {"stage1": _jsonable_space(self.space),
+                             "stage2": _jsonable_space(space2) if space2 is not None else None},
+            "trials": trials,
+            "selected": None if selected is None else {
+                "run_id": selected["run_id"], "stage": int(selected["stage"]), "trial": int(selected["trial"]),
+                "hparams": {**self.pinned, **selected["hparams"]}, "val": _num(selected["val"])},
+            "seeds": seeds,
+            "budget": {"trials": len(trials), "stages": 2 if cfg.stage2_trials else 1,
+                       "trials_per_stage": [sum(t["stage"] == s for t in trials) for s in (1, 2)
+                                            if s == 1 or cfg.stage2_trials],
+                       "seeds": cfg.seeds, "distinct_runs": len(set(ranked["run_id"]) | set(seed_ids)),
+                       "trial_compute_s": trial_wall, "total_compute_s": trial_wall + seed_wall},
+            "backend": cfg.backend, "workers": cfg.workers, "threads_per_run": self.base.threads,
+            "last_invocation": {"wall_time_s": wall, "ran": self.ran, "cache_hits": self.cached,
+                                "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                                "git_sha": sha, "git_dirty": dirty},
+        }
+
+
+def _ray_run(task: str, optimizer: str, config: RunConfig, root: str) -> str:
+    """A Ray task: one run in this (fresh) worker process, written to the shared store; returns its status."""
+    from harness.records import write_run
+    from harness.runner import failure_rows, run
+
+    try:
+        rows = run(task, optimizer, config)
+    except Exception as e:  # noqa: BLE001 - a failure is data
+        rows = failure_rows(task, optimizer, config, "error", f"{type(e).__name__}: {e}"[:2000])
+    write_run(rows, root)
+    return rows[0]["status"]
+
+
+def _num(x):
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _jsonable_space(space: dict) -> dict:
+    return {k: list(v) if v[0] != "choice" else ["choice", list(v[1])] for k, v in space.items()}
+
+
+def _space_str(space: dict) -> str:
+    if not space:
+        return "(empty: every searched hyperparameter is pinned)"
+    return ", ".join(f"{k} {v[0]} {v[1]}" if v[0] == "choice" else f"{k} {v[0]} [{_fmt(v[1])}, {_fmt(v[2])}]"
+                     for k, v in space.items())
+
+
+def write_manifest(manifest: dict, root: str, task: str, optimizer: str, sweep_id: str) -> str:
+    """Write the manifest JSON atomically to ``<root>/sweeps/<task>/<optimizer>/<sweep_id>.json``."""
+    from harness.records import SWEEPS_DIR, storage
+
+    path = os.path.join(root, SWEEPS_DIR, task, optimizer, f"{sweep_id}.json")
+    data = json.dumps(manifest, indent=1, sort_keys=True, default=str).encode()
+    filesystem, inner = storage(path)
+    if filesystem is not None:
+        folder = posixpath.dirname(inner)
+        filesystem.create_dir(folder, recursive=True)
+        tmp = f"{folder}/.tmp-{sweep_id}-{os.getpid()}.partial"
+        with filesystem.open_output_stream(tmp) as f:
+            f.write(data)
+        filesystem.move(tmp, inner)
+        return path
+    os.makedirs(os.path.dirname(inner), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(inner), prefix=".tmp-", suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, inner)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def report(m: dict) -> str:
+    """The results table of a manifest: trials best first, the selection and the seeds."""
+    metric = m["selection"]["metric"]
+    keys = sorted({k for t in m["trials"] for k in t["hparams"]})
+    header = ["", "rank", "stage", "trial", "run_id", *keys, f"val {metric}", "status"]
+    sel = (m["selected"] or {}).get("run_id")
+    rows = [["*" if t["run_id"] == sel else "", str(t["rank"]), str(t["stage"]), str(t["trial"]), t["run_id"],
+             *(_fmt(t["hparams"].get(k, "")) for k in keys), _fmt(t["val"] if t["val"] is not None else math.nan),
+             t["status"]] for t in sorted(m["trials"], key=lambda t: t["rank"])]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [f"trials ({m['budget']['trials']} in {m['budget']['stages']} stage(s); selection on final val "
+             f"{metric}, {'higher' if m['selection']['higher_is_better'] else 'lower'} is better):"]
+    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [header, *rows]]
+    if m["selected"] is None:
+        lines.append("selected: none (no trial finished ok with a finite validation metric)")
+        return "\n".join(lines)
+    s = m["selected"]
+    lines.append(f"selected: run {s['run_id']} (stage {s['stage']} trial {s['trial']}), val {metric} "
+                 f"{_fmt(s['val'])}: " + " ".join(f"{k}={_fmt(v)}" for k, v in s["hparams"].items()))
+    if m["seeds"]:
+        lines.append(f"seeds of the selected config (run seed: val / test {metric}):")
+        for r in m["seeds"]:
+            lines.append(f"  seed {r['seed']}  run {r['run_id']}  {r['status']:<8} val "
+                         f"{_fmt(r['val'] if r['val'] is not None else math.nan)}  test "
+                         f"{_fmt(r['test'] if r['test'] is not None else math.nan)}")
+        vals = [r["val"] for r in m["seeds"] if r["val"] is not None]
+        tests = [r["test"] for r in m["seeds"] if r["test"] is not None]
+        if len(vals) > 1:
+            lines.append(f"  mean +- sd over {len(vals)} seeds: val {np.mean(vals):.4g} +- {np.std(vals, ddof=1):.2g}"
+                         + (f", test {np.mean(tests):.4g} +- {np.std(tests, ddof=1):.2g}" if len(tests) > 1 else ""))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+def cmd_sweep(args) -> int:
+    from harness.cli import _err
+    from harness.config import parse_overrides
+
+    if args.backend == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            return _err("the ray backend needs ray: pip install 'rootbench[ray]' (or use --backend local)")
+    try:
+        cfg = SweepConfig(task=args.task, optimizer=args.opt, trials=args.trials, seeds=args.seeds, tier=args.tier,
+                          precision=args.precision, seed=args.seed, stage2_trials=args.stage2_trials,
+                          overrides=parse_overrides(args.overrides), time_limit=args.time_limit, device=args.device,
+                          ref_steps=args.ref_steps, runs=args.runs, retry_failed=args.retry_failed,
+                          backend=args.backend, workers=args.workers, threads=args.threads, address=args.address,
+                          cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run, quiet=args.quiet)
+        sweep = Sweep(cfg)
+    except RegistryError as e:
+        return _err(str(e))
+    manifest = sweep.run()
+    if manifest["selected"] is None:
+        return EXIT_RUN_FAILED
+    return EXIT_RUN_FAILED if any(s["status"] in ("error", "oom") for s in manifest["seeds"]) else EXIT_OK
+
+
+def add_parser(subparsers) -> None:
+    from harness.config import PRECISIONS
+
+    p = subparsers.add_parser(
+        "sweep", help="random search (two stages optional), select on val, rerun the best with K seeds",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", required=True)
+    p.add_argument("--opt", required=True)
+    p.add_argument("--trials", type=int, default=8, help="stage-1 trials (default 8)")
+    p.add_argument("--seeds", type=int, default=1, help="run seeds 0..K-1 of the selected config (default 1)")
+    p.add_argument("--stage2-trials", type=int, default=0, help="trials in the narrowed second stage (default 0)")
+    p.add_argument("--tier", default="quick")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    p.add_argument("--seed", type=int, default=0, help="sampler seed (trials themselves run with seed 0)")
+    p.add_argument("--backend", default="local", choices=["local", "ray"])
+    p.add_argument("--workers", type=int, default=1, help="runs at a time (ray: local instance size / cap)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per run (default cores // workers)")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local instance)")
+    p.add_argument("--cpus-per-run", type=int, default=1, help="ray: CPUs requested per run")
+    p.add_argument("--gpus-per-run", type=float, default=None, help="ray: GPUs per run (default 1 if --device cuda)")
+    p.add_argument("--time-limit", type=float, default=None, help="seconds per run; the run ends as timeout")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--ref-steps", type=int, default=20, help="steps timed against fused AdamW per run (0 skips)")
+    p.add_argument("--runs", default="runs", help="results folder or pyarrow URI (file:///..., s3://...)")
+    p.add_argument("--retry-failed", action="store_true", help="rerun cached runs that failed (oom/timeout/error)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="pinned hyperparameters and task settings")
+    p.set_defaults(func=cmd_sweep)

@@ -1,0 +1,257 @@
+"""``rootbench sweep``: sampler, stage-2 narrowing, selection on val only, cache/resume, Ray backend.
+
+The end-to-end tests run smoke-tier sweeps of the noisy quadratic (each run in its own process).
+"""
+import glob
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness import sweep as sw
+from harness.cli import main
+from harness.records import exists, find_runs, load_runs, read_run, write_run
+from harness.registry import RegistryError
+from optimizers import get_optimizer_spec
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# 4 + 2 trials, seed 0 only: six runs; one thread per run so every backend computes identical numbers
+SWEEP = ["sweep", "--task", "quadratic", "--opt", "sgd", "--tier", "smoke", "--trials", "4", "--stage2-trials", "2",
+         "--seeds", "1", "--seed", "7", "--threads", "1", "--ref-steps", "0", "--quiet"]
+
+
+def _manifest(runs: str) -> dict:
+    paths = glob.glob(os.path.join(runs.removeprefix("file://"), "sweeps", "quadratic", "sgd", "*.json"))
+    assert len(paths) == 1, paths
+    with open(paths[0]) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def local_sweep(tmp_path_factory):
+    runs = str(tmp_path_factory.mktemp("local") / "runs")
+    t0 = time.perf_counter()
+    assert main([*SWEEP, "--workers", "2", "--runs", runs]) == 0
+    return runs, _manifest(runs), time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------------------------------------- sampler
+
+def test_sampler_is_reproducible_and_within_the_declared_ranges():
+    spec = get_optimizer_spec("adamw")
+    space = sw.search_space(spec, {})
+    a = sw.sample_configs(space, 50, seed=3, defaults=spec.defaults)
+    assert a == sw.sample_configs(space, 50, seed=3, defaults=spec.defaults)
+    assert a != sw.sample_configs(space, 50, seed=4, defaults=spec.defaults)
+    assert a != sw.sample_configs(space, 50, seed=3, stage=2, defaults=spec.defaults)
+    assert len({json.dumps(c, sort_keys=True) for c in a}) == 50
+    for config in a:
+        assert set(config) == set(spec.search_space)
+        for key, (kind, lo, hi) in spec.search_space.items():
+            assert lo <= config[key] <= hi, (key, config[key])
+
+
+def test_sampler_is_log_uniform_for_log_ranges_and_handles_other_kinds():
+    space = {"lr": ("log", 1e-5, 1e-1), "m": ("uniform", 0.0, 1.0), "impl": ("choice", ["a", "b"]),
+             "T": ("log", 1, 100)}
+    draws = sw.sample_configs(space, 4000, seed=0, defaults={"T": 10})
+    u = np.sort((np.log10([d["lr"] for d in draws]) + 5) / 4)  # uniform on [0, 1] if log-uniform
+    ks = np.max(np.abs(u - (np.arange(1, len(u) + 1) - 0.5) / len(u)))
+    assert ks < 0.035, ks  # KS critical value at n=4000, alpha=0.01 is 0.026 (+ rounding slack)
+    assert abs(np.mean([d["lr"] < 1e-3 for d in draws]) - 0.5) < 0.04  # linear sampling would give ~0.01
+    m = np.array([d["m"] for d in draws])
+    assert abs(m.mean() - 0.5) < 0.03 and abs(np.mean(m < 0.25) - 0.25) < 0.03
+    assert {d["impl"] for d in draws} == {"a", "b"}
+    assert all(isinstance(d["T"], int) and 1 <= d["T"] <= 100 for d in draws)
+
+
+def test_pinned_overrides_leave_the_search_and_apply_to_every_trial():
+    s = sw.Sweep(sw.SweepConfig(task="quadratic", optimizer="adamw", tier="smoke", overrides={"lr": 0.01, "steps": 10}))
+    assert "lr" not in s.space and set(s.space) == set(get_optimizer_spec("adamw").search_space) - {"lr"}
+    trials = s._trials(1, s.space, 5)
+    assert all(t.config.hparams["lr"] == 0.01 and t.config.task_settings == {"steps": 10} for t in trials)
+    assert all("lr" not in t.hparams for t in trials)
+    assert len({t.run_id for t in trials}) == 5
+    with pytest.raises(RegistryError, match="unknown setting"):
+        sw.Sweep(sw.SweepConfig(task="quadratic", optimizer="adamw", tier="smoke", overrides={"lrr": 0.01}))
+    with pytest.raises(RegistryError, match="wrong type"):
+        sw.Sweep(sw.SweepConfig(task="quadratic", optimizer="adamw", tier="smoke", overrides={"lr": "fast"}))
+
+
+def test_stage2_narrows_the_ranges_around_the_best_trials():
+    space = {"lr": ("log", 1e-3, 1.0), "wd": ("uniform", 0.0, 1.0), "impl": ("choice", ["a", "b", "c"])}
+    best = [{"lr": 0.01, "wd": 0.4, "impl": "a"}, {"lr": 0.03, "wd": 0.5, "impl": "c"},
+            {"lr": 0.02, "wd": 0.45, "impl": "a"}]
+    narrow = sw.narrow_space(space, best)
+    margin = sw.WIDEN * math.log(1.0 / 1e-3)
+    assert narrow["lr"][1] == pytest.approx(0.01 * math.exp(-margin), rel=1e-3)
+    assert narrow["lr"][2] == pytest.approx(0.03 * math.exp(margin), rel=1e-3)
+    assert narrow["wd"][1:] == pytest.approx((0.4 - 0.1, 0.5 + 0.1))
+    assert narrow["impl"] == ("choice", ["a", "c"])
+    # clipped to the declared range, and stage-2 draws fall inside the narrowed one
+    edge = sw.narrow_space(space, [{"lr": 1.0, "wd": 0.0, "impl": "b"}, {"lr": 0.9, "wd": 0.05, "impl": "b"}])
+    assert edge["lr"][2] == 1.0 and edge["wd"][1] == 0.0 and edge["impl"] == ("choice", ["b"])
+    for c in sw.sample_configs(narrow, 200, seed=1, stage=2):
+        assert narrow["lr"][1] <= c["lr"] <= narrow["lr"][2] and c["impl"] in ("a", "c")
+    assert sw.narrow_space(space, best[:1]) == space  # fewer than two ok trials: no narrowing
+    assert sw.top_k(4) == 3 and sw.top_k(100) == 20
+
+
+# ---------------------------------------------------------------------------------------------- selection
+
+def _runs_frame(runs: str) -> pd.DataFrame:
+    df = load_runs(runs)
+    assert len(df) and not any(os.sep + "sweeps" + os.sep in p for p in df["path"])
+    return df
+
+
+@pytest.mark.slow  # a smoke sweep: each run in its own process
+def test_selection_reads_validation_never_test(local_sweep):
+    runs, manifest, _ = local_sweep
+    df = _runs_frame(runs)
+    ids = [t["run_id"] for t in sorted(manifest["trials"], key=lambda t: t["rank"])]
+    best, other = ids[0], ids[1]
+    assert sw.select_best(df) == manifest["selected"]["run_id"] == best
+    # make the test split disagree with val: the selected run is worst on test, another is best on test
+    tampered = df.copy()
+    is_test = tampered["split"] == "test"
+    tampered.loc[is_test & (tampered["run_id"] == best), "value"] = 1e6
+    tampered.loc[is_test & (tampered["run_id"] == other), "value"] = -1e6
+    assert sw.select_best(tampered) == best
+    swapped = tampered.copy()  # exchange the split labels: now "val" holds the test values
+    swapped["split"] = tampered["split"].replace({"val": "test", "test": "val"})
+    assert sw.select_best(swapped) == other
+    # diverged and failed runs rank last, whatever their validation value
+    failed = df.copy()
+    failed.loc[failed["run_id"] == best, "status"] = "diverged"
+    failed.loc[failed["run_id"] == other, "status"] = "timeout"
+    ranked = sw.rank_trials(sw.trial_table(failed), higher_is_better=False)
+    assert set(ranked["run_id"].iloc[-2:]) == {best, other} and sw.select_best(failed) == ids[2]
+    failed["status"] = "error"
+    assert sw.select_best(failed) is None
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+
+@pytest.mark.slow  # a smoke sweep: each run in its own process
+def test_local_sweep_records_the_budget_and_reruns_nothing(local_sweep, capsys):
+    runs, m, seconds = local_sweep
+    files = find_runs(runs)
+    assert len(files) == 6 and m["budget"]["trials"] == 6 and m["budget"]["trials_per_stage"] == [4, 2]
+    assert m["budget"]["distinct_runs"] == 6 and m["budget"]["stages"] == 2
+    assert {os.path.basename(f)[:-8] for f in files} == {t["run_id"] for t in m["trials"]}
+    assert m["seeds"][0]["run_id"] == m["selected"]["run_id"]  # seed 0 is the trial itself
+    s1, s2 = m["search_space"]["stage1"], m["search_space"]["stage2"]
+    for key, (_, lo, hi) in s1.items():
+        assert lo <= s2[key][1] < s2[key][2] <= hi
+        assert s2[key][2] / s2[key][1] < hi / lo  # narrower
+    for t in m["trials"]:
+        for key, value in t["hparams"].items():
+            lo, hi = (s1 if t["stage"] == 1 else s2)[key][1:]
+            assert lo <= value <= hi
+        df = read_run(os.path.join(runs, "quadratic", "sgd", f"{t['run_id']}.parquet"))
+        assert int(df["seed"].iloc[0]) == 0 and df["hp_lr"].iloc[0] == t["hparams"]["lr"]
+    # the same command again: every run is a cache hit, nothing is rewritten, same selection
+    before = {f: os.stat(f).st_mtime_ns for f in files}
+    capsys.readouterr()
+    assert main([*SWEEP, "--workers", "2", "--runs", runs]) == 0
+    out = capsys.readouterr().out
+    assert "0 run(s) ran, 7 cache hit(s)" in out  # six trials and seed 0
+    assert {f: os.stat(f).st_mtime_ns for f in find_runs(runs)} == before
+    assert _manifest(runs)["selected"] == m["selected"]
+
+
+@pytest.mark.slow  # a smoke sweep: each run in its own process
+def test_results_store_accepts_file_uris(local_sweep, tmp_path):
+    runs, m, _ = local_sweep
+    rows = read_run(find_runs(runs)[0]).to_dict("records")
+    uri = f"file://{tmp_path}/store"
+    path = write_run(rows, uri)
+    assert path.startswith("file://") and exists(path)
+    assert read_run(path)["run_id"].iloc[0] == rows[0]["run_id"]
+    assert len(find_runs(str(tmp_path / "store"))) == 1
+
+
+@pytest.mark.slow  # a smoke sweep: each run in its own process
+def test_interrupted_sweep_resumes_without_repeating_finished_runs(tmp_path, capsys):
+    runs = str(tmp_path / "runs")
+    cmd = ["sweep", "--task", "quadratic", "--opt", "adamw", "--tier", "smoke", "--trials", "2", "--seeds", "2",
+           "--threads", "1", "--ref-steps", "0", "--workers", "2", "--runs", runs, "--quiet"]
+    proc = subprocess.Popen([sys.executable, "-m", "harness", *cmd], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while len(find_runs(runs)) < 2:
+            assert proc.poll() is None, "the sweep ended before it could be interrupted"
+            assert time.monotonic() < deadline, "no run finished in time"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its run workers (one process group)
+        proc.wait()
+    finished = {f: (os.stat(f).st_mtime_ns, read_run(f)["started_at"].iloc[0]) for f in find_runs(runs)}
+    assert len(finished) == 2  # the two trials; the seed-1 run was killed or not started
+    capsys.readouterr()
+    assert main(cmd) == 0
+    out = capsys.readouterr().out
+    for f, (mtime, started) in finished.items():
+        assert os.stat(f).st_mtime_ns == mtime and read_run(f)["started_at"].iloc[0] == started
+    files = find_runs(runs)
+    assert len(files) == 3  # 2 trials + seed 1 of the selected one (seed 0 is its trial)
+    assert "1 run(s) ran, 3 cache hit(s)" in out  # the two trials and seed 0 were not repeated
+
+
+@pytest.mark.slow  # a smoke sweep: each run in its own process
+def test_ray_cluster_sweep_selects_what_the_local_backend_selects(local_sweep, tmp_path):
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'rootbench[ray]')")
+    from ray.cluster_utils import Cluster
+
+    _, local, _ = local_sweep
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1)  # a second node process: runs are scheduled on both
+        runs = f"file://{tmp_path}/runs"
+        assert main([*SWEEP, "--backend", "ray", "--address", cluster.address, "--workers", "2", "--runs", runs]) == 0
+        assert not ray.is_initialized()
+    finally:
+        cluster.shutdown()
+    m = _manifest(runs)
+    assert m["sweep_id"] == local["sweep_id"] and m["backend"] == "ray"
+    assert m["selected"] == local["selected"]
+    assert [(t["run_id"], t["val"]) for t in m["trials"]] == [(t["run_id"], t["val"]) for t in local["trials"]]
+    assert len(find_runs(str(tmp_path / "runs"))) == 6
+
+
+@pytest.mark.parametrize("optimizer", __import__("optimizers").list_optimizers())
+def test_every_declared_search_space_samples_valid_hyperparameters(optimizer):
+    """Contract over the registry: each optimizer's space is well formed and its draws pass resolve()."""
+    s = sw.Sweep(sw.SweepConfig(task="quadratic", optimizer=optimizer, tier="smoke"))
+    assert s.space, f"{optimizer} declares no search_space"
+    for t in s._trials(1, s.space, 3):  # resolve() rejects unknown names and wrong types
+        for key, value in t.hparams.items():
+            dim = s.space[key]
+            assert value in dim[1] if dim[0] == "choice" else dim[1] <= value <= dim[2]
+
+
+def test_cached_failures_rerun_only_with_retry_failed_and_unreadable_files_rerun(tmp_path):
+    from harness.runner import failure_rows
+
+    def sweep(**kw):
+        return sw.Sweep(sw.SweepConfig(task="quadratic", optimizer="sgd", tier="smoke", runs=str(tmp_path), **kw),
+                        out=lambda msg: None)
+
+    s = sweep()
+    failed, broken, fresh = s._trials(1, s.space, 3)
+    write_run(failure_rows("quadratic", "sgd", failed.config, "oom", "worker process died"), str(tmp_path))
+    os.makedirs(os.path.dirname(s._path(broken.run_id)), exist_ok=True)
+    with open(s._path(broken.run_id), "wb") as f:
+        f.write(b"PAR1 truncated")
+    assert s._cached(failed.run_id) and not s._cached(broken.run_id) and not s._cached(fresh.run_id)
+    retry = sweep(retry_failed=True)
+    assert not retry._cached(failed.run_id)
