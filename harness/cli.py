@@ -31,7 +31,7 @@ def _err(msg: str) -> int:
 
 def cmd_list(args) -> int:
     from optimizers import get_optimizer_spec, list_optimizers
-    from tasks import get_task_spec, list_tasks
+    from tasks import data_status, get_task_spec, list_tasks
 
     what = args.what or "all"
     if what in ("optimizers", "all"):
@@ -45,10 +45,11 @@ def cmd_list(args) -> int:
         for name in list_tasks():
             s = get_task_spec(name)
             better = "higher" if s.higher_is_better else "lower"
-            q = s.tiers["quick"]
             print(f"  {name:<24} {s.description}")
-            print(f"  {'':<24} metric {s.metric} ({better} is better); quick: {q.steps} steps x batch "
-                  f"{q.batch_size}, target {q.target}")
+            print(f"  {'':<24} metric {s.metric} ({better} is better)")
+            for tier, c in s.tiers.items():
+                print(f"  {'':<24}   {tier:<6} {c.steps} steps x batch {c.batch_size}, target {c.target}; "
+                      f"data {data_status(name, tier)}")
     return EXIT_OK
 
 
@@ -62,6 +63,8 @@ def _child(conn, task, opt, config, show_progress):
 
         rows = run(task, opt, config, progress=_progress_bar(task, opt) if show_progress else None)
         conn.send(("rows", rows))
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: an interruption, not a result
+        conn.send(("interrupted",))
     except BaseException as e:  # noqa: BLE001 - report everything to the parent
         conn.send(("exception", f"{type(e).__name__}: {e}", traceback.format_exc()))
     finally:
@@ -112,8 +115,10 @@ def execute(task: str, opt: str, config, in_process: bool = False, show_progress
         code = proc.exitcode
         status = "oom" if code == -9 else "error"  # SIGKILL in a run is almost always the OOM killer
         return failure_rows(task, opt, config, status, f"worker process died (exit code {code})")
+    if msg[0] == "interrupted":
+        raise KeyboardInterrupt
     if msg[0] == "exception":
-        if msg[1].startswith("RegistryError"):
+        if msg[1].startswith(("RegistryError", "DataMissingError")):
             raise RegistryError(msg[1].split(": ", 1)[1])
         return failure_rows(task, opt, config, "error", msg[1])
     return msg[1]
@@ -191,6 +196,7 @@ def cmd_bench(args) -> int:
 
     from harness.records import FAILED, ResultsError, read_run, run_path, write_run
     from harness.runner import resolve
+    from tasks import check_data
 
     try:
         config = _config_from_args(args)
@@ -211,6 +217,10 @@ def cmd_bench(args) -> int:
             else:
                 print("cache hit: identical config and code; --force reruns it")
             return EXIT_OK
+    try:
+        check_data(args.task, args.tier, **config.task_settings)  # a missing data set: exit 2, nothing written
+    except RegistryError as e:
+        return _err(str(e))
     from harness import distributed
 
     distributed.init_from_env()  # under torchrun: one DDP run over all ranks, in these processes

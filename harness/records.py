@@ -146,6 +146,9 @@ def write_run(rows: list[dict], root: str = "runs") -> str:
     os.makedirs(os.path.dirname(inner), exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(inner), prefix=".tmp-", suffix=".partial")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are shared, like any file written normally
     try:
         df.to_parquet(tmp, index=False)
         os.replace(tmp, inner)  # a killed writer leaves only a .partial temp file, never a bad .parquet
