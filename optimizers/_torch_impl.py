@@ -20,6 +20,8 @@ def impl_kwargs(impl: str, params, fused_ok: bool = True) -> dict:
     """torch.optim keyword arguments for ``impl``; ``auto`` picks fused where it is supported."""
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    if impl == "fused" and not fused_ok:
+        raise ValueError("this torch optimizer has no fused implementation; use impl=foreach or impl=forloop")
     if impl == "auto":
         tensors = list(_tensors(params))
         fusable = fused_ok and tensors and all(

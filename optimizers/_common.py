@@ -1,0 +1,63 @@
+"""Pieces shared by rootbench's in-house optimizers (not an optimizer itself: the name starts with ``_``)."""
+from __future__ import annotations
+
+import torch
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
+          "float16": torch.float16}
+
+
+def check_choice(knob: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{knob} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+def check_nonnegative(**values) -> None:
+    for knob, value in values.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
+            raise ValueError(f"{knob} must be a non-negative number, got {value!r}")
+
+
+def check_below_one(**values) -> None:
+    for knob, value in values.items():
+        check_nonnegative(**{knob: value})
+        if not value < 1:
+            raise ValueError(f"{knob} must lie in [0, 1), got {value!r}")
+
+
+def check_batch_size(batch_size, optimizer: str) -> None:
+    """Root-free methods scale the squared gradient by B, which has no sensible default."""
+    if batch_size is None:
+        raise ValueError(f"{optimizer} needs batch_size=B, the number of examples the loss is averaged "
+                         "over (methods.md section 1.6); it has no default")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"{optimizer}: batch_size must be a positive integer, got {batch_size!r}")
+
+
+def dtype_knob(knob: str, value: str, allow_param: bool = True) -> None:
+    """Dtype hyperparameters are strings (registry defaults must be primitive)."""
+    check_choice(knob, value, (("param",) if allow_param else ()) + tuple(DTYPES))
+
+
+def resolve_dtype(value: str, param: torch.Tensor) -> torch.dtype:
+    return param.dtype if value == "param" else DTYPES[value]
+
+
+class StateDtypeOptimizer(torch.optim.Optimizer):
+    """An ``Optimizer`` whose state tensors keep their own dtype through ``load_state_dict``.
+
+    ``torch.optim.Optimizer.load_state_dict`` casts every floating-point state tensor to the
+    parameter's dtype. That would silently turn fp32 factors of a bf16 parameter (or fp64 factors
+    of an fp32 one) into the parameter dtype and break a bit-identical continuation, so the saved
+    tensors are put back as they were (copied, on the parameter's device).
+    """
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+        saved = {i: {k: v for k, v in state_dict["state"].get(i, {}).items() if torch.is_tensor(v)}
+                 for i in saved_ids}
+        super().load_state_dict(state_dict)
+        params = [p for g in self.param_groups for p in g["params"]]
+        for i, p in zip(saved_ids, params):
+            for key, value in saved[i].items():
+                self.state[p][key] = value.to(device=p.device, copy=True)

@@ -1,0 +1,33 @@
+"""RMSProp, wrapped from ``torch.optim.RMSprop`` with rootbench's common names.
+
+Tieleman & Hinton, "Lecture 6.5 - RMSProp", COURSERA: Neural Networks for Machine Learning, 2012.
+The paper's root-based diagonal baseline ("PyTorch's built-in RMSProp"; methods.md section 5):
+alpha = 1 - lr_cov, eps = damping (outside the square root), heavy-ball momentum, coupled L2 weight
+decay, v0 = 0, no bias correction, state in the parameter dtype. The root-based partner of ``rfrmsprop``.
+
+What differs from AdamW: no first-moment EMA (heavy-ball momentum on g / (sqrt(v) + eps) instead), no
+bias correction, and weight decay is coupled L2 (added to the gradient before preconditioning).
+"""
+import torch
+
+from optimizers import register_optimizer
+from optimizers._torch_impl import impl_kwargs, materialize
+
+
+def rmsprop(params, lr: float = 1e-2, lr_cov: float = 1e-2, damping: float = 1e-8, momentum: float = 0.0,
+            weight_decay: float = 0.0, impl: str = "auto") -> torch.optim.RMSprop:
+    """RMSProp (torch.optim.RMSprop): alpha=1-lr_cov, eps=damping, coupled L2 weight decay."""
+    params = materialize(params)
+    # torch's RMSprop has no fused kernel: auto picks foreach, and impl=fused is refused
+    return torch.optim.RMSprop(params, lr=lr, alpha=1.0 - lr_cov, eps=damping, momentum=momentum,
+                               weight_decay=weight_decay, **impl_kwargs(impl, params, fused_ok=False))
+
+
+register_optimizer(
+    "rmsprop", rmsprop,
+    description="RMSProp: square-root diagonal preconditioner, coupled L2 weight decay (torch.optim.RMSprop)",
+    paper="https://www.cs.toronto.edu/~tijmen/csc321/slides/lecture_slides_lec6.pdf",
+    family="rmsprop", root_free=False, pair="rfrmsprop", wd_kind="l2", test_lr=0.01,
+    search_space={"lr": ("log", 1e-5, 1e-2), "lr_cov": ("log", 5e-4, 1e-1), "damping": ("log", 1e-10, 5e-4),
+                  "momentum": ("log", 0.1, 0.99), "weight_decay": ("log", 1e-5, 5e-2)},
+)

@@ -1,0 +1,194 @@
+"""Shampoo: the paper's root-based Kronecker baseline, with Distributed-Shampoo semantics as run there.
+
+Gupta, Koren, Singer, "Shampoo: Preconditioned Stochastic Tensor Optimization", ICML 2018,
+https://arxiv.org/abs/1802.09568; configured as Meta's Distributed Shampoo was run in Lin et al.,
+"Can We Remove the Square-Root in Adaptive Gradient Methods?", ICML 2024, https://arxiv.org/abs/2402.03496
+(methods.md section 4.1). Implemented in-house from that description.
+
+What differs from AdamW: one factor per tensor axis, L_k <- beta2 L_k + (1-beta2) G_(k) G_(k)^T, and the
+direction is the filtered gradient (an EMA of g, betas[0] = momentum, no bias correction) multiplied on
+every axis by L_k^(-1/(2N)), computed by an eigendecomposition every T steps (the inverse root the
+root-free methods avoid). Before the first root (step < start) the step is the plain filtered
+gradient, unless a diagonal method is grafted. Weight decay is decoupled, as in AdamW.
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from optimizers import register_optimizer
+from optimizers._common import (StateDtypeOptimizer, check_below_one, check_choice, check_nonnegative,
+                                dtype_knob, resolve_dtype)
+
+GRAFTINGS = ("none", "adagrad", "adam")
+EIGH_DTYPES = (torch.float32, torch.float64)
+
+
+def mode_product(X: torch.Tensor, M: torch.Tensor, n: int) -> torch.Tensor:
+    """X x_n M: M multiplies axis n of X."""
+    return torch.tensordot(M, X, dims=([1], [n])).movedim(0, n)
+
+
+def axis_gram(G: torch.Tensor, k: int) -> torch.Tensor:
+    """G_(k) G_(k)^T: the mode-k unfolding times its transpose."""
+    others = [m for m in range(G.ndim) if m != k]
+    return torch.tensordot(G, G, dims=(others, others))
+
+
+def axis_sq_sum(G: torch.Tensor, k: int) -> torch.Tensor:
+    """diag(G_(k) G_(k)^T): the diagonal statistic of an axis above max_preconditioner_dim."""
+    others = [m for m in range(G.ndim) if m != k]
+    return (G * G).sum(dim=others) if others else G * G
+
+
+class Shampoo(StateDtypeOptimizer):
+    """Shampoo with per-axis EMA factors and eigh inverse roots (methods.md section 4.1).
+
+    ``lr``; ``momentum`` = betas[0] (filtered-gradient EMA); ``lr_cov`` = 1 - betas[1] (factor EMA;
+    0 sums, AdaGrad-style); ``damping`` = epsilon, added to the eigenvalues after a PSD shift;
+    decoupled ``weight_decay``; roots every ``T`` steps from step ``start_preconditioning_step``
+    (-1: T), exponent -1/(2 * order). Axes longer than ``max_preconditioner_dim`` keep a diagonal
+    factor. ``preconditioner_dtype`` ("float32", "float64", "bfloat16", "param") holds factors,
+    roots and the filtered gradient. eigh runs only in fp32/fp64: 16-bit factors are decomposed in
+    fp64 with a warning, and fp32 failures are retried in fp64; both count in the parameter's state
+    ``eigh_fp64_fallbacks``. ``grafting`` ("none", "adagrad", "adam") rescales each parameter's
+    Shampoo direction to the norm of the grafted diagonal direction and runs alone before ``start``.
+    """
+
+    def __init__(self, params, lr: float = 1e-2, momentum: float = 0.9, lr_cov: float = 1e-2,
+                 damping: float = 1e-6, weight_decay: float = 0.0, T: int = 2, start_preconditioning_step: int = -1,
+                 max_preconditioner_dim: int = 8192, preconditioner_dtype: str = "float32",
+                 grafting: str = "none", grafting_epsilon: float = 1e-3, grafting_beta2: float = 0.999):
+        check_nonnegative(lr=lr, damping=damping, weight_decay=weight_decay, grafting_epsilon=grafting_epsilon)
+        check_below_one(momentum=momentum, grafting_beta2=grafting_beta2)
+        check_nonnegative(lr_cov=lr_cov)
+        if lr_cov > 1:
+            raise ValueError(f"lr_cov must lie in [0, 1], got {lr_cov!r}")
+        for knob, value in (("T", T), ("max_preconditioner_dim", max_preconditioner_dim)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{knob} must be a positive integer, got {value!r}")
+        if not isinstance(start_preconditioning_step, int) or not (start_preconditioning_step == -1
+                                                                   or start_preconditioning_step >= T):
+            raise ValueError(f"start_preconditioning_step must be -1 (= T) or >= T={T}, "
+                             f"got {start_preconditioning_step!r}")
+        dtype_knob("preconditioner_dtype", preconditioner_dtype)
+        check_choice("grafting", grafting, GRAFTINGS)
+        super().__init__(params, dict(lr=lr, momentum=momentum, lr_cov=lr_cov, damping=damping,
+                                      weight_decay=weight_decay, T=T,
+                                      start_preconditioning_step=start_preconditioning_step,
+                                      max_preconditioner_dim=max_preconditioner_dim,
+                                      preconditioner_dtype=preconditioner_dtype, grafting=grafting,
+                                      grafting_epsilon=grafting_epsilon, grafting_beta2=grafting_beta2))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    self._step_param(p, group)
+        return loss
+
+    def _step_param(self, p: torch.Tensor, group: dict) -> None:
+        """The single-tensor reference step (section 4.1); steps count from 1 as in DS."""
+        state = self.state[p]
+        pdt = resolve_dtype(group["preconditioner_dtype"], p)
+        cdt = torch.promote_types(p.dtype, torch.float32)  # the roots are applied in >= fp32 (DS patch 63666e2)
+        shape = tuple(p.shape) or (1,)  # the unsqueezed shape: order N = p.dim(), size-1 axes included
+        G = p.grad.reshape(shape).to(pdt)
+        N = G.ndim
+        if "step" not in state:
+            state["step"] = 0
+            state["eigh_fp64_fallbacks"] = 0
+            for k, d in enumerate(shape):
+                diagonal = d > group["max_preconditioner_dim"]
+                state[f"factor_{k}"] = torch.zeros((d,) if diagonal else (d, d), dtype=pdt, device=p.device)
+        state["step"] += 1
+        t = state["step"]
+        beta2 = 1.0 - group["lr_cov"]
+        for k in range(N):
+            L = state[f"factor_{k}"]
+            stat = axis_sq_sum(G, k) if L.ndim == 1 else axis_gram(G, k)
+            if beta2 == 1.0:
+                L.add_(stat)  # lr_cov = 0: AdaGrad-style sums
+            else:
+                L.mul_(beta2).add_(stat, alpha=1.0 - beta2)
+
+        g_tilde = G  # filtered gradient: an EMA of g, no bias correction (not a heavy-ball buffer)
+        if group["momentum"] != 0:
+            if "filtered_grad" not in state:
+                state["filtered_grad"] = torch.zeros_like(G)
+            g_tilde = state["filtered_grad"].mul_(group["momentum"]).add_(G, alpha=1.0 - group["momentum"])
+        g_tilde = g_tilde.to(cdt)
+
+        start = group["T"] if group["start_preconditioning_step"] == -1 else group["start_preconditioning_step"]
+        if t >= start and (t % group["T"] == 0 or "root_0" not in state):
+            for k in range(N):
+                state[f"root_{k}"] = self._inverse_root(state, state[f"factor_{k}"], -1.0 / (2 * N),
+                                                        group["damping"]).to(pdt)
+
+        graft = self._graft_direction(state, G.to(cdt), g_tilde, group, t) if group["grafting"] != "none" else None
+        if t < start:
+            d = g_tilde if graft is None else graft  # no roots yet: plain (or grafted) steps
+        else:
+            d = g_tilde
+            for k in range(N):
+                R = state[f"root_{k}"].to(cdt)
+                d = mode_product(d, R, k) if R.ndim == 2 else d * R.reshape([-1 if m == k else 1 for m in range(N)])
+            if graft is not None:  # per-parameter grafting: Shampoo's direction, the graft's norm
+                d_norm = torch.linalg.vector_norm(d)
+                d = d * torch.where(d_norm > 0, torch.linalg.vector_norm(graft) / d_norm, 0.0)
+        if group["weight_decay"] != 0:
+            p.mul_(1.0 - group["lr"] * group["weight_decay"])  # decoupled
+        p.add_(d.reshape(p.shape), alpha=-group["lr"])
+
+    @staticmethod
+    def _inverse_root(state: dict, L: torch.Tensor, exponent: float, eps: float) -> torch.Tensor:
+        """(L - min(lambda_min, 0) I + eps I)^exponent by eigh; diagonal factors elementwise."""
+        if L.ndim == 1:
+            return (L - L.min().clamp(max=0) + eps) ** exponent
+        A = L
+        if A.dtype not in EIGH_DTYPES:
+            warnings.warn(f"shampoo: eigh does not run in {A.dtype}; decomposing the factors in float64 "
+                          "(counted in state['eigh_fp64_fallbacks'])", RuntimeWarning, stacklevel=3)
+            A = A.double()
+            state["eigh_fp64_fallbacks"] += 1
+        try:
+            lam, Q = torch.linalg.eigh(A)
+        except torch.linalg.LinAlgError:  # DS retries a failed decomposition in double precision
+            if A.dtype == torch.float64:
+                raise
+            lam, Q = torch.linalg.eigh(A.double())
+            state["eigh_fp64_fallbacks"] += 1
+        lam = lam - lam.min().clamp(max=0) + eps  # PSD shift, then epsilon on the eigenvalues
+        return (Q * lam ** exponent) @ Q.T
+
+    @staticmethod
+    def _graft_direction(state: dict, g: torch.Tensor, g_tilde: torch.Tensor, group: dict, t: int) -> torch.Tensor:
+        """Diagonal AdaGrad (sums) or Adam-style (EMA, bias-corrected) direction on the filtered gradient."""
+        if "graft_sq" not in state:
+            state["graft_sq"] = torch.zeros_like(g)
+        acc = state["graft_sq"]
+        if group["grafting"] == "adagrad":
+            acc.addcmul_(g, g)
+            denom = acc.sqrt()
+        else:
+            b = group["grafting_beta2"]
+            acc.mul_(b).addcmul_(g, g, value=1.0 - b)
+            denom = (acc / (1.0 - b ** t)).sqrt()
+        return g_tilde / (denom + group["grafting_epsilon"])
+
+
+_SPACE = {"lr": ("log", 5e-4, 1e-1), "momentum": ("log", 0.1, 0.99), "lr_cov": ("log", 5e-4, 1e-1),
+          "damping": ("log", 1e-10, 1e-5), "weight_decay": ("log", 5e-5, 1e-1)}  # section 6.1 Shampoo envelopes
+
+register_optimizer(
+    "shampoo", Shampoo,
+    description="Shampoo: per-axis Kronecker factors with eigh inverse roots (DS semantics as run in the paper)",
+    paper="https://arxiv.org/abs/1802.09568", family="shampoo", root_free=False, pair="ifshampoo",
+    wd_kind="decoupled", test_lr=0.01, search_space=_SPACE,
+)
