@@ -213,6 +213,7 @@ class SweepConfig:
     cpus_per_run: int = 1
     gpus_per_run: float | None = None
     quiet: bool = False
+    also_precisions: tuple = ()  # rerun the selected config's seeds at these precisions (robustness)
 
 
 @dataclass
@@ -285,6 +286,7 @@ class Sweep:
         self.bar = None
         self.best_val = None
         self._ray_started = False
+        self.precision_ids: dict = {}
         self.root = cfg.runs if "://" in cfg.runs else os.path.abspath(cfg.runs)
 
     # ----------------------------------------------------------------------------- scheduling
@@ -498,6 +500,12 @@ class Sweep:
                 seed_configs = [chosen.config.replace(seed=s) for s in range(cfg.seeds)]
                 self.execute([(f"seed {c.seed}", c) for c in seed_configs])
                 seed_ids = [self._resolve(cfg.task, cfg.optimizer, c)["run_id"] for c in seed_configs]
+                extra = [c.replace(precision=p) for p in cfg.also_precisions for c in seed_configs]
+                if extra:  # the same configuration and seeds at other precisions: directly comparable
+                    self.bar.total += len(extra)
+                    self.execute([(f"{c.precision} seed {c.seed}", c) for c in extra])
+                    self.precision_ids = {p: [self._resolve(cfg.task, cfg.optimizer, c)["run_id"] for c in extra
+                                              if c.precision == p] for p in cfg.also_precisions}
             self.bar.total = self.bar.n  # duplicates (identical draws) make fewer runs than planned
         finally:
             self.bar.close()
@@ -547,6 +555,7 @@ class Sweep:
                 "run_id": selected["run_id"], "stage": int(selected["stage"]), "trial": int(selected["trial"]),
                 "hparams": {**self.pinned, **selected["hparams"]}, "val": _num(selected["val"])},
             "seeds": seeds,
+            "other_precisions": self.precision_ids,
             "budget": {"trials": len(trials), "stages": 2 if cfg.stage2_trials else 1,
                        "trials_per_stage": [sum(t["stage"] == s for t in trials) for s in (1, 2)
                                             if s == 1 or cfg.stage2_trials],
@@ -667,7 +676,8 @@ def cmd_sweep(args) -> int:
                           overrides=parse_overrides(args.overrides), time_limit=args.time_limit, device=args.device,
                           ref_steps=args.ref_steps, runs=args.runs, retry_failed=args.retry_failed,
                           backend=args.backend, workers=args.workers, threads=args.threads, address=args.address,
-                          cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run, quiet=args.quiet)
+                          cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run, quiet=args.quiet,
+                          also_precisions=tuple(args.also_precisions))
         sweep = Sweep(cfg)
     except RegistryError as e:
         return _err(str(e))
@@ -703,5 +713,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--runs", default="runs", help="results folder or pyarrow URI (file:///..., s3://...)")
     p.add_argument("--retry-failed", action="store_true", help="rerun cached runs that failed (oom/timeout/error)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--also-precisions", nargs="*", default=[], choices=[x for x in PRECISIONS if x != "fp32"],
+                   help="rerun the selected configuration's seeds at these precisions too (e.g. bf16-pure)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="pinned hyperparameters and task settings")
     p.set_defaults(func=cmd_sweep)
