@@ -10,7 +10,7 @@ PRECISION ?= fp32
 ARGS      ?=
 RUNS      ?= runs
 
-.PHONY: install test test-all bench list clean
+.PHONY: install test test-all bench bench-optim list clean site
 
 install: $(BIN)/rootbench
 
@@ -25,6 +25,13 @@ test: install
 
 bench: install
 	$(BIN)/rootbench bench --task $(TASK) --opt $(OPT) --tier $(TIER) --seed $(SEED) --precision $(PRECISION) --runs $(RUNS) $(ARGS)
+
+site: install
+	$(BIN)/rootbench site --runs $(RUNS) --out site
+
+# optimizer step time and memory vs fused AdamW and the traffic floor (harness/bench_optim.py); ARGS="--threads 1 ..."
+bench-optim: install
+	$(BIN)/rootbench bench-optim --runs $(RUNS) $(ARGS)
 
 list: install
 	$(BIN)/rootbench list

@@ -1,0 +1,1 @@
+"""The static leaderboard: ``rootbench site`` builds it from ``runs/`` (see ``leaderboard/README.md``)."""

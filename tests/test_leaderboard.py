@@ -1,0 +1,547 @@
+"""The leaderboard: statistics helpers, aggregation on runs made by the real runner, the built site,
+robustness to bad files, escaping, incremental rebuilds and (where Chromium exists) a browser check.
+
+All result numbers come from ``harness.runner.run`` (smoke tier); expected values are recomputed here
+from the run files through an independent path (``records.read_run`` + scipy), never written by hand.
+"""
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+import urllib.request
+from html.parser import HTMLParser
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from harness import records, stats
+from leaderboard import aggregate as agg
+from leaderboard import build as site_build
+from leaderboard import load as site_load
+
+SCRIPT = "<script>alert(1)</script>"
+
+
+# ---------------------------------------------------------------------------------------------
+# fixtures: real smoke runs, one site
+
+@pytest.fixture(scope="session")
+def lb_runs(tmp_path_factory):
+    """~24 smoke runs: 2-3 optimizers x 2 configs x 2 seeds on two tasks, precision twins, a diverged
+    run and a run whose hyperparameter is an HTML script (it fails as an error run)."""
+    from harness.config import RunConfig
+    from harness.runner import run
+    from optimizers import get_optimizer_spec, list_optimizers
+
+    root = str(tmp_path_factory.mktemp("lb") / "runs")
+    quad_opts = {"adamw": (1e-3, 1e-2), "sgd": (0.1, 0.03)}
+    pair = get_optimizer_spec("adamw").pair
+    if pair in list_optimizers():
+        quad_opts[pair] = (1e-3, 1e-2)
+    plan = [("quadratic", o, {"lr": lr}, s, "fp32") for o, lrs in quad_opts.items() for lr in lrs for s in (0, 1)]
+    plan += [("mnist1d-mlp", o, {"lr": lr}, s, "fp32") for o, lrs in (("adamw", (1e-3, 1e-2)), ("sgd", (0.1, 0.03)))
+             for lr in lrs for s in (0, 1)]
+    plan += [("mnist1d-mlp", "adamw", {"lr": 1e-2}, 0, "bf16-pure"), ("mnist1d-mlp", "adamw", {"lr": 1e-2}, 0, "bf16"),
+             ("quadratic", "sgd", {"lr": 1e3}, 0, "fp32"), ("quadratic", "adamw", {"impl": SCRIPT}, 0, "fp32")]
+    import torch
+
+    threads = torch.get_num_threads()
+    try:  # one thread: on a shared 2-core machine, two spinning intra-op threads make tiny runs 50x slower
+        for task, opt, hp, seed, precision in plan:
+            rows = run(task, opt, RunConfig(tier="smoke", seed=seed, precision=precision, hparams=hp, ref_steps=2,
+                                            threads=1))
+            records.write_run(rows, root)
+    finally:
+        torch.set_num_threads(threads)
+    return root
+
+
+@pytest.fixture(scope="session")
+def lb_site(lb_runs, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("lb") / "site")
+    warnings = []
+    info = site_build.build(lb_runs, out, warn=warnings.append)
+    assert warnings == []
+    return out, info
+
+
+@pytest.fixture(scope="session")
+def model(lb_runs):
+    return site_build.compute(site_load.load(lb_runs))
+
+
+def _read_all(root):
+    """The run files through the independent path: records.read_run, one DataFrame per run."""
+    return {df["run_id"].iloc[0]: df for df in (records.read_run(p) for p in records.find_runs(root))}
+
+
+def _final(df, split):
+    metric = df["metric_name"].iloc[0]
+    sel = df[(df["split"] == split) & (df["metric"] == metric)].sort_values("step")
+    sel = sel[np.isfinite(sel["value"])]
+    return float(sel["value"].iloc[-1]) if len(sel) else float("nan")
+
+
+# ---------------------------------------------------------------------------------------------
+# harness.stats against scipy
+
+def test_mean_ci_matches_scipy_t_interval():
+    x = [0.81, 0.84, 0.79, 0.86]
+    ci = stats.mean_ci(x)
+    lo, hi = sps.t.interval(0.95, len(x) - 1, loc=np.mean(x), scale=sps.sem(x))
+    assert ci.n == 4 and ci.low == pytest.approx(lo) and ci.high == pytest.approx(hi)
+    one = stats.mean_ci([0.5, float("nan")])
+    assert one.n == 1 and one.mean == 0.5 and math.isnan(one.half)
+    assert stats.mean_ci([]).n == 0
+
+
+@pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])
+def test_welch_matches_scipy(alternative):
+    a, b = [0.91, 0.93, 0.90, 0.94], [0.88, 0.90, 0.87]
+    w = stats.welch(a, b, alternative)
+    ref = sps.ttest_ind(a, b, equal_var=False, alternative=alternative)
+    assert w.t == pytest.approx(ref.statistic) and w.p == pytest.approx(ref.pvalue)
+    assert math.isnan(stats.welch([1.0], b).p)  # n < 2: no test
+    assert stats.welch([1.0, 1.0], [1.0, 1.0]).p == 1.0  # zero variance, equal means
+    assert stats.better_p([2.0, 2.0], [1.0, 1.0], higher_is_better=True) == 0.0
+
+
+def test_profiles_ranks_and_medians():
+    times = {"a": {"x": 10.0, "y": 20.0, "z": math.inf}, "b": {"x": 30.0, "y": 15.0}, "c": {"x": math.inf}}
+    prof = stats.performance_profiles(times, taus=[1.0, 2.0, 4.0])
+    assert prof["tasks"] == ["a", "b"]  # nobody reached c
+    assert prof["ratios"]["b"]["x"] == pytest.approx(2.0) and prof["ratios"]["a"]["z"] == math.inf
+    assert list(prof["rho"]["x"]) == [0.5, 1.0, 1.0] and list(prof["rho"]["z"]) == [0.0, 0.0, 0.0]
+    assert prof["score"]["y"] == pytest.approx(np.trapezoid([0.5, 1.0, 1.0], [1, 2, 4]) / 3)
+    assert stats.average_ranks({"p": 0.9, "q": 0.8, "r": 0.9, "s": float("nan")}, True) == {"p": 1.5, "r": 1.5, "q": 3}
+    assert stats.median_with_inf([3.0, None, 1.0]) == 3.0 and stats.median_with_inf([1.0, None]) == math.inf
+    assert stats.geometric_mean([2.0, 8.0]) == pytest.approx(4.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# aggregation on real runs
+
+def test_summary_final_values_match_run_files(lb_runs, model):
+    files = _read_all(lb_runs)
+    s = model["summary"].set_index("run_id")
+    assert set(s.index) == set(files)
+    for rid, df in files.items():
+        for split in ("train", "val", "test"):
+            expected = _final(df, split)
+            got = s.loc[rid, f"final_{split}"]
+            assert (math.isnan(expected) and math.isnan(got)) or got == pytest.approx(expected), (rid, split)
+
+
+def test_configs_group_seeds_not_precisions(model):
+    s, c = model["summary"], model["configs"]
+    assert c.groupby(["tier", "task", "optimizer", "config_id"]).size().max() == 1
+    for r in c.to_dict("records"):
+        runs = s[s["config_id"] == r["config_id"]]
+        assert runs["seed"].nunique() == len(runs) == r["n_runs"]  # only seeds differ inside a config
+        assert runs[["precision", "hparams_label"]].drop_duplicates().shape[0] == 1
+    twins = c[(c["task"] == "mnist1d-mlp") & (c["optimizer"] == "adamw") & (c["hp_lr"] == 1e-2)]
+    assert set(twins["precision"]) == {"fp32", "bf16", "bf16-pure"} and twins["setting_id"].nunique() == 1
+
+
+def test_selection_uses_validation_never_test(model):
+    c = model["configs"]
+    best = agg.select_best(c)
+    for r in best.to_dict("records"):
+        mine = c[(c["tier"] == r["tier"]) & (c["task"] == r["task"]) & (c["optimizer"] == r["optimizer"])]
+        clean = mine[(mine["n_ok"] > 0) & (mine["n_diverged"] + mine["n_failed"] == 0)]
+        if len(clean):
+            vals = clean["val_mean"]
+            assert r["val_mean"] == (vals.max() if r["higher_is_better"] else vals.min())
+            assert r["n_diverged"] + r["n_failed"] == 0
+    # scrambling every test number changes no selection
+    rng = np.random.default_rng(0)
+    scrambled = c.copy()
+    scrambled["test_mean"] = rng.permutation(scrambled["test_mean"].to_numpy())
+    assert list(agg.select_best(scrambled)["config_id"]) == list(best["config_id"])
+
+
+def test_overview_cells_and_significance(lb_runs, model):
+    files = _read_all(lb_runs)
+    ov = model["overview"]
+    for (tier, task), g in ov.groupby(["tier", "task"]):
+        g = g.reset_index(drop=True)
+        higher = bool(g["higher_is_better"].iloc[0])
+        shown = g[g["test_mean"].notna()]
+        means = shown["test_mean"].to_numpy()
+        assert list(means) == sorted(means, reverse=higher)  # ranked by test mean
+        best_values = None
+        for r in g.to_dict("records"):
+            if not r["selected"]:
+                continue
+            seeds = [files[rid] for rid in r["run_ids"]]
+            test = [_final(df, "test") for df in seeds if df["status"].iloc[0] == "ok"]
+            assert r["test_n"] == len(test)
+            assert r["test_mean"] == pytest.approx(np.mean(test))
+            if len(test) > 1:
+                lo, hi = sps.t.interval(0.95, len(test) - 1, loc=np.mean(test), scale=sps.sem(test))
+                assert r["test_half"] == pytest.approx((hi - lo) / 2)
+            assert r["n_configs"] == model["summary"].query(
+                "tier == @tier and task == @task and optimizer == @r['optimizer']")["config_id"].nunique()
+            if r["significance"] == "best":
+                best_values = test
+            elif r["significance"] in ("tied", "worse"):
+                p = sps.ttest_ind(best_values, test, equal_var=False,
+                                  alternative="greater" if higher else "less").pvalue
+                assert r["p_vs_best"] == pytest.approx(p)
+                assert r["significance"] == ("tied" if p >= 0.05 else "worse")
+            else:
+                assert r["significance"] == "n/a" and (len(test) < 2 or len(best_values or []) < 2)
+
+
+def test_precision_robustness_and_divergence(model):
+    ov, c = model["overview"], model["configs"]
+    row = ov[(ov["task"] == "mnist1d-mlp") & (ov["optimizer"] == "adamw")].iloc[0]
+    twins = c[(c["setting_id"] == row["setting_id"]) & (c["optimizer"] == "adamw")].set_index("precision")
+    for p in ("bf16", "bf16-pure"):
+        if p in twins.index and "fp32" in twins.index:
+            assert row[f"delta_{p}"] == pytest.approx(twins.loc[p, "test_mean"] - twins.loc["fp32", "test_mean"],
+                                                      nan_ok=True)
+    sgd = ov[(ov["task"] == "quadratic") & (ov["optimizer"] == "sgd")].iloc[0]
+    runs = model["summary"].query("task == 'quadratic' and optimizer == 'sgd'")
+    assert (runs["status"] == "diverged").any(), "sgd at lr=1e3 should diverge on the quadratic"
+    assert sgd["divergence"]["fp32"] == [int((runs["status"] == "diverged").sum()), len(runs)]
+    assert sgd["n_diverged"] == 0  # the selected configuration is not the diverged one
+    err = ov[(ov["task"] == "quadratic") & (ov["optimizer"] == "adamw")].iloc[0]
+    assert err["status_counts"].get("error") == 1
+
+
+def test_root_vs_free_pairs(model):
+    rvf = model["root_vs_free"]
+    assert {("adamw", "rfadamw"), ("rmsprop", "rfrmsprop"), ("shampoo", "ifshampoo")} <= set(zip(rvf["root"], rvf["free"]))
+    assert set(rvf["task"]) == {"quadratic", "mnist1d-mlp"}  # the paper's pairs appear on every task
+    ov = model["overview"].set_index(["task", "optimizer"])
+    for r in rvf.to_dict("records"):
+        if (r["task"], r["free"]) in ov.index and ov.loc[(r["task"], r["free"]), "selected"] and \
+                ov.loc[(r["task"], r["root"]), "selected"]:
+            a, b = ov.loc[(r["task"], r["root"])], ov.loc[(r["task"], r["free"])]
+            assert r["diff"] == pytest.approx(b["test_mean"] - a["test_mean"])
+            ref = sps.ttest_ind(b["test_values"], a["test_values"], equal_var=False)
+            assert r["p"] == pytest.approx(ref.pvalue, nan_ok=True)
+
+
+def test_across_tasks_profiles_from_fastest_configs(model):
+    across = model["across"]["smoke"]
+    c = model["configs"]
+    for task, ratios in across["profile"]["ratios"].items():
+        fastest = c[c["task"] == task].groupby("optimizer")["ttt"].min()
+        best_time = fastest[np.isfinite(fastest)].min()
+        for o, r in ratios.items():
+            expected = fastest.get(o, math.inf) / best_time
+            assert r == pytest.approx(expected) if math.isfinite(expected) else r == math.inf
+    ranks = across["ranks"].set_index("optimizer")
+    for task in across["tasks"]:
+        g = model["overview"].query("task == @task and selected")
+        top = g.sort_values("rank").iloc[0]["optimizer"]
+        assert ranks.loc[top, task] == 1
+
+
+def test_hardware_table_from_provenance(model):
+    hw = model["hardware"]
+    assert hw["n_runs"].sum() == len(model["summary"]) and set(hw["tier"]) == {"smoke"}
+
+
+# ---------------------------------------------------------------------------------------------
+# the site
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links, self.ids = [], set()
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "id" in a:
+            self.ids.add(a["id"])
+        for key in ("href", "src"):
+            if a.get(key):
+                self.links.append(a[key])
+
+
+def test_site_pages_links_and_downloads(lb_runs, lb_site):
+    out, info = lb_site
+    assert info["n_runs"] == len(records.find_runs(lb_runs)) and info["warnings"] == []
+    for page in ("index.html", "pairs.html", "across.html", "methodology.html", "downloads.html"):
+        assert os.path.exists(os.path.join(out, page))
+    for rid in _read_all(lb_runs):
+        assert os.path.exists(os.path.join(out, "runs", f"{rid}.html"))
+    broken = []
+    for dirpath, _, files in os.walk(out):
+        for f in files:
+            if not f.endswith(".html"):
+                continue
+            parser = _Links()
+            with open(os.path.join(dirpath, f), encoding="utf-8") as fh:
+                parser.feed(fh.read())
+            for link in parser.links:
+                if link.startswith(("http://", "https://", "data:", "#", "mailto:")):
+                    continue
+                target = os.path.normpath(os.path.join(dirpath, urllib.request.url2pathname(link.split("#")[0])))
+                if not os.path.exists(target):
+                    broken.append((f, link))
+    assert broken == []
+    data = os.path.join(out, "data")
+    everything = pd.read_parquet(os.path.join(data, "results.parquet"))
+    assert len(everything) == sum(len(df) for df in _read_all(lb_runs).values())
+    assert set(everything["run_id"]) == set(_read_all(lb_runs))
+    csv = pd.read_csv(os.path.join(data, "results.csv"))
+    assert len(csv) == len(everything) and len(pd.read_csv(os.path.join(data, "runs.csv"))) == info["n_runs"]
+    with open(os.path.join(out, "index.html"), encoding="utf-8") as f:
+        index = f.read()
+    assert "quadratic" in index and "mnist1d-mlp" in index and "smoke tier" in index
+    with open(os.path.join(out, "tasks", "quadratic--smoke.html"), encoding="utf-8") as f:
+        task_page = f.read()
+    assert task_page.count("<svg") >= 2 and "http://www.w3.org/2000/svg" in task_page
+    assert not re.search(r'(src|href)="(https?:)?//', task_page)  # nothing fetched from elsewhere
+
+
+def test_result_strings_are_escaped(lb_site, model):
+    out, _ = lb_site
+    bad = model["summary"].query("task == 'quadratic' and status == 'error'").iloc[0]
+    assert bad["hp_impl"] == SCRIPT  # the runner recorded the hostile value as given
+    found = 0
+    for dirpath, _, files in os.walk(out):
+        for f in files:
+            if f.endswith((".html", ".md")):
+                with open(os.path.join(dirpath, f), encoding="utf-8") as fh:
+                    text = fh.read()
+                assert SCRIPT not in text, f
+                found += "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert found >= 2  # at least its run page and the task page show it, as text
+    with open(os.path.join(out, "runs", f"{bad['run_id']}.html"), encoding="utf-8") as f:
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in f.read()
+
+
+def _with(table, name, value):
+    """``table`` with column ``name`` set to ``value`` on every row."""
+    import pyarrow as pa
+
+    return table.set_column(table.column_names.index(name), name, pa.array([value] * table.num_rows))
+
+
+def test_bad_files_are_skipped_with_one_warning_each(lb_runs, tmp_path):
+    import pyarrow.parquet as pq
+
+    runs = str(tmp_path / "runs")
+    shutil.copytree(lb_runs, runs)
+    good = records.find_runs(runs)
+    src = pq.read_table(good[0])
+    folder = os.path.join(runs, "quadratic", "adamw")
+    bad = {"corrupt": os.path.join(folder, "corrupt000000.parquet"),
+           "truncated": os.path.join(folder, "trunc0000000.parquet"),
+           "schema": os.path.join(folder, "schema000000.parquet"),
+           "columns": os.path.join(folder, "columns00000.parquet")}
+    with open(bad["corrupt"], "wb") as f:
+        f.write(b"this is not parquet")
+    with open(good[0], "rb") as f:
+        blob = f.read()
+    with open(bad["truncated"], "wb") as f:
+        f.write(blob[: len(blob) // 2])
+    version = _with(src, "schema_version", 99)
+    pq.write_table(_with(version, "run_id", "schema000000"), bad["schema"])
+    pq.write_table(_with(src, "run_id", "columns00000").drop_columns(["split"]), bad["columns"])
+    # a run with only the required columns (older or partial runs) is kept, not skipped
+    keep = [c for c in src.column_names if c in records.REQUIRED_COLUMNS]
+    minimal = _with(src.select(keep), "run_id", "minimal00000")
+    pq.write_table(minimal, os.path.join(folder, "minimal00000.parquet"))
+    # an optimizer that is no longer registered still gets its row
+    gone = _with(_with(src, "optimizer", "retired-opt"), "run_id", "retired00000")
+    os.makedirs(os.path.join(runs, "quadratic", "retired-opt"))
+    pq.write_table(gone, os.path.join(runs, "quadratic", "retired-opt", "retired00000.parquet"))
+
+    warnings = []
+    out = str(tmp_path / "site")
+    info = site_build.build(runs, out, warn=warnings.append, plots=False)
+    assert len(warnings) == len(bad)
+    for path in bad.values():
+        assert sum(path in w for w in warnings) == 1
+    assert all("\n" not in w for w in warnings)
+    assert info["n_runs"] == len(good) + 2
+    assert os.path.exists(os.path.join(out, "runs", "minimal00000.html"))
+    with open(os.path.join(out, "methodology.html"), encoding="utf-8") as f:
+        assert "retired-opt" in f.read()
+    with open(os.path.join(out, "index.html"), encoding="utf-8") as f:
+        index = f.read()
+    assert "retired-opt" in index and "Skipped files" in index
+
+
+def test_rebuild_is_incremental(lb_runs, lb_site, tmp_path):
+    out = str(tmp_path / "site")
+    shutil.copytree(lb_site[0], out)
+    again = site_build.build(lb_runs, out, warn=lambda m: None, plots=False)
+    assert again["n_read"] == 0 and again["n_reused"] == again["n_runs"]
+    assert again["pages_rendered"] == 0 and again["pages_reused"] == again["n_runs"]
+    runs = str(tmp_path / "runs")
+    shutil.copytree(lb_runs, runs)
+    rows = pd.read_parquet(records.find_runs(runs)[0])
+    rows["run_id"] = "copy00000000"
+    records.write_run(rows.to_dict("records"), runs)
+    third = site_build.build(runs, out, warn=lambda m: None, plots=False)
+    assert third["n_read"] == third["n_runs"]  # another runs folder: paths differ, all read again
+    fourth = site_build.build(runs, out, warn=lambda m: None, plots=False)
+    assert fourth["n_read"] == 0 and fourth["n_runs"] == again["n_runs"] + 1
+
+
+def test_cli_markdown_and_refusing_foreign_out(lb_runs, tmp_path, capsys):
+    from harness.cli import main
+
+    assert main(["site", "--runs", lb_runs, "--markdown"]) == 0
+    md = capsys.readouterr().out
+    assert "### quadratic" in md and "### mnist1d-mlp" in md and "| # | optimizer |" in md
+    assert SCRIPT not in md
+    foreign = tmp_path / "notasite"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("mine")
+    assert main(["site", "--runs", lb_runs, "--out", str(foreign)]) == 2
+    assert os.listdir(foreign) == ["keep.txt"]
+
+
+def test_empty_runs_folder_builds_an_empty_site(tmp_path):
+    warnings = []
+    info = site_build.build(str(tmp_path / "missing"), str(tmp_path / "site"), warn=warnings.append)
+    assert info["n_runs"] == 0 and len(warnings) == 1
+    with open(tmp_path / "site" / "index.html", encoding="utf-8") as f:
+        assert "No runs yet" in f.read()
+
+
+# ---------------------------------------------------------------------------------------------
+# the browser: served over http, loaded in headless Chromium through the DevTools protocol
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class _DevTools:
+    def __init__(self, binary, profile):
+        import websocket
+
+        self.proc = subprocess.Popen(
+            [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-dev-shm-usage", "--remote-debugging-port=0", "--remote-allow-origins=*",
+             f"--user-data-dir={profile}", "--window-size=1400,1000", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        port_file = os.path.join(profile, "DevToolsActivePort")
+        deadline = time.time() + 60
+        while not (os.path.exists(port_file) and open(port_file).read().strip()):
+            if time.time() > deadline or self.proc.poll() is not None:
+                self.close()
+                pytest.fail("chromium did not start its DevTools endpoint")
+            time.sleep(0.1)
+        port = int(open(port_file).read().split()[0])
+        pages = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30))
+        url = next(p["webSocketDebuggerUrl"] for p in pages if p["type"] == "page")
+        self.ws = websocket.create_connection(url, timeout=60, suppress_origin=True)
+        self.n, self.events = 0, []
+        for domain in ("Page", "Runtime", "Log"):
+            self.call(f"{domain}.enable")
+
+    def call(self, method, **params):
+        self.n += 1
+        self.ws.send(json.dumps({"id": self.n, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv())
+            if msg.get("id") == self.n:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+            self.events.append(msg)
+
+    def open(self, url):
+        self.events = []
+        self.call("Page.navigate", url=url)
+        deadline = time.time() + 60
+        while not any(e.get("method") == "Page.loadEventFired" for e in self.events):
+            assert time.time() < deadline, f"{url} did not load"
+            self.events.append(json.loads(self.ws.recv()))
+        return self.js("1")  # drain pending console events
+
+    def js(self, expression):
+        return self.call("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
+
+    def errors(self):
+        out = []
+        for e in self.events:
+            m, p = e.get("method"), e.get("params", {})
+            if m == "Runtime.exceptionThrown":
+                out.append(p["exceptionDetails"].get("text", "exception"))
+            elif m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
+                out.append(str(p.get("args")))
+            elif m == "Log.entryAdded" and p["entry"].get("level") == "error":
+                out.append(p["entry"].get("text", "") + " " + p["entry"].get("url", ""))
+        return out
+
+    def screenshot(self, path):
+        height = self.js("document.documentElement.scrollHeight")
+        self.call("Emulation.setDeviceMetricsOverride", width=1400, height=min(int(height), 6000),
+                  deviceScaleFactor=1, mobile=False)
+        data = self.call("Page.captureScreenshot", format="png")["data"]
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(data))
+
+    def close(self):
+        try:
+            self.ws.close()
+        except Exception:  # noqa: BLE001
+            pass
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def test_site_renders_in_headless_chromium(lb_site, tmp_path):
+    binary = _chromium()
+    if binary is None:
+        pytest.skip("no chromium on PATH (Debian: apt-get install chromium); the browser check needs one")
+    pytest.importorskip("websocket", reason="websocket-client (the test extra) drives Chromium's DevTools")
+    out, _ = lb_site
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=out))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    browser = _DevTools(binary, str(tmp_path / "profile"))
+    try:
+        browser.open(f"{base}/index.html")
+        assert browser.js("document.querySelectorAll('table.sortable tbody tr').length") >= 4
+        assert browser.js("document.querySelector('h3 a').textContent") in ("mnist1d-mlp", "quadratic")
+        browser.js("document.querySelector('table.sortable th:nth-child(4)').click()")  # sorting runs
+        assert browser.js("document.querySelector('table.sortable th:nth-child(4)').dataset.dir") == "asc"
+        browser.screenshot(str(tmp_path / "index.png"))
+        assert browser.errors() == []
+        for page in ("tasks/quadratic--smoke.html", "across.html", "pairs.html", "methodology.html"):
+            browser.open(f"{base}/{page}")
+            assert browser.errors() == [], page
+        browser.open(f"{base}/tasks/quadratic--smoke.html")
+        svgs = browser.js("Array.from(document.querySelectorAll('svg.plot')).map(s => s.getBoundingClientRect().width)")
+        assert len(svgs) >= 2 and min(svgs) > 200  # inline SVG plots are laid out, not empty
+        assert browser.js("document.querySelectorAll('svg.plot polyline').length") >= 4  # curves were drawn
+        browser.screenshot(str(tmp_path / "task.png"))
+        assert os.path.getsize(tmp_path / "index.png") > 10_000 and os.path.getsize(tmp_path / "task.png") > 10_000
+    finally:
+        browser.close()
+        server.shutdown()
