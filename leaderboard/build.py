@@ -5,7 +5,7 @@
 
 Rendering stays dumb: ``leaderboard.load`` reads the files, ``leaderboard.aggregate`` computes every
 number with pandas, this module turns the tables into plain lists of dicts of display strings, and
-Jinja (``autoescape=True``) writes them. Plots are matplotlib SVG inlined into the page; the only
+Jinja (``autoescape=True``) writes them. Plots are small hand-written SVG (``leaderboard.svgplot``) inlined into the page; the only
 script is a dozen lines of table sorting; nothing is fetched at view time.
 
 A rebuild is incremental: runs whose file is unchanged are taken from the previous build's
