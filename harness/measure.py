@@ -163,12 +163,25 @@ def _clone_params(params, seed: int):
     return out
 
 
+def optimizer_impl(opt) -> str:
+    """What ran: an in-house optimizer's ``impl_used``; torch.optim's fused / foreach / forloop."""
+    if hasattr(opt, "impl_used"):
+        return str(opt.impl_used)
+    if type(opt).__module__.split(".")[0] != "torch":
+        return "external"
+    return "fused" if opt.defaults.get("fused") else "foreach" if opt.defaults.get("foreach") else "forloop"
+
+
 def step_time_ratio(make_optimizer, params, steps: int = 20, period: int = 1, repeats: int = 3) -> dict:
     """Mean ``opt.step()`` time of ``make_optimizer(params)`` and of fused AdamW on copies of ``params``.
 
     Both run on the same parameter copies and random gradients, after one untimed step, in
     alternating blocks of whole periods (``period`` steps, for methods with a preconditioner
-    update every T steps), so machine noise hits both alike. Returns seconds per step and the ratio.
+    update every T steps), so machine noise hits both alike. Returns seconds per step and the ratio,
+    plus what the first step cost (lazy state and any ``torch.compile``: ``opt_first_step_time_s``,
+    ``opt_compile_time_s``; the run's own first step then finds the kernels compiled) and which
+    implementation ran (``opt_impl``, see ``optimizer_impl``). With the
+    prototype_log4 schedule the timed steps 1..steps include its every-step warm-up (steps < 16).
     """
     device = params[0].device if params else torch.device("cpu")
     steps = max(period, (steps // period) * period)
@@ -177,8 +190,10 @@ def step_time_ratio(make_optimizer, params, steps: int = 20, period: int = 1, re
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
     ref = torch.optim.AdamW(ref_params, lr=1e-6, fused=fused or None)
     times = {"ours": [], "ref": []}
-    for opt in (ours, ref):  # untimed first step: lazy state allocation
-        opt.step()
+    t0 = now(device)
+    ours.step()  # untimed first steps: lazy state allocation (and compilation)
+    first_step_s = now(device) - t0
+    ref.step()
     for _ in range(repeats):
         for key, opt in (("ours", ours), ("ref", ref)):
             t0 = now(device)
@@ -186,7 +201,10 @@ def step_time_ratio(make_optimizer, params, steps: int = 20, period: int = 1, re
                 opt.step()
             times[key].append((now(device) - t0) / steps)
     ours_s, ref_s = min(times["ours"]), min(times["ref"])
+    extra = {"opt_first_step_time_s": first_step_s,
+             "opt_compile_time_s": float(getattr(ours, "compile_time_s", 0.0)),
+             "opt_impl": optimizer_impl(ours)}
     del ours, ref, ours_params, ref_params
     gc.collect()
     return {"opt_step_time_s": ours_s, "adamw_step_time_s": ref_s,
-            "step_time_ratio_adamw": ours_s / ref_s if ref_s > 0 else float("nan")}
+            "step_time_ratio_adamw": ours_s / ref_s if ref_s > 0 else float("nan"), **extra}

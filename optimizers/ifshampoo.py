@@ -23,6 +23,7 @@ from optimizers._common import (StateDtypeOptimizer, check_batch_size, check_bel
                                 check_nonnegative, dtype_knob, resolve_dtype)
 
 SCHEDULES = ("prototype_log4", "every_T")
+IMPLS = ("auto", "reference", "batched")
 DISCOUNT_PATTERNS = ("norm", "proj", "bias")  # section 3.9: the prototype's 0.25 x lr_cov name rule
 DISCOUNT_FACTOR = 0.25
 
@@ -66,13 +67,18 @@ class IFShampoo(StateDtypeOptimizer):
     ``lr_cov_name_discount`` applies the prototype's 0.25 x lr_cov to parameters whose name
     contains norm/proj/bias; names come from named parameters (``model.named_parameters()``, or a
     model through ``create_optimizer``), and unnamed parameters are never discounted.
+    ``impl``: "reference" (the single-tensor step of section 3.12, with the prototype's cached
+    K K^T) or "batched" (parameters of equal squeezed shape and dtypes stacked, every product one
+    ``bmm``, K K^T never formed, no host syncs, state no larger than [R2]'s: K, m_K, momentum);
+    "auto" is "batched" except for float16 factors, which keep the reference's rescaling trick.
+    The two agree up to round-off (tests/test_optimizer_fastpaths.py).
     """
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.9, lr_cov: float = 5e-2,
                  riemannian_momentum: float = 0.5, damping: float = 1e-4, weight_decay: float = 0.0,
                  batch_size: int | None = None, schedule: str = "prototype_log4", T: int = 2,
                  preconditioner_dtype: str = "float32", momentum_dtype: str = "param",
-                 lr_cov_name_discount: bool = False):
+                 lr_cov_name_discount: bool = False, impl: str = "auto"):
         check_batch_size(batch_size, "ifshampoo")
         check_nonnegative(lr=lr, lr_cov=lr_cov, damping=damping, weight_decay=weight_decay)
         check_below_one(momentum=momentum, riemannian_momentum=riemannian_momentum)
@@ -81,12 +87,16 @@ class IFShampoo(StateDtypeOptimizer):
             raise ValueError(f"T must be a positive integer, got {T!r}")
         dtype_knob("preconditioner_dtype", preconditioner_dtype)
         dtype_knob("momentum_dtype", momentum_dtype)
+        check_choice("impl", impl, IMPLS)
         super().__init__(params, dict(lr=lr, momentum=momentum, lr_cov=lr_cov,
                                       riemannian_momentum=riemannian_momentum, damping=damping,
                                       weight_decay=weight_decay, batch_size=batch_size, schedule=schedule,
                                       T=T, preconditioner_dtype=preconditioner_dtype,
                                       momentum_dtype=momentum_dtype,
                                       lr_cov_name_discount=bool(lr_cov_name_discount)))
+        self.impl = impl
+        self.impl_used = "reference" if impl == "reference" else "batched"
+        self._buckets: dict = {}  # group index -> {bucket key: _Bucket}; see _batched_step
 
     # -- schedule: a per-group counter in the param group, so it survives state_dict round trips
     @staticmethod
@@ -108,14 +118,25 @@ class IFShampoo(StateDtypeOptimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
+        for index, group in enumerate(self.param_groups):
             update = self._is_update_step(group)
             names = group.get("param_names") or [""] * len(group["params"])
-            for name, p in zip(names, group["params"]):
-                if p.grad is not None:
-                    self._step_param(p, name, group, update)
+            todo = [(name, p) for name, p in zip(names, group["params"]) if p.grad is not None]
+            if self._batched(group):
+                todo = self._batched_step(index, group, todo, update)
+            for name, p in todo:
+                self._step_param(p, name, group, update)
             self._advance(group, update)
         return loss
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._buckets = {}  # the loaded state is new tensors: buckets are rebuilt from it
+        super().load_state_dict(state_dict)
+
+    def _batched(self, group: dict) -> bool:
+        if self.impl == "reference":
+            return False
+        return group["preconditioner_dtype"] != "float16"  # "param" fp16 is caught per bucket
 
     def _step_param(self, p: torch.Tensor, name: str, group: dict, update: bool) -> None:
         """The single-tensor reference step (section 3.12)."""
@@ -126,6 +147,8 @@ class IFShampoo(StateDtypeOptimizer):
         G = p.grad.reshape(shape).to(pdt)  # may alias p.grad: only read, never written
         if "factor_0" not in state:
             self._init_state(state, shape, pdt, p.device)
+        elif "factor_outer_0" not in state:  # state from the batched path, which keeps no cache
+            self._refresh_outer(state, [state[f"factor_{n}"] for n in range(len(shape))])
         if update:
             lr_cov = group["lr_cov"]
             if group["lr_cov_name_discount"] and any(s in name for s in DISCOUNT_PATTERNS):
@@ -144,6 +167,41 @@ class IFShampoo(StateDtypeOptimizer):
                 state["momentum_buffer"] = torch.zeros_like(p, dtype=resolve_dtype(group["momentum_dtype"], p))
             d = state["momentum_buffer"].mul_(group["momentum"]).add_(d)  # heavy-ball, m0 = 0
         p.add_(d, alpha=-group["lr"])
+
+    # -- the batched fast path ------------------------------------------------------------------
+    def _batched_step(self, index: int, group: dict, todo: list, update: bool) -> list:
+        """Step every parameter whose bucket the batched path handles; return the rest.
+
+        A bucket holds the parameters of one group with equal squeezed shape, parameter dtype,
+        factor dtype and momentum dtype. Its factors K_n, their momenta m_K and the momentum
+        buffers are stacked tensors; each parameter's ``self.state`` entries are views into them,
+        so the state is stored once and ``state_dict`` is unchanged. Loading a state dict (or a
+        change of which parameters have gradients) replaces those views; the bucket is then
+        rebuilt from the per-parameter state.
+        """
+        groups: dict = {}
+        rest = []
+        for name, p in todo:
+            pdt = resolve_dtype(group["preconditioner_dtype"], p)
+            if pdt not in (torch.float32, torch.float64, torch.bfloat16) or p.grad.is_sparse:
+                rest.append((name, p))  # float16: the reference's rescaling guards its range
+                continue
+            shape = tuple(d for d in p.shape if d != 1) or (1,)
+            key = (shape, p.dtype, pdt, resolve_dtype(group["momentum_dtype"], p), p.device,
+                   group["riemannian_momentum"] != 0, group["momentum"] != 0)
+            groups.setdefault(key, []).append((name, p))
+        if group["lr_cov_name_discount"]:  # discounted members first: the discount is then a slice
+            groups = {k: sorted(v, key=lambda m: not _discounted(m[0])) for k, v in groups.items()}
+        old = self._buckets.get(index, {})
+        buckets = {}
+        for key, members in groups.items():
+            bucket = old.get(key)
+            if bucket is None or not bucket.valid(self.state, [p for _, p in members]):
+                bucket = _Bucket(self.state, key, members, group)
+            bucket.step(group, update)
+            buckets[key] = bucket
+        self._buckets[index] = buckets
+        return rest
 
     @staticmethod
     def _init_state(state: dict, shape: tuple, dtype: torch.dtype, device) -> None:
@@ -191,16 +249,173 @@ class IFShampoo(StateDtypeOptimizer):
             # first-order truncation of K exp(-beta2 m_K), with the step clamped by max(1, |m_K|_F)
             step = lr_cov / torch.linalg.vector_norm(m_K, dtype=sdt).clamp(min=1.0)
             new_factors.append(Ks[n] - (Ks[n] @ m_K) * step)
-        scale = torch.ones((), dtype=sdt, device=G.device)
         for n, K in enumerate(new_factors):
             state[f"factor_{n}"].copy_(K)
-            # section 3.4 trick 2: form (K/s)(K/s)^T with s = max(1, sqrt(max|K|)) and carry s^2 outside;
-            # cached here so that the steps between updates cost one product per axis
+        IFShampoo._refresh_outer(state, new_factors)
+
+    @staticmethod
+    def _refresh_outer(state: dict, factors: list) -> None:
+        """Cache (K/s)(K/s)^T per axis and prod s^2 (section 3.4 trick 2), s = max(1, sqrt(max|K|))."""
+        sdt = _scalar_dtype(factors[0].dtype)
+        scale = torch.ones((), dtype=sdt, device=factors[0].device)
+        for n, K in enumerate(factors):
+            # carried outside so that the cached product stays near unit scale; cached here so that
+            # the steps between updates cost one product per axis
             s = K.abs().max().to(sdt).sqrt().clamp(min=1.0)
             K_s = K / s
-            state[f"factor_outer_{n}"].copy_(K_s @ K_s.T)
+            state[f"factor_outer_{n}"] = K_s @ K_s.T
             scale = scale * s * s
-        state["outer_scale"].copy_(scale)
+        state["outer_scale"] = scale
+
+
+def _batched_mode_product(X: torch.Tensor, M: torch.Tensor, n: int, transpose: bool = False) -> torch.Tensor:
+    """X x_n M per batch element (axis 0 of X and M is the batch); ``transpose`` uses M^T.
+
+    The first and last tensor axes are one ``bmm`` on a view (no copies); middle axes of 3-D+
+    tensors move their axis last and back.
+    """
+    b, dims = X.shape[0], X.shape[1:]
+    if n == 0:  # Y = M X_(0)
+        A = M.transpose(1, 2) if transpose else M
+        return torch.bmm(A, X.reshape(b, dims[0], -1)).view(X.shape)
+    if n == len(dims) - 1:  # Y = X M^T on the last axis
+        A = M if transpose else M.transpose(1, 2)
+        return torch.bmm(X.reshape(b, -1, dims[-1]), A).view(X.shape)
+    Xm = X.movedim(n + 1, -1)
+    A = M if transpose else M.transpose(1, 2)
+    Y = torch.bmm(Xm.reshape(b, -1, dims[n]), A)
+    return Y.view(Xm.shape).movedim(-1, n + 1)
+
+
+def _discounted(name: str) -> bool:
+    return any(s in name for s in DISCOUNT_PATTERNS)
+
+
+def _fro_norm(X: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Per-batch-element Frobenius norm as ``dtype``; computed in X's dtype, since asking for fp32
+    would first copy a 16-bit X to fp32 (the reduction accumulates in fp32 either way)."""
+    return torch.linalg.vector_norm(X.reshape(X.shape[0], -1), dim=1).to(dtype)
+
+
+class _Bucket:
+    """The stacked state of same-shape parameters and their batched IF-Shampoo step."""
+
+    def __init__(self, state: dict, key: tuple, members: list, group: dict):
+        shape, _, pdt, mdt, device, has_factor_momentum, has_momentum = key
+        self.shape, self.pdt = shape, pdt
+        self.params = [p for _, p in members]
+        # members arrive with the discounted ones (section 3.9) first: their count is a slice bound
+        self.n_discounted = sum(_discounted(name) for name, _ in members) if group["lr_cov_name_discount"] else 0
+        N = len(shape)
+        for p in self.params:
+            st = state[p]
+            if "factor_0" not in st:
+                IFShampoo._init_state(st, shape, pdt, device)
+            if has_factor_momentum:
+                for n, d in enumerate(shape):
+                    st.setdefault(f"factor_momentum_{n}", torch.zeros(d, d, dtype=pdt, device=device))
+            if has_momentum:
+                st.setdefault("momentum_buffer", torch.zeros_like(p, dtype=mdt))
+        # stack the per-parameter state (a copy), then point the per-parameter entries at views
+        self.keys = [f"factor_{n}" for n in range(N)]
+        if has_factor_momentum:
+            self.keys += [f"factor_momentum_{n}" for n in range(N)]
+        if has_momentum:
+            self.keys.append("momentum_buffer")
+        self.stacked = {k: torch.stack([state[p][k] for p in self.params]) for k in self.keys}
+        self.views = []
+        for i, p in enumerate(self.params):
+            st = state[p]
+            for k in [k for k in st if k.startswith("factor_outer_") or k == "outer_scale"]:
+                del st[k]  # the reference's K K^T cache: the batched step forms no K K^T
+            views = {k: self.stacked[k][i] for k in self.keys}
+            st.update(views)
+            self.views.append(views)
+
+    def valid(self, state: dict, params: list) -> bool:
+        """Same parameters, and every per-parameter state entry is still this bucket's view."""
+        return len(params) == len(self.params) and all(
+            p is q and all(state[p].get(k) is v for k, v in views.items())
+            for p, q, views in zip(params, self.params, self.views))
+
+    def step(self, group: dict, update: bool) -> None:
+        b, shape, pdt = len(self.params), self.shape, self.pdt
+        grads = [p.grad.reshape(shape) for p in self.params]
+        if b == 1:
+            G = grads[0].to(pdt).unsqueeze(0)  # a view where no cast is needed
+        else:
+            G = torch.empty((b,) + shape, dtype=pdt, device=grads[0].device)
+            torch._foreach_copy_(list(G.unbind(0)), grads)
+        Ks = [self.stacked[f"factor_{n}"] for n in range(len(shape))]
+        if update:
+            self._update_factors(G, Ks, group)
+        # V = G x_1 (K_1 K_1^T) ... x_N (K_N K_N^T), as K_n (K_n^T .): 2N products, no K K^T kept
+        V = G
+        for n, K in enumerate(Ks):
+            V = _batched_mode_product(V, K, n, transpose=True)
+        for n, K in enumerate(Ks):
+            V = _batched_mode_product(V, K, n)
+        Vs = [v.view(p.shape) for v, p in zip(V.unbind(0), self.params)]
+        lr, wd, mom = group["lr"], group["weight_decay"], group["momentum"]
+        if mom != 0:
+            buf = self.stacked["momentum_buffer"]
+            torch.add(V.view(buf.shape), buf, alpha=mom, out=buf)  # m <- alpha1 m + V (elementwise: may alias)
+            bufs = [v["momentum_buffer"] for v in self.views]
+            if wd != 0:
+                torch._foreach_add_(bufs, self.params, alpha=wd)  # decay after preconditioning, in the momentum
+            torch._foreach_add_(self.params, bufs, alpha=-lr)
+        else:
+            if wd != 0:
+                torch._foreach_mul_(self.params, 1.0 - lr * wd)  # p - lr (V + wd p)
+            torch._foreach_add_(self.params, Vs, alpha=-lr)
+
+    def _update_factors(self, G: torch.Tensor, Ks: list, group: dict) -> None:
+        """Section 3.2 for every bucket member at once, in the unscaled form (no host syncs):
+        m_n <- a2 m_n + (1 - a2) Delta_n with
+        Delta_n = 1/2 [lam prod_{m!=n} t_m K_n^T K_n + (B / D_-n) Z_(n) Z_(n)^T - I],
+        Z = G x_1 K_1^T ... x_N K_N^T, t_m = |K_m|_F^2 / d_m (= Tr(K_m^T K_m) / d_m); then
+        K_n <- K_n - beta2 / max(1, |m_n|_F) K_n m_n. All Delta_n use the old factors."""
+        shape, N, b = self.shape, len(self.shape), G.shape[0]
+        sdt = _scalar_dtype(self.pdt)
+        lam, alpha2, B = group["damping"], group["riemannian_momentum"], group["batch_size"]
+        numel = math.prod(shape)
+        Z = G
+        for n, K in enumerate(Ks):
+            Z = _batched_mode_product(Z, K, n, transpose=True)
+        # Frobenius norms reduce in fp32 inside; a 16-bit result is rounded like the reference's trace
+        traces = [_fro_norm(K, sdt).square() / d for K, d in zip(Ks, shape)] if N > 1 else []
+        momenta = []
+        for n, (K, d) in enumerate(zip(Ks, shape)):
+            target = self.stacked[f"factor_momentum_{n}"] if alpha2 != 0 else torch.empty_like(K)
+            # target <- alpha2 target + (1 - alpha2) (B / (2 D_-n)) Z_(n) Z_(n)^T   (beta=0 ignores target)
+            U = self._unfolding(Z, n)
+            target.baddbmm_(U, U.transpose(1, 2), beta=alpha2, alpha=(1 - alpha2) * B * d / (2 * numel))
+            # ... + (1 - alpha2) (lam / 2) prod_{m!=n} t_m K^T K
+            c = (1 - alpha2) * lam / 2
+            if N == 1:
+                target.baddbmm_(K.transpose(1, 2), K, alpha=c)
+            else:
+                others = torch.ones(b, dtype=sdt, device=K.device)
+                for m in range(N):
+                    if m != n:
+                        others = others * traces[m]
+                target.baddbmm_(K.transpose(1, 2), K * (others * c).view(b, 1, 1).to(K.dtype))
+            target.diagonal(dim1=1, dim2=2).sub_((1 - alpha2) / 2)  # ... - (1 - alpha2) I / 2
+            momenta.append(target)
+        for K, m_K in zip(Ks, momenta):
+            # first-order truncation of K exp(-beta2 m_K), the step clamped by max(1, |m_K|_F)
+            step = -group["lr_cov"] / _fro_norm(m_K, sdt).clamp(min=1.0)
+            step[:self.n_discounted] *= DISCOUNT_FACTOR
+            # the step is rounded to the factor dtype, as the reference's 0-d scalar is
+            K.addcmul_(torch.bmm(K, m_K), step.view(b, 1, 1).to(K.dtype))
+
+    @staticmethod
+    def _unfolding(Z: torch.Tensor, n: int) -> torch.Tensor:
+        """Z_(n), the mode-n unfolding per batch element (a view for the first and last axes)."""
+        b, dims = Z.shape[0], Z.shape[1:]
+        if n == len(dims) - 1:
+            return Z.reshape(b, -1, dims[-1]).transpose(1, 2)
+        return Z.movedim(n + 1, 1).reshape(b, dims[n], -1)
 
 
 _SPACE = {"lr": ("log", 8e-5, 8e-4), "momentum": ("log", 0.1, 0.95), "lr_cov": ("log", 0.05, 0.8),

@@ -88,7 +88,8 @@ def test_ifshampoo_trains_with_bf16_factors(param_dtype):
         if knob == "bfloat16":
             state = opt.state[model[0].weight]
             factors = [v for k, v in state.items() if k.startswith("factor")]
-            assert len(factors) >= 3 * 4 and all(v.dtype == torch.bfloat16 for v in factors)
+            # K and m_K per axis of the 4-D conv weight (the reference path also caches K K^T)
+            assert len(factors) >= 2 * 4 and all(v.dtype == torch.bfloat16 for v in factors)
             assert state["momentum_buffer"].dtype == torch.bfloat16
             assert all(torch.isfinite(v).all() for v in state.values())
     assert results["bfloat16"] < 0.8 * before, (before, results)

@@ -1,0 +1,599 @@
+"""``rootbench bench-optim``: optimizer step time and memory against the hardware floor.
+
+    rootbench bench-optim                                    # the default suite (below)
+    rootbench bench-optim --opt rfadamw,rfrmsprop:momentum=0.9 --shape 1024x1024 --n-tensors 16 --dtype bf16
+    rootbench bench-optim --opt ifshampoo,sirfshampoo,shampoo --shape 512x512 512 --n-tensors 2 --T 1,10
+
+A micro-benchmark of ``optimizer.step()`` alone (methods.md sections 7.4-7.6). Every case builds
+its parameters and gradients once per optimizer (same values), takes one untimed step (lazy state,
+``torch.compile``: reported as ``first_step_s`` / ``compile_s``), then times all its optimizers
+*interleaved* in ``--rounds`` rounds with ``torch.utils.benchmark.Timer.blocked_autorange``, next to
+fused AdamW on the same parameters and a ``copy_``/``add_`` bandwidth probe, so machine noise hits all
+alike. A round's time per step is the block median, or for periodic methods (a ``T``) the mean over
+whole periods of T steps; the reported step time and every ratio is the median over rounds of the
+per-round value. For periodic methods the update and regular steps are also timed one by one.
+
+Reported per optimizer: ms/step; the ratio to fused AdamW at the same dtype (``ratio_adamw``) and to
+the case's named baseline (``ratio_baseline``); persistent state bytes per parameter
+(``harness.measure.optimizer_state_bytes``, which also counts state kept outside ``opt.state``); the
+transient peak per parameter (a fresh subprocess per optimizer with ``MALLOC_MMAP_THRESHOLD_=65536``:
+RSS high-water mark above the RSS after the first step, over a period of further steps); for
+diagonal methods the traffic floor (bytes read + written per parameter: p and every param-sized
+state tensor twice, g once; methods.md 7.4) and the achieved bandwidth against the ``add_`` probe;
+for Shampoo the share of its step spent in ``torch.linalg.eigh``.
+
+``--dtype`` is the optimizer's working precision: for diagonal methods parameters, gradients and
+state (all bf16 for ``bf16``); for Kronecker methods the factor dtype (``preconditioner_dtype``,
+SIRFShampoo's ``preconditioner_dtypes``) with fp32 parameters, as in the paper.
+
+Threads are fixed (``--threads``, default torch's) and recorded with the load average. On a busy
+machine multi-threaded timings mostly measure waits at OpenMP barriers (a thread descheduled for a
+scheduler tick stalls every parallel op); ``--threads 1`` then compares the work itself.
+
+Results: ``<runs>/bench-optim/<time>-<hash>.parquet`` (written atomically, with provenance columns)
+and a printed table. ``sirfshampoo`` (the authors' package, a test dependency) can be named as an
+optimizer; it is configured as methods.md section 7.1 says, with an int T.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import gc
+import hashlib
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from harness.registry import RegistryError
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DTYPE_KNOBS = {"fp32": "float32", "bf16": "bfloat16"}
+EXTERNAL = ("sirfshampoo",)  # benchmarked for reference, not registered optimizers
+BATCH_SIZE = 128  # B for the root-free methods (the examples a loss is averaged over)
+KRON_HP = dict(lr=1e-3, lr_cov=1e-2, momentum=0.9, riemannian_momentum=0.5, damping=1e-3)  # = SIRF's defaults
+
+
+# ---------------------------------------------------------------------------------------------
+# cases
+
+@dataclass
+class Entry:
+    """One optimizer configuration in a case; ``T`` set for periodic methods."""
+
+    name: str
+    hparams: dict = field(default_factory=dict)
+    T: int | None = None
+    baseline: str | None = None  # the label of the entry it is compared with
+    param_dtype: str | None = None  # overrides the case's choice (fused AdamW in Kronecker cases: fp32)
+
+    @property
+    def label(self) -> str:
+        bits = [f"{k}={v}" for k, v in sorted(self.hparams.items())]
+        return self.name + (f"[{','.join(bits)}]" if bits else "") + (f" T={self.T}" if self.T else "")
+
+
+@dataclass
+class Case:
+    """Parameters (``shapes``, or the fixed ``mlp512`` model) at one dtype and the entries timed on them."""
+
+    name: str
+    dtype: str
+    entries: list
+    shapes: list = field(default_factory=list)
+    model: str | None = None  # "mlp512": Linear(512, 512) -> tanh -> Linear(512, 512), gradients of a batch of 128
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "entries": [asdict(e) for e in self.entries]})
+
+    @staticmethod
+    def from_json(blob: str) -> "Case":
+        d = json.loads(blob)
+        d["entries"] = [Entry(**e) for e in d["entries"]]
+        return Case(**d)
+
+
+def periodic(name: str) -> bool:
+    if name in EXTERNAL:
+        return True
+    from optimizers import get_optimizer_spec
+
+    return "T" in get_optimizer_spec(name).defaults
+
+
+def family(name: str) -> str:
+    if name in EXTERNAL:
+        return "shampoo"
+    from optimizers import get_optimizer_spec
+
+    return get_optimizer_spec(name).family
+
+
+def default_suite() -> list:
+    """The acceptance cases: diagonal methods at the traffic floor, IF-Shampoo vs the authors' package,
+    IF-Shampoo (bf16) vs Shampoo (fp32, eigh) on one 1024x1024 weight."""
+    cases = []
+    for dt in ("fp32", "bf16"):  # 16 x 1024^2 = 16.8M parameters; rfrmsprop with momentum, like AdamW's two buffers
+        cases.append(Case(f"diag-16x1024x1024-{dt}", dt, shapes=[[1024, 1024]] * 16, entries=[
+            Entry("rfadamw"), Entry("rfrmsprop", {"momentum": 0.9}), Entry("sgd", {"impl": "fused"})]))
+    have_sirf = _have("sirfshampoo")
+    for dt in ("fp32", "bf16"):
+        entries = []
+        for T in (1, 10):
+            sirf = Entry("sirfshampoo", T=T)
+            entries.append(Entry("ifshampoo", T=T, baseline=sirf.label if have_sirf else None))
+            if have_sirf:
+                entries.append(sirf)
+        cases.append(Case(f"mlp512-b128-{dt}", dt, model="mlp512", entries=entries))
+    shampoo = Entry("shampoo", {"preconditioner_dtype": "float32"}, T=1)
+    cases.append(Case("square1024-ifbf16-vs-shampoo-fp32", "bf16", shapes=[[1024, 1024]], entries=[
+        Entry("ifshampoo", T=1, baseline=shampoo.label), shampoo]))
+    return cases
+
+
+def _have(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# building parameters and optimizers (shared by the parent and the peak-memory subprocesses)
+
+def param_dtype(case: Case, entry: Entry) -> torch.dtype:
+    if entry.param_dtype:
+        return DTYPES[entry.param_dtype]
+    return torch.float32 if family(entry.name) == "shampoo" else DTYPES[case.dtype]
+
+
+def build_params(case: Case, dtype: torch.dtype, seed: int = 0) -> list:
+    """(name, parameter with .grad) pairs; the same values for every call with the same arguments."""
+    g = torch.Generator().manual_seed(seed)
+    if case.model == "mlp512":
+        torch.manual_seed(seed)
+        model = torch.nn.Sequential(torch.nn.Linear(512, 512), torch.nn.Tanh(), torch.nn.Linear(512, 512))
+        x = torch.randn(BATCH_SIZE, 512, generator=g)
+        model(x).square().mean().backward()  # a mean over the batch, as the root-free methods assume
+        named = [(f"mlp.{n}", torch.nn.Parameter(p.detach().to(dtype))) for n, p in model.named_parameters()]
+        for (_, q), p in zip(named, model.parameters()):
+            q.grad = p.grad.to(dtype)
+        return named
+    named = []
+    for i, shape in enumerate(case.shapes):
+        p = torch.nn.Parameter((torch.randn(shape, generator=g) * 0.02).to(dtype))
+        p.grad = (torch.randn(shape, generator=g) * 1e-3).to(dtype)
+        named.append((f"p{i}", p))
+    return named
+
+
+def build_optimizer(case: Case, entry: Entry, named: list):
+    """The optimizer of ``entry`` on ``named`` parameters (--dtype mapped onto its dtype knobs)."""
+    from optimizers import create_optimizer, get_optimizer_spec
+
+    kind = family(entry.name)
+    if entry.name == "sirfshampoo":
+        import sirfshampoo
+
+        holder = torch.nn.Module()
+        for i, (_, p) in enumerate(named):
+            holder.register_parameter(f"p{i}", p)
+        hp = dict(lr=KRON_HP["lr"], beta2=KRON_HP["lr_cov"], alpha1=KRON_HP["momentum"],
+                  alpha2=KRON_HP["riemannian_momentum"], lam=KRON_HP["damping"], kappa=0.0,
+                  batch_size=BATCH_SIZE, T=entry.T or 1,
+                  preconditioner_dtypes=DTYPES[case.dtype] if case.dtype != "fp32" else None)
+        hp.update(entry.hparams)
+        return sirfshampoo.SIRFShampoo(holder, **hp)
+    spec = get_optimizer_spec(entry.name)
+    hp = {}
+    if entry.name.startswith("ifshampoo"):
+        hp = dict(KRON_HP, schedule="every_T", preconditioner_dtype=DTYPE_KNOBS[case.dtype], momentum_dtype="param")
+    elif kind == "shampoo":
+        hp = dict(lr=KRON_HP["lr"], lr_cov=KRON_HP["lr_cov"], momentum=KRON_HP["momentum"],
+                  preconditioner_dtype=DTYPE_KNOBS[case.dtype])
+    if entry.T is not None:
+        hp["T"] = entry.T
+    hp.update(entry.hparams)
+    hp = {k: v for k, v in hp.items() if k in spec.defaults}
+    if spec.needs_batch_size:
+        hp["batch_size"] = BATCH_SIZE
+    return create_optimizer(entry.name, named, **hp)
+
+
+def traffic_floor(opt, named: list, diagonal: bool) -> float:
+    """Bytes read + written per parameter by one fused pass of a diagonal method: p (read, write),
+    g (read) and every parameter-sized state tensor (read, write); NaN for Kronecker methods."""
+    if not diagonal:
+        return float("nan")
+    total = 0
+    n = 0
+    for _, p in named:
+        state = opt.state.get(p, {})
+        tensors = [v for v in state.values() if torch.is_tensor(v) and v.numel() > 1]
+        if any(v.numel() != p.numel() for v in tensors):
+            return float("nan")
+        total += p.numel() * (2 * p.element_size() + p.grad.element_size()
+                              + sum(2 * v.element_size() for v in tensors))
+        n += p.numel()
+    return total / n if n else float("nan")
+
+
+# ---------------------------------------------------------------------------------------------
+# timing
+
+def _stmt(T: int | None) -> str:
+    return "opt.step()" if not T or T == 1 else f"for _ in range({T}): opt.step()"
+
+
+def _time_block(opt, T: int | None, min_run_time: float) -> float:
+    """Seconds per step: block median, or for periodic methods the mean over whole periods."""
+    from torch.utils.benchmark import Timer
+
+    # Timer runs single-threaded unless told otherwise: keep the threads the case fixed
+    m = Timer(_stmt(T), globals={"opt": opt}, num_threads=torch.get_num_threads()).blocked_autorange(
+        min_run_time=min_run_time)
+    return (m.mean if T and T > 1 else m.median) / (T or 1)
+
+
+def _update_phase(name: str, i: int, T: int) -> bool:
+    """Whether step number ``i`` (0-based, counting the untimed first step) refreshes the preconditioner."""
+    if name == "shampoo":
+        return (i + 1) % T == 0  # roots when the 1-based step count is a multiple of T
+    return i % T == 0  # IF-Shampoo every_T and SIRFShampoo: global_step % T == 0
+
+
+def _split_steps(entry: Entry, opt, steps_done: int, periods: int = 3) -> dict:
+    """Time update and regular steps one by one; for Shampoo also the share spent in eigh."""
+    T = entry.T or 1
+    eigh_total, real_eigh = [0.0], torch.linalg.eigh
+
+    def timed_eigh(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return real_eigh(*args, **kwargs)
+        finally:
+            eigh_total[0] += time.perf_counter() - t0
+
+    update, regular = [], []
+    torch.linalg.eigh = timed_eigh
+    try:
+        t_all = time.perf_counter()
+        for i in range(steps_done, steps_done + periods * T):
+            t0 = time.perf_counter()
+            opt.step()
+            (update if _update_phase(entry.name, i, T) else regular).append(time.perf_counter() - t0)
+        t_all = time.perf_counter() - t_all
+    finally:
+        torch.linalg.eigh = real_eigh
+    med = lambda xs: statistics.median(xs) if xs else float("nan")  # noqa: E731
+    return {"update_step_s": med(update), "regular_step_s": med(regular),
+            "eigh_share": eigh_total[0] / t_all if entry.name == "shampoo" else float("nan"),
+            "steps_done": steps_done + periods * T}
+
+
+def _probe(n: int, min_run_time: float) -> dict:
+    """Bandwidth of ``add_`` (2 reads + 1 write) and ``copy_`` (1 read + 1 write) on n fp32 elements."""
+    from torch.utils.benchmark import Timer
+
+    n = max(n, 1 << 22)
+    x, y, threads = torch.randn(n), torch.randn(n), torch.get_num_threads()
+    t_add = Timer("x.add_(y)", globals={"x": x, "y": y}, num_threads=threads).blocked_autorange(
+        min_run_time=min_run_time).median
+    t_copy = Timer("x.copy_(y)", globals={"x": x, "y": y}, num_threads=threads).blocked_autorange(
+        min_run_time=min_run_time).median
+    return {"add": 12 * n / t_add, "copy": 8 * n / t_copy}
+
+
+def run_case(case: Case, rounds: int, min_run_time: float, log=print) -> list:
+    """Time every entry of ``case`` interleaved with fused AdamW; one row per entry."""
+    from harness import measure
+
+    adamw = adamw_entry(case)
+    entries = [adamw] + list(case.entries)
+    built = []
+    for e in entries:
+        named = build_params(case, param_dtype(case, e))
+        t0 = time.perf_counter()
+        opt = build_optimizer(case, e, named)
+        opt.step()  # untimed first step: lazy state, compilation
+        first = time.perf_counter() - t0
+        built.append({"entry": e, "named": named, "opt": opt, "first": first, "times": [],
+                      "n": sum(p.numel() for _, p in named)})
+        log(f"  {case.name}: {e.label} built, first step {first:.2f} s")
+    n_params = built[0]["n"]
+    probes = []
+    for r in range(rounds):  # interleaved; the order rotates so no entry always runs after the same one
+        order = built[r % len(built):] + built[:r % len(built)]
+        for b in order:
+            b["times"].append(_time_block(b["opt"], b["entry"].T, min_run_time))
+        probes.append(_probe(n_params, min_run_time / 2))
+    bw_add = statistics.median(p["add"] for p in probes)
+    bw_copy = statistics.median(p["copy"] for p in probes)
+    ref_times = built[0]["times"]
+    labels = {b["entry"].label: b for b in built}
+    rows = []
+    for b in built:
+        e, opt, named = b["entry"], b["opt"], b["named"]
+        split = _split_steps(e, opt, _steps_taken(opt, e), periods=2) if e.T else {}
+        step_s = statistics.median(b["times"])
+        base = labels.get(e.baseline) if e.baseline else None
+        floor = traffic_floor(opt, named, diagonal=family(e.name) != "shampoo")
+        finite = all(bool(torch.isfinite(p).all()) for _, p in named)
+        row = {
+            "case": case.name, "optimizer": e.name, "label": e.label, "hparams": json.dumps(e.hparams, sort_keys=True),
+            "dtype": case.dtype, "param_dtype": str(named[0][1].dtype).replace("torch.", ""),
+            "T": e.T if e.T else 1, "n_tensors": len(named), "n_params": b["n"],
+            "shapes": json.dumps([list(p.shape) for _, p in named]) if not case.model else case.model,
+            "impl": measure.optimizer_impl(opt),
+            "step_time_s": step_s, "step_time_min_s": min(b["times"]), "step_time_max_s": max(b["times"]),
+            "rounds": rounds,
+            "ratio_adamw": statistics.median(t / a for t, a in zip(b["times"], ref_times)),
+            "baseline": e.baseline or "",
+            "ratio_baseline": (statistics.median(t / a for t, a in zip(b["times"], base["times"]))
+                               if base else float("nan")),
+            "update_step_s": split.get("update_step_s", float("nan")),
+            "regular_step_s": split.get("regular_step_s", float("nan")),
+            "eigh_share": split.get("eigh_share", float("nan")),
+            "first_step_s": b["first"], "compile_s": float(getattr(opt, "compile_time_s", 0.0)),
+            "state_bytes": measure.optimizer_state_bytes(opt),
+            "traffic_floor_bytes_per_param": floor,
+            "achieved_GBps": floor * b["n"] / step_s / 1e9 if not math.isnan(floor) else float("nan"),
+            "probe_add_GBps": bw_add / 1e9, "probe_copy_GBps": bw_copy / 1e9,
+            "ratio_floor": step_s / (floor * b["n"] / bw_add) if not math.isnan(floor) else float("nan"),
+            "finite": finite,
+        }
+        row["state_bytes_per_param"] = row["state_bytes"] / b["n"]
+        rows.append(row)
+    del built
+    gc.collect()
+    return rows
+
+
+def adamw_entry(case: Case) -> Entry:
+    """Fused AdamW on the parameters the case's other entries use (fp32 in Kronecker cases)."""
+    kronecker = {family(e.name) for e in case.entries} <= {"shampoo"}
+    return Entry("adamw", {"impl": "fused"}, param_dtype="fp32" if kronecker else case.dtype)
+
+
+def _steps_taken(opt, entry: Entry) -> int:
+    """Steps this optimizer has taken (to know which step of its period comes next)."""
+    if entry.name == "sirfshampoo":
+        return opt.global_step
+    if entry.name == "shampoo":
+        return next(s["step"] for s in opt.state.values() if "step" in s)
+    return opt.param_groups[0].get("global_step", 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# transient peak: one fresh process per entry
+
+PEAK_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536"}  # large temporaries are mmapped, so RSS falls when they are freed
+
+
+def peak_in_subprocess(case: Case, entry: Entry, threads: int, timeout: float = 600) -> dict:
+    """Transient bytes per parameter above the post-first-step RSS over 2 periods of steps."""
+    one = Case(case.name, case.dtype, [entry], shapes=case.shapes, model=case.model)
+    path = os.pathsep.join(filter(None, [_root(), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, **PEAK_ENV, "PYTHONPATH": path}
+    code = "import sys; from harness.bench_optim import _peak_child; _peak_child(sys.argv[1], int(sys.argv[2]))"
+    cmd = [sys.executable, "-c", code, one.to_json(), str(threads)]
+    try:
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=_root())
+    except subprocess.TimeoutExpired:
+        return {"peak_kind": "timeout"}
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if out.returncode != 0 or not lines:
+        return {"peak_kind": "error: " + (out.stderr.strip().splitlines() or ["?"])[-1][:200]}
+    return json.loads(lines[-1])
+
+
+def _root() -> str:
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _peak_child(case_json: str, threads: int) -> None:
+    from harness import measure
+
+    torch.set_num_threads(threads)
+    case = Case.from_json(case_json)
+    entry = case.entries[0]
+    named = build_params(case, param_dtype(case, entry))
+    opt = build_optimizer(case, entry, named)
+    opt.step()  # state allocated (and written: lazily zeroed pages are resident) and kernels compiled
+    opt.step()
+    gc.collect()
+    resettable = measure.reset_cpu_peak()
+    before = measure.cpu_current_bytes()
+    hwm_before = measure.cpu_peak_bytes()
+    for _ in range(2 * (entry.T or 1) + 1):  # whole periods, so an update step is included
+        opt.step()
+    peak = measure.cpu_peak_bytes()
+    n = sum(p.numel() for _, p in named)
+    if resettable:
+        transient, kind = max(0, peak - before), "rss_hwm_reset"
+    elif peak > hwm_before:
+        transient, kind = peak - before, "ru_maxrss"
+    else:  # the high-water mark was set before stepping and cannot be reset here
+        transient, kind = float("nan"), "ru_maxrss_unresolved"
+    print(json.dumps({"peak_bytes_per_param": transient / n, "peak_bytes": transient, "peak_kind": kind}))
+
+
+# ---------------------------------------------------------------------------------------------
+# output
+
+def write_results(rows: list, runs: str, tag: str) -> str:
+    """Atomically write ``<runs>/bench-optim/<UTC time>-<hash>.parquet``; returns the path."""
+    import pandas as pd
+
+    folder = os.path.join(runs, "bench-optim")
+    os.makedirs(folder, exist_ok=True)
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    digest = hashlib.sha256(tag.encode()).hexdigest()[:8]
+    path = os.path.join(folder, f"{stamp}-{digest}.parquet")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".partial")
+    os.close(fd)
+    try:
+        pd.DataFrame(rows).to_parquet(tmp, index=False)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _f(x, fmt: str) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
+
+
+def format_table(rows: list) -> str:
+    head = (f"{'case':<34} {'optimizer':<40} {'impl':<9} {'ms/step':>8} {'xAdamW':>6} {'xBase':>6} {'upd ms':>7} "
+            f"{'reg ms':>7} {'state B/p':>9} {'peak B/p':>8} {'floor B/p':>9} {'GB/s':>5} {'xfloor':>6} "
+            f"{'compile s':>9} {'eigh':>5}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r['case'][:34]:<34} {r['label'][:40]:<40} {r['impl'][:9]:<9} {_f(r['step_time_s'] * 1e3, '8.2f')} "
+            f"{_f(r['ratio_adamw'], '6.2f')} {_f(r['ratio_baseline'], '6.2f')} "
+            f"{_f(r['update_step_s'] * 1e3, '7.2f')} {_f(r['regular_step_s'] * 1e3, '7.2f')} "
+            f"{_f(r['state_bytes_per_param'], '9.2f')} {_f(r.get('peak_bytes_per_param'), '8.2f')} "
+            f"{_f(r['traffic_floor_bytes_per_param'], '9.0f')} {_f(r['achieved_GBps'], '5.1f')} "
+            f"{_f(r['ratio_floor'], '6.2f')} {_f(r['compile_s'], '9.1f')} {_f(r['eigh_share'], '5.2f')}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+def parse_opt(spec: str) -> tuple[str, dict]:
+    """``name[:key=value[:key=value]]`` -> (name, hparams); values parsed as Python literals."""
+    import ast
+
+    name, *pairs = spec.split(":")
+    hp = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise RegistryError(f"--opt {spec!r}: expected name:key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        try:
+            hp[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            hp[key] = value
+    return name.strip(), hp
+
+
+def parse_shape(text: str) -> list:
+    try:
+        shape = [int(x) for x in text.lower().split("x")]
+    except ValueError:
+        raise RegistryError(f"--shape {text!r}: expected sizes joined by 'x', e.g. 1024x1024 or 512") from None
+    if not shape or any(d < 1 for d in shape):
+        raise RegistryError(f"--shape {text!r}: sizes must be positive")
+    return shape
+
+
+def cases_from_args(args) -> list:
+    """The default suite, or one custom case per dtype from --opt/--shape/--n-tensors/--T."""
+    from optimizers import get_optimizer_spec
+
+    if not args.opt and not args.shape:
+        cases = [c for c in default_suite() if not args.case or any(k in c.name for k in args.case)]
+        if not cases:
+            raise RegistryError(f"--case {' '.join(args.case)} matches none of the default cases: "
+                                f"{', '.join(c.name for c in default_suite())}")
+        return cases
+    if args.case:
+        raise RegistryError("--case selects default cases; it cannot be combined with --opt/--shape")
+    specs = [parse_opt(s) for s in (args.opt or "rfadamw,rfrmsprop:momentum=0.9").split(",") if s.strip()]
+    for name, hp in specs:
+        if name in EXTERNAL:
+            if not _have(name):
+                raise RegistryError(f"{name} is not installed (pip install -e '.[test]')")
+            continue
+        spec = get_optimizer_spec(name)  # unknown names raise with close matches
+        unknown = sorted(set(hp) - set(spec.defaults))
+        if unknown:
+            raise RegistryError(f"--opt {name}: unknown hyperparameter(s) {unknown}")
+    shapes = [parse_shape(s) for s in (args.shape or ["1024x1024"])]
+    Ts = sorted({int(t) for chunk in (args.T or ["1"]) for t in str(chunk).split(",") if t.strip()})
+    if any(t < 1 for t in Ts):
+        raise RegistryError("--T values must be positive integers")
+    cases = []
+    for dt in args.dtype:
+        entries = []
+        for name, hp in specs:
+            for T in (Ts if periodic(name) else [None]):
+                entries.append(Entry(name, hp, T=T))
+        tensor_shapes = [s for _ in range(args.n_tensors) for s in shapes]
+        cases.append(Case(f"custom-{args.n_tensors}x{'+'.join('x'.join(map(str, s)) for s in shapes)}-{dt}", dt,
+                          entries, shapes=tensor_shapes))
+    return cases
+
+
+def cmd_bench_optim(args) -> int:
+    from harness.cli import _err
+    from harness.records import provenance
+
+    if args.n_tensors < 1 or args.rounds < 1 or args.min_run_time <= 0:
+        return _err("--n-tensors and --rounds must be positive, --min-run-time > 0")
+    cases = cases_from_args(args)
+    threads = args.threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    log = (lambda *a, **k: None) if args.quiet else (lambda *a, **k: print(*a, **k, file=sys.stderr, flush=True))
+    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    log(f"bench-optim: {len(cases)} case(s), {threads} thread(s), load average {load_start:.2f}")
+    prov = provenance(torch.device("cpu"))
+    rows = []
+    for case in cases:
+        case_rows = run_case(case, args.rounds, args.min_run_time, log)
+        if not args.no_peak:
+            measured = {}  # the peak does not depend on T (a child steps through an update either way)
+            for entry, row in zip([adamw_entry(case)] + list(case.entries), case_rows):
+                key = (entry.name, json.dumps(entry.hparams, sort_keys=True), entry.param_dtype)
+                if key not in measured:
+                    log(f"  {case.name}: {entry.label} peak memory (fresh process)")
+                    measured[key] = peak_in_subprocess(case, entry, threads)
+                row.update(measured[key])
+        rows += case_rows
+    load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    for r in rows:
+        r.setdefault("peak_bytes_per_param", float("nan"))
+        r.setdefault("peak_bytes", float("nan"))
+        r.setdefault("peak_kind", "skipped")
+        r.update(prov, threads=threads, load_avg_start=load_start, load_avg_end=load_end)
+    path = write_results(rows, args.runs, json.dumps(vars(args), sort_keys=True, default=str) + prov["started_at"])
+    print(format_table(rows))
+    print(f"\n{threads} thread(s); load average {load_start:.2f} -> {load_end:.2f}; "
+          f"add_ bandwidth {statistics.median(r['probe_add_GBps'] for r in rows):.1f} GB/s; wrote {path}")
+    if threads > 1 and max(load_start, load_end) > (os.cpu_count() or threads) - threads + 0.5:
+        print(f"note: the machine was busy (load average above {(os.cpu_count() or threads) - threads} besides "
+              f"these {threads} threads); multi-threaded timings then mostly measure waits at OpenMP "
+              "barriers: compare with --threads 1")
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench-optim", help="time optimizer.step() against fused AdamW and the memory-traffic floor",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--case", nargs="+", help="run only the default cases whose name contains one of these")
+    p.add_argument("--opt", help="comma-separated optimizers, each name[:key=value...] (also: sirfshampoo); "
+                                 "default with --shape: rfadamw,rfrmsprop:momentum=0.9")
+    p.add_argument("--shape", nargs="+", help="parameter shapes, e.g. 1024x1024 512 (each repeated --n-tensors times)")
+    p.add_argument("--n-tensors", type=int, default=16, help="copies of each --shape (default 16)")
+    p.add_argument("--dtype", nargs="+", default=["fp32"], choices=sorted(DTYPES),
+                   help="working precision (diagonal: params, grads, state; Kronecker: factors)")
+    p.add_argument("--T", nargs="+", help="preconditioner periods for periodic methods, e.g. 1,10 (default 1)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, recorded)")
+    p.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (medians are reported)")
+    p.add_argument("--min-run-time", type=float, default=0.25, help="seconds per timed block (at least one period)")
+    p.add_argument("--no-peak", action="store_true", help="skip the per-optimizer peak-memory subprocesses")
+    p.add_argument("--runs", default="runs", help="results folder (writes <runs>/bench-optim/*.parquet)")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=cmd_bench_optim)
