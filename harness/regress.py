@@ -91,9 +91,8 @@ def seeds_for(case: Case, role: str, offset: int = 0) -> list[int]:
     return [CANDIDATE_SEED_OFFSET + offset + i for i in range(case.candidate_seeds)]
 
 
-def run_suite(opt: str, suite: str, role: str, runs_root: str, seed_offset: int = 0, workers: int = 1,
-              log=print) -> pd.DataFrame:
-    """Run (or fetch from the cache) every case x seed; returns one row per run."""
+def run_suite(opt: str, suite: str, role: str, runs_root: str, seed_offset: int = 0, log=print) -> pd.DataFrame:
+    """Run (or fetch from the cache) every case x seed; returns one row per run (with its ``path``)."""
     from harness.cli import execute
     from harness.records import exists, read_run, run_path, write_run
     from harness.runner import resolve
@@ -113,7 +112,40 @@ def run_suite(opt: str, suite: str, role: str, runs_root: str, seed_offset: int 
                 write_run(rows, runs_root)
                 df = pd.DataFrame(rows)
                 log(f"  {case.name} seed {seed}: {df['status'].iloc[0]}")
-            summaries.append(summarize_run(df, case))
+            summaries.append({**summarize_run(df, case), "path": path})
+    return pd.DataFrame(summaries)
+
+
+def _matches(df: pd.DataFrame, case: Case, opt: str) -> bool:
+    r = df.iloc[0]
+    return (r["task"] == case.task and r["optimizer"] == opt and r["tier"] == case.tier
+            and r["precision"] == case.precision
+            and all(f"task_{k}" in df.columns and r[f"task_{k}"] == v for k, v in case.settings.items()))
+
+
+def load_baseline(root: str, opt: str, suite: str) -> pd.DataFrame:
+    """The stored baseline runs of ``opt``, found by their content (task, settings, precision, seed).
+
+    Not by run id: the id hashes the optimizer's source, and the gate exists to judge a changed source
+    against the stored runs of the old one. Raises ``RegistryError`` when a case or seed is missing.
+    """
+    from harness.records import find_runs, read_run
+
+    probe_row = load_probe(root, opt)
+    if probe_row is None:
+        raise RegistryError(f"{opt} has no baseline under {root}/; run `rootbench regress --update-baseline --opt {opt}`")
+    if int(probe_row.get("suite_version", -1)) != SUITE_VERSION:
+        raise RegistryError(f"the baseline of {opt} is from suite version {probe_row.get('suite_version')}, not "
+                            f"{SUITE_VERSION}; run `rootbench regress --update-baseline --opt {opt}`")
+    frames = [read_run(p) for p in find_runs(root) if os.path.basename(os.path.dirname(p)) == opt]
+    summaries = []
+    for case in SUITES[suite]:
+        found = {int(df["seed"].iloc[0]): df for df in frames if _matches(df, case, opt)}
+        for seed in seeds_for(case, "baseline"):
+            if seed not in found:
+                raise RegistryError(f"the baseline of {opt} lacks case {case.name!r} seed {seed}; run "
+                                    f"`rootbench regress --update-baseline --opt {opt} --suite {suite}`")
+            summaries.append(summarize_run(found[seed], case))
     return pd.DataFrame(summaries)
 
 
@@ -305,9 +337,15 @@ def cmd_regress(args) -> int:
     log = (lambda *a: print(*a, file=sys.stderr)) if not args.quiet else (lambda *a: None)
 
     if args.update_baseline:
+        from harness.records import find_runs
+
         log(f"baseline of {args.opt} (suite {args.suite} v{SUITE_VERSION}) -> {args.baselines}")
-        run_suite(args.opt, args.suite, "baseline", args.baselines, log=log)
+        new = run_suite(args.opt, args.suite, "baseline", args.baselines, log=log)
         save_probe(args.baselines, args.opt, probe(args.opt)["candidate"])
+        keep = {os.path.abspath(p) for p in new["path"]}
+        for path in find_runs(args.baselines):  # runs of this optimizer's older code are replaced
+            if os.path.basename(os.path.dirname(path)) == args.opt and os.path.abspath(path) not in keep:
+                os.remove(path)
         print(f"baseline of {args.opt} written under {args.baselines}/; commit it")
         return 0
 
@@ -321,7 +359,7 @@ def cmd_regress(args) -> int:
                     f"run `rootbench regress --update-baseline --opt {reference}` first")
     log(f"candidate {args.opt} vs reference {ref_name} (suite {args.suite} v{SUITE_VERSION})")
     try:
-        ref_runs = run_suite(ref_name, args.suite, "baseline", args.baselines, log=log)
+        ref_runs = load_baseline(args.baselines, ref_name, args.suite)
         cand_runs = run_suite(args.opt, args.suite, "candidate", args.runs, seed_offset=args.seed_offset, log=log)
     except RegistryError as e:
         return _err(str(e))

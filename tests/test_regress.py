@@ -31,6 +31,7 @@ def gate(tmp_path_factory):
         with open(md) as f:
             return code, f.read()
 
+    run.baselines = base
     yield run
     torch.set_num_threads(threads)
     if old_env is None:
@@ -48,6 +49,18 @@ def test_unchanged_optimizer_passes_against_its_own_baseline(gate):
     code, md = gate("rfrmsprop")
     assert code == 0, md
     assert "own baseline" in md and "**pass**" in md
+
+
+def test_a_changed_source_is_judged_against_the_stored_baseline_runs(gate, monkeypatch):
+    """The run id hashes the source; the baseline must still be found (by content), never rerun."""
+    from harness import registry
+    from harness.records import find_runs
+
+    before = sorted(find_runs(gate.baselines))
+    monkeypatch.setattr(registry, "file_hash", lambda path: "edited-source")
+    code, md = gate("rfrmsprop")
+    assert code == 0, md
+    assert sorted(find_runs(gate.baselines)) == before
 
 
 @pytest.mark.parametrize("variant, metric", [
