@@ -13,8 +13,8 @@ import os
 from harness.registry import TASKS, TIERS, RegistryError, TaskSpec, discover, register_task, unknown_name_error
 from tasks._base import ArrayTask, Task, TierConfig, replace_config
 
-__all__ = ["list_tasks", "create_task", "get_task_spec", "register_task", "data_root", "Task", "ArrayTask",
-           "TierConfig", "TaskSpec", "RegistryError"]
+__all__ = ["list_tasks", "create_task", "get_task_spec", "register_task", "data_root", "check_data", "data_status",
+           "Task", "ArrayTask", "TierConfig", "TaskSpec", "RegistryError"]
 
 DATA_ENV = "ROOTBENCH_DATA"
 
@@ -42,6 +42,29 @@ def resolve_tier(name: str, tier: str = "quick", **overrides):
     if tier not in TIERS:
         raise RegistryError(f"unknown tier {tier!r}; choose one of {', '.join(TIERS)}")
     return spec, replace_config(spec.tiers[tier], overrides)
+
+
+def check_data(name: str, tier: str = "quick", **overrides) -> str:
+    """Where the data of ``name`` at ``tier`` would come from, without reading it.
+
+    Raises ``tasks.data.DataMissingError`` (a ``RegistryError``: the CLI exits 2 and writes nothing)
+    when the data set is neither in the data root nor downloadable. Generated data needs no check.
+    """
+    from tasks.data import require
+
+    _, config = resolve_tier(name, tier, **overrides)
+    dataset = getattr(config, "dataset", None)
+    return "generated" if dataset is None else require(dataset)
+
+
+def data_status(name: str, tier: str) -> str:
+    """``<data set> <- <local source or 'not in the data root'>`` for listings (no network, never raises)."""
+    from tasks.data import status
+
+    dataset = getattr(get_task_spec(name).tiers[tier], "dataset", None)
+    if dataset is None or dataset == "synthetic":
+        return "generated" if dataset is None else "synthetic stand-in"
+    return f"{dataset} <- {status(dataset)}"
 
 
 def create_task(name: str, tier: str = "quick", **overrides) -> Task:

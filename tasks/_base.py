@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -134,6 +135,11 @@ def split_train_val(x, y, n_val: int, seed: int = 0, n_train: int | None = None,
     val_idx, train_idx = order[:n_val], order[n_val:]
     if n_train is not None:
         train_idx = train_idx[:n_train]
-    x, y = torch.as_tensor(x), torch.as_tensor(y)
-    return {"train": (x[train_idx], y[train_idx]), "val": (x[val_idx], y[val_idx]),
-            "train_eval": (x[train_idx[:n_train_eval]], y[train_idx[:n_train_eval]])}
+
+    def take(a, idx):  # numpy (e.g. memory-mapped) arrays: read only the selected rows
+        if isinstance(a, np.ndarray):
+            return torch.from_numpy(np.ascontiguousarray(a[idx.numpy()]))
+        return torch.as_tensor(a)[idx]
+
+    return {"train": (take(x, train_idx), take(y, train_idx)), "val": (take(x, val_idx), take(y, val_idx)),
+            "train_eval": (take(x, train_idx[:n_train_eval]), take(y, train_idx[:n_train_eval]))}
