@@ -100,7 +100,7 @@ def test_compare_applies_the_stated_rules():
     pure = frame("mlp-bf16-pure", [0.5], [1])  # the smoke suite's second case
     ref = pd.concat([frame("mlp", [0.80, 0.81, 0.79, 0.80], [300, 300, 400, 300]), pure])
     same = frame("mlp", [0.80, 0.79, 0.81], [300, 400, 300])
-    worse_small = frame("mlp", [0.795, 0.796, 0.794], [300, 300, 300])  # significant, below the 0.01 effect
+    worse_small = frame("mlp", [0.795, 0.796, 0.794], [300, 300, 300])  # significant, below the 0.03 effect
     worse = frame("mlp", [0.70, 0.71, 0.69], [900, 1000, 800])
     diverging = frame("mlp-bf16-pure", [float("nan")], [2000], status="diverged")
 
