@@ -54,7 +54,8 @@ class Shampoo(StateDtypeOptimizer):
     factor. ``preconditioner_dtype`` ("float32", "float64", "bfloat16", "param") holds factors,
     roots and the filtered gradient. eigh runs only in fp32/fp64: 16-bit factors are decomposed in
     fp64 with a warning, and fp32 failures are retried in fp64; both count in the parameter's state
-    ``eigh_fp64_fallbacks``. ``grafting`` ("none", "adagrad", "adam") rescales each parameter's
+    ``eigh_fp64_fallbacks``. A root that still fails (or is non-finite) keeps the previous root, as
+    DS does, counted in ``root_failures``. ``grafting`` ("none", "adagrad", "adam") rescales each parameter's
     Shampoo direction to the norm of the grafted diagonal direction and runs alone before ``start``.
     ``impl``: "reference" decomposes factor by factor; "batched" (= "auto") stacks the factors of
     equal size and dtype into one ``torch.linalg.eigh`` call (tests/test_optimizer_fastpaths.py).
@@ -88,6 +89,7 @@ class Shampoo(StateDtypeOptimizer):
                                       grafting_epsilon=grafting_epsilon, grafting_beta2=grafting_beta2))
         self.impl = impl
         self.impl_used = "reference" if impl == "reference" else "batched"
+        self._warned_root_failure = False
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -109,9 +111,28 @@ class Shampoo(StateDtypeOptimizer):
         s = self._statistics(p, group)
         if s.needs_roots:
             for k in range(s.N):
-                s.state[f"root_{k}"] = self._inverse_root(s.state, s.state[f"factor_{k}"], -1.0 / (2 * s.N),
-                                                          group["damping"]).to(s.pdt)
+                self._set_root(s, k, self._inverse_root(s.state, s.state[f"factor_{k}"], -1.0 / (2 * s.N),
+                                                        group["damping"]))
         self._descend(p, group, s)
+
+    def _set_root(self, s: SimpleNamespace, k: int, R: torch.Tensor | None) -> None:
+        """Store a new inverse root, or keep the previous one when the decomposition failed or gave
+        non-finite values, as Distributed Shampoo does ("using previous inverted factor matrix and
+        continuing"); before any root exists that is the identity (the plain step of t < T).
+        Failures are counted in ``state["root_failures"]``: a numerical event, not a crash."""
+        if R is not None and bool(torch.isfinite(R).all()):
+            s.state[f"root_{k}"] = R.to(s.pdt)
+            return
+        s.state["root_failures"] = s.state.get("root_failures", 0) + 1
+        if not self._warned_root_failure:
+            self._warned_root_failure = True
+            warnings.warn("shampoo: an inverse root failed (eigh did not converge or gave non-finite values); "
+                          "keeping the previous root (counted in state['root_failures'])", RuntimeWarning,
+                          stacklevel=3)
+        if f"root_{k}" not in s.state:
+            L = s.state[f"factor_{k}"]
+            eye = torch.ones(L.shape[0]) if L.ndim == 1 else torch.eye(L.shape[0])
+            s.state[f"root_{k}"] = eye.to(device=L.device, dtype=s.pdt)
 
     def _statistics(self, p: torch.Tensor, group: dict) -> SimpleNamespace:
         """Update the factors and the filtered gradient; say whether this step computes roots."""
@@ -184,27 +205,28 @@ class Shampoo(StateDtypeOptimizer):
                 if L.ndim == 2 and L.dtype in EIGH_DTYPES:
                     batches.setdefault((L.shape[0], L.dtype, L.device, exponent), []).append((s, k))
                 else:
-                    s.state[f"root_{k}"] = self._inverse_root(s.state, L, exponent, group["damping"]).to(s.pdt)
+                    self._set_root(s, k, self._inverse_root(s.state, L, exponent, group["damping"]))
         for (_, _, _, exponent), items in batches.items():
             factors = torch.stack([s.state[f"factor_{k}"] for s, k in items])
             try:
                 lam, Q = torch.linalg.eigh(factors)
             except torch.linalg.LinAlgError:
                 for s, k in items:
-                    s.state[f"root_{k}"] = self._inverse_root(s.state, s.state[f"factor_{k}"], exponent,
-                                                              group["damping"]).to(s.pdt)
+                    self._set_root(s, k, self._inverse_root(s.state, s.state[f"factor_{k}"], exponent,
+                                                            group["damping"]))
                 continue
             # the reference's PSD shift and epsilon per matrix, then Q diag(lam^e) Q^T
             lam = lam - lam.min(dim=-1, keepdim=True).values.clamp(max=0) + group["damping"]
             roots = torch.matmul(Q * (lam ** exponent).unsqueeze(-2), Q.transpose(-1, -2))
             for (s, k), R in zip(items, roots.unbind(0)):
-                s.state[f"root_{k}"] = R.to(s.pdt)
+                self._set_root(s, k, R)
         for p, s in pending:
             self._descend(p, group, s)
 
     @staticmethod
-    def _inverse_root(state: dict, L: torch.Tensor, exponent: float, eps: float) -> torch.Tensor:
-        """(L - min(lambda_min, 0) I + eps I)^exponent by eigh; diagonal factors elementwise."""
+    def _inverse_root(state: dict, L: torch.Tensor, exponent: float, eps: float) -> torch.Tensor | None:
+        """(L - min(lambda_min, 0) I + eps I)^exponent by eigh; diagonal factors elementwise.
+        None when eigh fails even in float64 (the caller keeps the previous root)."""
         if L.ndim == 1:
             return (L - L.min().clamp(max=0) + eps) ** exponent
         A = L
@@ -217,8 +239,11 @@ class Shampoo(StateDtypeOptimizer):
             lam, Q = torch.linalg.eigh(A)
         except torch.linalg.LinAlgError:  # DS retries a failed decomposition in double precision
             if A.dtype == torch.float64:
-                raise
-            lam, Q = torch.linalg.eigh(A.double())
+                return None
+            try:
+                lam, Q = torch.linalg.eigh(A.double())
+            except torch.linalg.LinAlgError:
+                return None
             state["eigh_fp64_fallbacks"] += 1
         lam = lam - lam.min().clamp(max=0) + eps  # PSD shift, then epsilon on the eigenvalues
         return (Q * lam ** exponent) @ Q.T
