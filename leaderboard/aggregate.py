@@ -9,10 +9,14 @@ Vocabulary:
   bf16-pure twins of one configuration can be compared;
 * numbers are never pooled across tasks or tiers: every table is grouped by ``(tier, task)`` first.
 
-Selection (``select_best``) uses only the validation metric: among an optimizer's configurations with at
-least one finished run, those in which no seed diverged or failed come first, then the best mean final
-validation metric over seeds, then more finished seeds, then the config id (so the choice is
-deterministic). Test numbers are reported for the selected configuration, never used to select it.
+Selection (``select_best``) uses only the validation metric. Eligible are an optimizer's configurations
+with at least one finished run, in fp32 when it has any fp32 runs (other precisions are compared with
+the selected setting, not selected on), and replicated: with at least min(3, the most finished seeds of
+any of its configurations) finished seeds, so a one-seed trial never beats the multi-seed rerun of a
+sweep's selection on a lucky seed. Among them, those in which no seed diverged or failed come first,
+then the best mean final validation metric over seeds, then more finished seeds, then the config id
+(so the choice is deterministic). Test numbers are reported for the selected configuration, never used
+to select it.
 """
 from __future__ import annotations
 
@@ -31,6 +35,8 @@ TIER_ORDER = ("full", "quick", "smoke")
 PRECISION_ORDER = ("fp32", "bf16", "bf16-pure", "fp16")
 STATUS_ORDER = ("ok", "diverged", "timeout", "oom", "error")
 FAILED = ("oom", "timeout", "error")
+REFERENCE_PRECISION = "fp32"  # selection happens here; other precisions are reported against it
+MIN_REPLICATES = 3  # a selected configuration needs this many finished seeds where any configuration has them
 REFERENCE_OPTIMIZER = "adamw"  # the tuned reference of the geometric-mean speedup
 CNN_REFERENCE = "sgd"  # the paper's generalisation reference on CNNs
 # the paper's root / root-free pairs; the registry's ``pair`` metadata adds any others
@@ -279,7 +285,11 @@ def select_best(configs_df: pd.DataFrame) -> pd.DataFrame:
     groups: dict = {}
     for r in eligible.to_dict("records"):  # one conversion; per-group frames are slow at 10k runs
         groups.setdefault(tuple(r[k] for k in GROUP), []).append(r)
-    best = [min(rs, key=selection_key) for rs in groups.values()]
+    best = []
+    for rs in groups.values():
+        rs = [r for r in rs if str(r["precision"]) == REFERENCE_PRECISION] or rs
+        replicated = min(MIN_REPLICATES, max(int(r["n_ok"]) for r in rs))
+        best.append(min((r for r in rs if r["n_ok"] >= replicated), key=selection_key))
     return pd.DataFrame(best, columns=configs_df.columns)
 
 

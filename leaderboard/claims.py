@@ -1,0 +1,81 @@
+"""The paper's three claims as Markdown tables, from ``runs/`` through the site's own aggregation.
+
+    .venv/bin/python -m leaderboard.claims [--runs runs] [--tier quick]
+
+Lin et al., ICML 2024 (https://arxiv.org/abs/2402.03496) claim that removing the square root
+(1) closes the generalisation gap to SGD on CNNs, (2) keeps the root-based methods' performance on
+vision transformers, and (3) lets the inverse-free Kronecker method run in bf16 where Shampoo needs
+high precision, with less memory and time. Every number printed here is computed by
+``leaderboard.aggregate`` (the functions behind ``rootbench site``) from the run files, with the run
+ids of each selected configuration, so RESULTS.md can quote it and anyone can regenerate it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from leaderboard import load as loader
+from leaderboard.build import compute
+
+
+def _num(v, digits=4) -> str:
+    try:
+        if v != v:  # NaN
+            return "–"
+    except TypeError:
+        return "–"
+    return f"{v:.{digits}f}"
+
+
+def _cell(mean, half, n) -> str:
+    if mean != mean:
+        return "–"
+    return f"{mean:.4f} ± {half:.4f} (n={int(n)})" if half == half else f"{mean:.4f} (n={int(n)})"
+
+
+def tables(model: dict, tier: str) -> str:
+    ov = model["overview"]
+    ov = ov[(ov["tier"] == tier) & ov["selected"].astype(bool)]
+    rvf = model["root_vs_free"]
+    rvf = rvf[(rvf["tier"] == tier) & rvf["root_present"].astype(bool) & rvf["free_present"].astype(bool)] \
+        if len(rvf) else rvf
+    out = [f"## Root vs root-free, {tier} tier (test metric, selected on validation)", "",
+           "| task | root | root-free | root | root-free | difference (free − root), 95% CI | Welch p | SGD |",
+           "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in rvf.to_dict("records"):
+        sgd = _cell(r.get("sgd_test_mean", float("nan")), r.get("sgd_test_half", float("nan")),
+                    r.get("sgd_test_n", 0) or 0) if r.get("sgd_reference") else ""
+        out.append(f"| {r['task']} | {r['root']} | {r['free']} | {_cell(r['root_test_mean'], r['root_test_half'], r['root_test_n'])} "
+                   f"| {_cell(r['free_test_mean'], r['free_test_half'], r['free_test_n'])} "
+                   f"| {r['diff']:+.4f} ± {r['diff_half']:.4f} | {_num(r['p'], 3)} | {sgd} |")
+    out += ["", f"## Precision, memory and step time, {tier} tier", "",
+            "| task | optimizer | fp32 test | bf16-pure − fp32 | bf16-pure diverged | state B/param | peak memory MiB | "
+            "step time ×fused AdamW | train−test gap | selected run ids |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in ov.sort_values(["task", "optimizer"]).to_dict("records"):
+        pure = r.get("delta_bf16-pure")
+        div = r.get("diverged_bf16-pure")
+        div = f"{div[0]}/{div[1]}" if isinstance(div, (list, tuple)) else "–"
+        peak = r.get("peak_mem_bytes")
+        out.append(f"| {r['task']} | {r['optimizer']} | {_cell(r['test_mean'], r['test_half'], r['test_n'])} "
+                   f"| {'–' if pure != pure or pure is None else f'{pure:+.4f}'} | {div} "
+                   f"| {_num(r['state_bytes_per_param'], 2)} | {_num(peak / 2**20, 1) if peak == peak else '–'} "
+                   f"| {_num(r['step_ratio'], 2)} | {_num(r['gap_mean'], 4)} | {' '.join(r['run_ids'])} |")
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", default="runs")
+    ap.add_argument("--tier", default="quick")
+    args = ap.parse_args(argv)
+    warnings = []
+    model = compute(loader.load(args.runs, warnings.append))
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    sys.stdout.write(tables(model, args.tier))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
