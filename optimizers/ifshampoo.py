@@ -63,7 +63,9 @@ class IFShampoo(StateDtypeOptimizer):
     steps: ``schedule="prototype_log4"`` is the paper's warm-up (every step up to 15, then every
     min(floor(log4(t+1)), T)), ``"every_T"`` is [R2]'s step % T == 0. ``preconditioner_dtype``
     ("float32", "bfloat16", "float64" or "param") holds the factors, their momenta, the cached
-    K K^T and the preconditioned step; ``momentum_dtype`` holds the heavy-ball buffer.
+    K K^T and the preconditioned step (default "param": the parameters' dtype, so that
+    ``--precision bf16-pure`` runs the factors in bf16, the paper's low-precision setting);
+    ``momentum_dtype`` holds the heavy-ball buffer.
     ``lr_cov_name_discount`` applies the prototype's 0.25 x lr_cov to parameters whose name
     contains norm/proj/bias; names come from named parameters (``model.named_parameters()``, or a
     model through ``create_optimizer``), and unnamed parameters are never discounted.
@@ -77,7 +79,7 @@ class IFShampoo(StateDtypeOptimizer):
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.9, lr_cov: float = 5e-2,
                  riemannian_momentum: float = 0.5, damping: float = 1e-4, weight_decay: float = 0.0,
                  batch_size: int | None = None, schedule: str = "prototype_log4", T: int = 2,
-                 preconditioner_dtype: str = "float32", momentum_dtype: str = "param",
+                 preconditioner_dtype: str = "param", momentum_dtype: str = "param",
                  lr_cov_name_discount: bool = False, impl: str = "auto"):
         check_batch_size(batch_size, "ifshampoo")
         check_nonnegative(lr=lr, lr_cov=lr_cov, damping=damping, weight_decay=weight_decay)

@@ -52,7 +52,9 @@ class Shampoo(StateDtypeOptimizer):
     decoupled ``weight_decay``; roots every ``T`` steps from step ``start_preconditioning_step``
     (-1: T), exponent -1/(2 * order). Axes longer than ``max_preconditioner_dim`` keep a diagonal
     factor. ``preconditioner_dtype`` ("float32", "float64", "bfloat16", "param") holds factors,
-    roots and the filtered gradient. eigh runs only in fp32/fp64: 16-bit factors are decomposed in
+    roots and the filtered gradient; the default "param" follows the parameters, so that
+    ``--precision bf16-pure`` puts all optimizer state in bf16 (DS as the paper ran it kept fp32
+    factors: pass ``preconditioner_dtype="float32"``). eigh runs only in fp32/fp64: 16-bit factors are decomposed in
     fp64 with a warning, and fp32 failures are retried in fp64; both count in the parameter's state
     ``eigh_fp64_fallbacks``. A root that still fails (or is non-finite) keeps the previous root, as
     DS does, counted in ``root_failures``. ``grafting`` ("none", "adagrad", "adam") rescales each parameter's
@@ -63,7 +65,7 @@ class Shampoo(StateDtypeOptimizer):
 
     def __init__(self, params, lr: float = 1e-2, momentum: float = 0.9, lr_cov: float = 1e-2,
                  damping: float = 1e-6, weight_decay: float = 0.0, T: int = 2, start_preconditioning_step: int = -1,
-                 max_preconditioner_dim: int = 8192, preconditioner_dtype: str = "float32",
+                 max_preconditioner_dim: int = 8192, preconditioner_dtype: str = "param",
                  grafting: str = "none", grafting_epsilon: float = 1e-3, grafting_beta2: float = 0.999,
                  impl: str = "auto"):
         check_nonnegative(lr=lr, damping=damping, weight_decay=weight_decay, grafting_epsilon=grafting_epsilon)

@@ -56,11 +56,11 @@ def kron_dims(shape):
 @pytest.mark.parametrize("precision", ["fp32", "bf16-pure"])
 def test_ifshampoo_state_is_its_factors_momenta_and_cache(precision, impl):
     r = run("ifshampoo", precision, impl=impl)
-    width = 4 if precision == "fp32" else 2  # factors in float32 by default; momentum in the param dtype
+    width = 4 if precision == "fp32" else 2  # factors and momentum follow the parameters' dtype by default
     expected = 0
     for shape in shapes():
         dims = kron_dims(shape)
-        factor = 4  # preconditioner_dtype float32 (default)
+        factor = width  # preconditioner_dtype "param" (default)
         # K, its Riemannian momentum m_K (riemannian_momentum 0.5 > 0) and, on the reference path
         # only, the cached K K^T per axis with its rescaling scalar (float32); the batched default
         # (auto) forms no K K^T and holds what [R2] holds
