@@ -14,7 +14,8 @@ parameter shapes. Rules, one per metric (``RULES``):
 - time to target: steps to the task's target (hardware-free; a miss counts as twice the budget),
   same test, regression if the mean is more than 1.5x the reference's;
 - step time: the optimizer step over fused AdamW, both timed in one process on the same parameters;
-  regression if the candidate's ratio exceeds the reference's by more than 30%;
+  regression if the candidate's ratio exceeds the reference's by more than 30%, in its first timing
+  and in two more (the smallest ratio counts: load only ever slows a step down);
 - state: optimizer-state bytes per parameter, exact; regression on any increase;
 - bf16-pure: regression if a candidate seed diverges where no reference seed did.
 
@@ -38,6 +39,7 @@ from harness.registry import RegistryError
 SUITE_VERSION = 2
 BASELINE_DIR = os.path.join("runs", "baselines")
 CANDIDATE_SEED_OFFSET = 1000
+CONFIRM_RETRIES = 2  # a step-time regression must reproduce in this many more timings (the minimum counts)
 ALPHA = 0.05  # with suite v1's smaller effect sizes this gave 2 false alarms in 20 gates; v2 raised them (README)
 
 
@@ -190,6 +192,25 @@ def probe(opt: str, reference: str | None = None, repeats: int = 5) -> dict:
     if reference is not None:
         out["reference"] = one(reference)
     return out
+
+
+def confirm_step_time(opt: str, reference: str | None, probes: dict, ref_probe: dict, rules: Rules = RULES,
+                      retries: int = CONFIRM_RETRIES, log=print) -> dict:
+    """The candidate's probe, re-timed up to ``retries`` times while its step-time ratio breaks the rule.
+
+    Interference from other processes only ever makes a step slower, so the smallest of the repeated
+    ratios is the estimate; a real slowdown (the planted 2x step) survives every retry. The baseline's
+    stored ratio cannot be re-timed (it belongs to the code before the change).
+    """
+    cand = dict(probes["candidate"])
+    for _ in range(retries):
+        if cand["step_time_ratio_adamw"] <= rules.max_step_time_ratio * ref_probe["step_time_ratio_adamw"]:
+            break
+        log(f"step-time ratio {cand['step_time_ratio_adamw']:.3g} breaks the rule; timing it again")
+        again = probe(opt, reference)["candidate"]
+        if again["step_time_ratio_adamw"] < cand["step_time_ratio_adamw"]:
+            cand = again
+    return cand
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,6 +387,7 @@ def cmd_regress(args) -> int:
         return _err(str(e))
     probes = probe(args.opt, reference)  # a different reference is timed live, in this process
     ref_probe = probes.get("reference") or load_probe(args.baselines, args.opt)
+    probes["candidate"] = confirm_step_time(args.opt, reference, probes, ref_probe, log=log)
     checks = compare(cand_runs, ref_runs, probes["candidate"], ref_probe, suite=args.suite)
     md = to_markdown(checks, f"rootbench regress: {args.opt} vs {ref_name} "
                              f"({'own baseline' if reference is None else 'reference'}; suite {args.suite} v{SUITE_VERSION})")

@@ -26,18 +26,20 @@ split is not in the offline pack, so the quick tier of ``wikitext103-gpt`` train
 file (217,646 tokens) minus its last 10% (the validation split) and reports on WikiText-2's test file;
 its vocabulary is the 8,192 most frequent words of that training part (the rest become <unk>).
 
-Quick tiers (fp32, context 64, cosine schedule with 10% warm-up, no dropout). Reference runs as in
-``tasks.cifar`` (default sgd / adamw hyperparameters, seed 0, one thread on a shared 2-core machine;
-CPU = whole-process CPU seconds), final validation / test loss (nats per token); targets sit a little
-above the better final loss:
+Quick tiers (fp32, context 64, cosine schedule with 10% warm-up, no dropout). Reference runs: default
+sgd / adamw hyperparameters, seed 0, one thread each, two runs at a time on a shared 2-core Xeon
+(``rootbench bench``, committed under ``runs/<task>/<optimizer>/``; wall = the run's ``wall_time_s``),
+final validation / test loss (nats per token); targets sit a little above the better final loss:
 
-  task                   model, params                     steps x batch  sgd val/test  adamw val/test  target  CPU s
-  shakespeare-char-gpt   GPT 4 layers x 128, 4 heads, 0.81M  700 x 32      2.623/2.637   1.947/2.052     2.0     133/126
-  shakespeare-char-lstm  LSTM 3 layers x 256, 1.61M          600 x 32      2.674/2.687   1.969/2.068     2.05    156/149
-  wikitext103-gpt        GPT 2 layers x 128, vocab 8,192,    600 x 16      5.285/5.559   4.999/5.160     5.1     111/119
+  task                   model, params                     steps x batch  sgd val/test  adamw val/test  target  wall s
+  shakespeare-char-gpt   GPT 4 layers x 128, 4 heads, 0.81M  700 x 32      2.297/2.339   1.963/2.067     2.0     90/89
+  shakespeare-char-lstm  LSTM 3 layers x 256, 1.61M          600 x 32      2.675/2.687   1.980/2.074     2.05    102/108
+  wikitext103-gpt        GPT 2 layers x 128, vocab 8,192,    600 x 16      5.156/5.395   5.012/5.186     5.1     113/114
                          1.45M (WikiText-2 valid/test)
 
-Data wait was about 0.1% of the train time.
+(run ids: gpt fce06b73029b / 2bbab55e5c01, lstm 040fd69b79bd / 75c1800f857c, wikitext bd7ae6ccee61 /
+44e049216d6d; an earlier version of this table, measured while the tasks were being written, gave
+2.623 for sgd on the GPT.) Data wait was about 0.1% of the train time.
 """
 from __future__ import annotations
 

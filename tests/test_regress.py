@@ -118,3 +118,17 @@ def test_compare_applies_the_stated_rules():
         == "REGRESSION"
     assert verdicts(pd.concat([same, pure]), {**probe, "state_bytes_per_param": 8.5})["state bytes / param"] \
         == "REGRESSION"
+
+
+def test_a_step_time_breach_must_reproduce(monkeypatch):
+    """Noise (one slow timing) is retimed away; a real slowdown survives every retry."""
+    ref = {"step_time_ratio_adamw": 1.0, "state_bytes_per_param": 8.0}
+    timings = iter([1.0, 2.0])  # the retries of a noisy first timing of 2.0
+    monkeypatch.setattr(regress, "probe", lambda opt, reference=None: {
+        "candidate": {"step_time_ratio_adamw": next(timings), "state_bytes_per_param": 8.0}})
+    noisy = regress.confirm_step_time("x", None, {"candidate": {"step_time_ratio_adamw": 2.0}}, ref, log=lambda m: None)
+    assert noisy["step_time_ratio_adamw"] == 1.0
+    monkeypatch.setattr(regress, "probe", lambda opt, reference=None: {
+        "candidate": {"step_time_ratio_adamw": 2.1, "state_bytes_per_param": 8.0}})
+    slow = regress.confirm_step_time("x", None, {"candidate": {"step_time_ratio_adamw": 2.0}}, ref, log=lambda m: None)
+    assert slow["step_time_ratio_adamw"] == 2.0  # still over 1.3x after both retries
