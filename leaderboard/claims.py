@@ -45,9 +45,10 @@ def tables(model: dict, tier: str) -> str:
     for r in rvf.to_dict("records"):
         sgd = _cell(r.get("sgd_test_mean", float("nan")), r.get("sgd_test_half", float("nan")),
                     r.get("sgd_test_n", 0) or 0) if r.get("sgd_reference") else ""
+        diff = f"{r['diff']:+.4f}" + (f" ± {r['diff_half']:.4f}" if r["diff_half"] == r["diff_half"] else "")
         out.append(f"| {r['task']} | {r['root']} | {r['free']} | {_cell(r['root_test_mean'], r['root_test_half'], r['root_test_n'])} "
                    f"| {_cell(r['free_test_mean'], r['free_test_half'], r['free_test_n'])} "
-                   f"| {r['diff']:+.4f} ± {r['diff_half']:.4f} | {_num(r['p'], 3)} | {sgd} |")
+                   f"| {diff} | {_num(r['p'], 3)} | {sgd} |")
     out += ["", f"## Precision, memory and step time, {tier} tier", "",
             "| task | optimizer | fp32 test | bf16-pure − fp32 | bf16-pure diverged | state B/param | peak memory MiB | "
             "step time ×fused AdamW | train−test gap | selected run ids |",
