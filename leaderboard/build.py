@@ -788,6 +788,17 @@ def _arrow_safe(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def _csv_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """``_arrow_safe``, and list-valued cells (a tier setting such as a tuple of milestones) as JSON text:
+    CSV has no list type."""
+    df = _arrow_safe(df)
+    for c in df.columns:
+        if df[c].dtype == object and df[c].map(lambda v: isinstance(v, (list, tuple, dict, np.ndarray))).any():
+            df[c] = df[c].map(lambda v: json.dumps(v.tolist() if isinstance(v, np.ndarray) else v, default=str)
+                              if isinstance(v, (list, tuple, dict, np.ndarray)) else v)
+    return df
+
+
 def write_data(model: dict, results: loader.Results, out: str, runs_root: str) -> list[dict]:
     """Per-run parquet copies, runs/points tables (also the next build's cache), the combined
     ``results.parquet`` and the CSV files. Returns the download list."""
@@ -833,9 +844,9 @@ def write_data(model: dict, results: loader.Results, out: str, runs_root: str) -
         {"run_id": str}) if len(summary) else pd.DataFrame(columns=list(RESULT_COLUMNS))
     long = points.merge(ids, on="run_id", how="inner")
     long = long[list(RESULT_COLUMNS) + list(loader.POINT_COLUMNS)]
-    pacsv.write_csv(pa.Table.from_pandas(_arrow_safe(long), preserve_index=False), os.path.join(data, "results.csv"))
+    pacsv.write_csv(pa.Table.from_pandas(_csv_safe(long), preserve_index=False), os.path.join(data, "results.csv"))
     run_cols = [c for c in summary.columns if c not in ("fingerprint", "n_rows")]
-    pacsv.write_csv(pa.Table.from_pandas(_arrow_safe(summary[run_cols]), preserve_index=False),
+    pacsv.write_csv(pa.Table.from_pandas(_csv_safe(summary[run_cols]), preserve_index=False),
                     os.path.join(data, "runs.csv"))
     md = markdown(model)
     _write(os.path.join(data, "overview.md"), md)

@@ -579,3 +579,16 @@ def test_claims_tables_quote_the_aggregation(model):
     ov = model["overview"]
     for r in ov[(ov["tier"] == "smoke") & ov["selected"].astype(bool)].to_dict("records"):
         assert " ".join(r["run_ids"]) in md  # every row names the runs behind it
+
+
+def test_list_valued_settings_reach_the_csv_exports(tmp_path):
+    """A tier setting that is a sequence (Swin's depths per stage) is written to CSV as JSON text."""
+    from tests.conftest import rootbench
+
+    runs, site = str(tmp_path / "runs"), str(tmp_path / "site")
+    assert rootbench("bench", "--task", "imagewoof-swin_t", "--opt", "sgd", "--tier", "smoke", "--quiet",
+                     "--in-process", runs=runs) == 0
+    assert rootbench("site", "--runs", runs, "--out", site) == 0
+    table = pd.read_csv(os.path.join(site, "data", "runs.csv"))
+    depths = json.loads(table["task_depths"].iloc[0])
+    assert isinstance(depths, list) and all(isinstance(d, int) for d in depths)
