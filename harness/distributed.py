@@ -79,5 +79,10 @@ def any_rank(flag: bool) -> bool:
 
 
 def finish() -> None:
+    """Leave the process group together: without the barrier a rank that tears gloo down while its peer
+    is still in the last collective can abort ("terminate called without an active exception")."""
     if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
