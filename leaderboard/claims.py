@@ -1,6 +1,6 @@
 """The paper's three claims as Markdown tables, from ``runs/`` through the site's own aggregation.
 
-    .venv/bin/python -m leaderboard.claims [--runs runs] [--tier quick]
+    .venv/bin/python -m leaderboard.claims [--runs runs] [--tier quick] [--stages N]
 
 Lin et al., ICML 2024 (https://arxiv.org/abs/2402.03496) claim that removing the square root
 (1) closes the generalisation gap to SGD on CNNs, (2) keeps the root-based methods' performance on
@@ -12,6 +12,9 @@ ids of each selected configuration, so RESULTS.md can quote it and anyone can re
 from __future__ import annotations
 
 import argparse
+import glob
+import json
+import os
 import sys
 
 from leaderboard import load as loader
@@ -65,13 +68,52 @@ def tables(model: dict, tier: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def sweep_run_ids(runs_root: str, stages: int) -> dict[tuple[str, str, str], set[str]]:
+    """Run ids of the sweeps with ``stages`` search stages, per (tier, task, optimizer), from their manifests.
+
+    Lets a table be rebuilt at one tuning budget after a task got a second stage: every trial, seed and
+    other-precision run a manifest lists counts (they are the sweep's whole budget).
+    """
+    out: dict[tuple[str, str, str], set[str]] = {}
+    for path in sorted(glob.glob(os.path.join(runs_root, "sweeps", "*", "*", "*.json"))):
+        try:
+            with open(path) as f:
+                m = json.load(f)
+            if m.get("budget", {}).get("stages") != stages:
+                continue
+            ids = {t["run_id"] for t in m["trials"]} | {s["run_id"] for s in m["seeds"]}
+            for more in (m.get("other_precisions") or {}).values():
+                ids |= set(more)
+            key = (m["tier"], m["task"], m["optimizer"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise SystemExit(f"error: cannot read sweep manifest {path} ({e}); restore it from git or delete it")
+        out.setdefault(key, set()).update(i for i in ids if i)
+    return out
+
+
+def restrict_to_sweeps(runs, allowed: dict[tuple[str, str, str], set[str]]):
+    """Drop runs of a (tier, task, optimizer) that has allowed sweeps but are not in them; others stay."""
+    if not allowed or not len(runs):
+        return runs
+    key = list(zip(runs["tier"], runs["task"], runs["optimizer"]))
+    keep = [k not in allowed or rid in allowed[k] for k, rid in zip(key, runs["run_id"])]
+    return runs[keep].reset_index(drop=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", default="runs")
     ap.add_argument("--tier", default="quick")
+    ap.add_argument("--stages", type=int, choices=(1, 2), default=None,
+                    help="only runs of sweeps with this many search stages, where a task/optimizer has such "
+                         "a sweep (e.g. 1: the 6-trial budget even where a second stage was run)")
     args = ap.parse_args(argv)
     warnings = []
-    model = compute(loader.load(args.runs, warnings.append))
+    results = loader.load(args.runs, warnings.append)
+    if args.stages:
+        results.runs = restrict_to_sweeps(results.runs, sweep_run_ids(args.runs, args.stages))
+        results.points = results.points[results.points["run_id"].isin(set(results.runs["run_id"]))]
+    model = compute(results)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     sys.stdout.write(tables(model, args.tier))

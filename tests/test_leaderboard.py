@@ -592,3 +592,28 @@ def test_list_valued_settings_reach_the_csv_exports(tmp_path):
     table = pd.read_csv(os.path.join(site, "data", "runs.csv"))
     depths = json.loads(table["task_depths"].iloc[0])
     assert isinstance(depths, list) and all(isinstance(d, int) for d in depths)
+
+
+def test_claims_can_restrict_to_one_stage_sweeps(tmp_path):
+    """``--stages 1`` keeps a pair's runs listed by its one-stage sweep manifests and leaves other pairs alone."""
+    from leaderboard import claims
+
+    def manifest(name, stages, trials, seeds, bf16):
+        d = tmp_path / "sweeps" / "t" / "adamw"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"{name}.json").write_text(json.dumps({
+            "tier": "quick", "task": "t", "optimizer": "adamw", "budget": {"stages": stages},
+            "trials": [{"run_id": r} for r in trials], "seeds": [{"run_id": r} for r in seeds],
+            "other_precisions": {"bf16-pure": bf16}}))
+
+    manifest("one", 1, ["a", "b"], ["a", "c"], ["d"])
+    manifest("two", 2, ["a", "b", "e"], ["e", "f"], [])
+    runs = pd.DataFrame({"tier": "quick", "task": ["t"] * 6 + ["u"], "optimizer": "adamw",
+                         "run_id": ["a", "b", "c", "d", "e", "f", "g"]})
+    one = claims.restrict_to_sweeps(runs, claims.sweep_run_ids(str(tmp_path), 1))
+    assert list(one["run_id"]) == ["a", "b", "c", "d", "g"]  # task u has no sweep: its run stays
+    two = claims.restrict_to_sweeps(runs, claims.sweep_run_ids(str(tmp_path), 2))
+    assert list(two["run_id"]) == ["a", "b", "e", "f", "g"]
+    (tmp_path / "sweeps" / "t" / "adamw" / "bad.json").write_text("{not json")
+    with pytest.raises(SystemExit, match="cannot read sweep manifest"):
+        claims.sweep_run_ids(str(tmp_path), 1)
