@@ -324,13 +324,17 @@ class _Bucket:
             self.keys += [f"factor_momentum_{n}" for n in range(N)]
         if has_momentum:
             self.keys.append("momentum_buffer")
-        self.stacked = {k: torch.stack([state[p][k] for p in self.params]) for k in self.keys}
+        # members share the squeezed shape, not the shape ([1, 1, 96] and [96]): momentum is stacked
+        # squeezed and each parameter gets a view of its own shape back
+        self.stacked = {k: torch.stack([state[p][k].reshape(shape) if k == "momentum_buffer" else state[p][k]
+                                        for p in self.params]) for k in self.keys}
         self.views = []
         for i, p in enumerate(self.params):
             st = state[p]
             for k in [k for k in st if k.startswith("factor_outer_") or k == "outer_scale"]:
                 del st[k]  # the reference's K K^T cache: the batched step forms no K K^T
-            views = {k: self.stacked[k][i] for k in self.keys}
+            views = {k: self.stacked[k][i].view(p.shape) if k == "momentum_buffer" else self.stacked[k][i]
+                     for k in self.keys}
             st.update(views)
             self.views.append(views)
 

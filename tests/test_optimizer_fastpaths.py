@@ -207,7 +207,8 @@ def test_a_compile_error_falls_back_to_the_reference_step_with_a_warning(monkeyp
 
 
 class Net(nn.Module):
-    """Two same-shape Linear layers (one bucket of 2), a conv (4-D), LayerNorm, a 'proj' and a scalar."""
+    """Two same-shape Linear layers (one bucket of 2), a conv (4-D), LayerNorm, a 'proj', a scalar, and a
+    ViT-style [1, 1, 64] token that shares its squeezed shape with the [64] vectors."""
 
     def __init__(self):
         super().__init__()
@@ -217,9 +218,10 @@ class Net(nn.Module):
         self.b = nn.Linear(64, 64)
         self.proj = nn.Linear(64, 3)
         self.temperature = nn.Parameter(torch.tensor(1.0))
+        self.token = nn.Parameter(torch.zeros(1, 1, 64))
 
     def forward(self, x):
-        h = self.norm(torch.tanh(self.conv(x)).flatten(1))
+        h = self.norm(torch.tanh(self.conv(x)).flatten(1)) + self.token[0]
         return self.proj(torch.tanh(self.b(torch.tanh(self.a(h))))) * self.temperature
 
 
