@@ -17,6 +17,7 @@ import json
 import os
 import sys
 
+from harness.records import SWEEPS_DIR
 from leaderboard import load as loader
 from leaderboard.build import compute
 
@@ -75,7 +76,7 @@ def sweep_run_ids(runs_root: str, stages: int) -> dict[tuple[str, str, str], set
     other-precision run a manifest lists counts (they are the sweep's whole budget).
     """
     out: dict[tuple[str, str, str], set[str]] = {}
-    for path in sorted(glob.glob(os.path.join(runs_root, "sweeps", "*", "*", "*.json"))):
+    for path in sorted(glob.glob(os.path.join(runs_root, SWEEPS_DIR, "*", "*", "*.json"))):
         try:
             with open(path) as f:
                 m = json.load(f)
