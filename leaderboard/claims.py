@@ -17,6 +17,7 @@ import json
 import os
 import sys
 
+from harness import stats
 from harness.records import SWEEPS_DIR
 from leaderboard import load as loader
 from leaderboard.build import compute
@@ -53,6 +54,7 @@ def tables(model: dict, tier: str) -> str:
         out.append(f"| {r['task']} | {r['root']} | {r['free']} | {_cell(r['root_test_mean'], r['root_test_half'], r['root_test_n'])} "
                    f"| {_cell(r['free_test_mean'], r['free_test_half'], r['free_test_n'])} "
                    f"| {diff} | {_num(r['p'], 3)} | {sgd} |")
+    out += against_sgd(model, tier)
     out += ["", f"## Precision, memory and step time, {tier} tier", "",
             "| task | optimizer | fp32 test | bf16-pure − fp32 | bf16-pure diverged | state B/param | peak memory MiB | "
             "step time ×fused AdamW | train−test gap | selected run ids |",
@@ -67,6 +69,32 @@ def tables(model: dict, tier: str) -> str:
                    f"| {_num(r['state_bytes_per_param'], 2)} | {_num(peak / 2**20, 1) if peak == peak else '–'} "
                    f"| {_num(r['step_ratio'], 2)} | {_num(r['gap_mean'], 4)} | {' '.join(r['run_ids'])} |")
     return "\n".join(out) + "\n"
+
+
+def against_sgd(model: dict, tier: str, tasks=None) -> list[str]:
+    """Claim 1's table: every selected optimizer minus SGD on the CNN tasks (Welch 95 % CI and p).
+
+    ``tasks`` defaults to the model's CNN tasks; tasks without a selected SGD configuration are skipped.
+    """
+    ov = model["overview"]
+    ov = ov[(ov["tier"] == tier) & ov["selected"].astype(bool)]
+    tasks = model.get("cnn_tasks", []) if tasks is None else tasks
+    out = ["", f"## Against SGD on CNN tasks, {tier} tier (test metric, selected on validation)", "",
+           "| task | optimizer | test | SGD test | difference (optimizer − SGD), 95% CI | Welch p |",
+           "|---|---|---:|---:|---:|---:|"]
+    for task in sorted(tasks):
+        rows = {r["optimizer"]: r for r in ov[ov["task"] == task].to_dict("records")}
+        ref = rows.get("sgd")
+        if ref is None:
+            continue
+        for name, r in sorted(rows.items()):
+            if name == "sgd":
+                continue
+            w = stats.welch(r["test_values"], ref["test_values"])
+            diff = f"{r['test_mean'] - ref['test_mean']:+.4f}" + (f" ± {w.half:.4f}" if w.half == w.half else "")
+            out.append(f"| {task} | {name} | {_cell(r['test_mean'], r['test_half'], r['test_n'])} "
+                       f"| {_cell(ref['test_mean'], ref['test_half'], ref['test_n'])} | {diff} | {_num(w.p, 3)} |")
+    return out
 
 
 def sweep_run_ids(runs_root: str, stages: int) -> dict[tuple[str, str, str], set[str]]:

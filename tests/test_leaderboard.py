@@ -581,6 +581,33 @@ def test_claims_tables_quote_the_aggregation(model):
         assert " ".join(r["run_ids"]) in md  # every row names the runs behind it
 
 
+def test_claims_against_sgd_recomputes_from_the_run_files(model, lb_runs):
+    """Claim 1's table: optimizer minus SGD, recomputed from the listed runs' files with scipy's Welch test."""
+    from leaderboard import claims
+
+    lines = claims.against_sgd(model, "smoke", tasks=["mnist1d-mlp", "quadratic"])
+    by_run = _read_all(lb_runs)
+    ov = model["overview"]
+    sel = ov[(ov["tier"] == "smoke") & ov["selected"].astype(bool)]
+    checked = 0
+    for task in ("mnist1d-mlp", "quadratic"):
+        rows = {r["optimizer"]: r for r in sel[sel["task"] == task].to_dict("records")}
+        sgd = [_final(by_run[i], "test") for i in rows["sgd"]["run_ids"]]
+        for name, r in rows.items():
+            if name == "sgd":
+                continue
+            mine = [_final(by_run[i], "test") for i in r["run_ids"]]
+            row = next(l for l in lines if l.startswith(f"| {task} | {name} |"))
+            cells = [c.strip() for c in row.split("|")]
+            assert cells[5].startswith(f"{np.mean(mine) - np.mean(sgd):+.4f}")
+            if len(mine) > 1 and len(sgd) > 1:
+                p = sps.ttest_ind(mine, sgd, equal_var=False).pvalue
+                assert cells[6] == f"{p:.3f}"
+            checked += 1
+    assert checked >= 2
+    assert not any(l.startswith("| quadratic | sgd |") for l in lines)
+
+
 def test_list_valued_settings_reach_the_csv_exports(tmp_path):
     """A tier setting that is a sequence (Swin's depths per stage) is written to CSV as JSON text."""
     from tests.conftest import rootbench
