@@ -20,6 +20,7 @@ import sys
 from harness import stats
 from harness.records import SWEEPS_DIR
 from leaderboard import load as loader
+from leaderboard.aggregate import CNN_REFERENCE
 from leaderboard.build import compute
 
 
@@ -72,7 +73,7 @@ def tables(model: dict, tier: str) -> str:
 
 
 def against_sgd(model: dict, tier: str, tasks=None) -> list[str]:
-    """Claim 1's table: every selected optimizer minus SGD on the CNN tasks (Welch 95 % CI and p).
+    """Claim 1's table: every selected optimizer minus SGD (``CNN_REFERENCE``) on the CNN tasks (Welch 95 % CI and p).
 
     ``tasks`` defaults to the model's CNN tasks; tasks without a selected SGD configuration are skipped.
     """
@@ -84,11 +85,11 @@ def against_sgd(model: dict, tier: str, tasks=None) -> list[str]:
            "|---|---|---:|---:|---:|---:|"]
     for task in sorted(tasks):
         rows = {r["optimizer"]: r for r in ov[ov["task"] == task].to_dict("records")}
-        ref = rows.get("sgd")
+        ref = rows.get(CNN_REFERENCE)
         if ref is None:
             continue
         for name, r in sorted(rows.items()):
-            if name == "sgd":
+            if name == CNN_REFERENCE:
                 continue
             w = stats.welch(r["test_values"], ref["test_values"])
             diff = f"{r['test_mean'] - ref['test_mean']:+.4f}" + (f" ± {w.half:.4f}" if w.half == w.half else "")
