@@ -39,6 +39,10 @@ def _cell(mean, half, n) -> str:
     return f"{mean:.4f} ± {half:.4f} (n={int(n)})" if half == half else f"{mean:.4f} (n={int(n)})"
 
 
+def _diff(diff, half) -> str:
+    return f"{diff:+.4f}" + (f" ± {half:.4f}" if half == half else "")
+
+
 def tables(model: dict, tier: str) -> str:
     ov = model["overview"]
     ov = ov[(ov["tier"] == tier) & ov["selected"].astype(bool)]
@@ -51,7 +55,7 @@ def tables(model: dict, tier: str) -> str:
     for r in rvf.to_dict("records"):
         sgd = _cell(r.get("sgd_test_mean", float("nan")), r.get("sgd_test_half", float("nan")),
                     r.get("sgd_test_n", 0) or 0) if r.get("sgd_reference") else ""
-        diff = f"{r['diff']:+.4f}" + (f" ± {r['diff_half']:.4f}" if r["diff_half"] == r["diff_half"] else "")
+        diff = _diff(r["diff"], r["diff_half"])
         out.append(f"| {r['task']} | {r['root']} | {r['free']} | {_cell(r['root_test_mean'], r['root_test_half'], r['root_test_n'])} "
                    f"| {_cell(r['free_test_mean'], r['free_test_half'], r['free_test_n'])} "
                    f"| {diff} | {_num(r['p'], 3)} | {sgd} |")
@@ -92,9 +96,9 @@ def against_sgd(model: dict, tier: str, tasks=None) -> list[str]:
             if name == CNN_REFERENCE:
                 continue
             w = stats.welch(r["test_values"], ref["test_values"])
-            diff = f"{r['test_mean'] - ref['test_mean']:+.4f}" + (f" ± {w.half:.4f}" if w.half == w.half else "")
             out.append(f"| {task} | {name} | {_cell(r['test_mean'], r['test_half'], r['test_n'])} "
-                       f"| {_cell(ref['test_mean'], ref['test_half'], ref['test_n'])} | {diff} | {_num(w.p, 3)} |")
+                       f"| {_cell(ref['test_mean'], ref['test_half'], ref['test_n'])} "
+                       f"| {_diff(r['test_mean'] - ref['test_mean'], w.half)} | {_num(w.p, 3)} |")
     return out
 
 
