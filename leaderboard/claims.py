@@ -1,6 +1,7 @@
 """The paper's three claims as Markdown tables, from ``runs/`` through the site's own aggregation.
 
     .venv/bin/python -m leaderboard.claims [--runs runs] [--tier quick] [--stages N]
+    .venv/bin/python -m leaderboard.claims --check RESULTS.md   # its tables are what the runs print
 
 Lin et al., ICML 2024 (https://arxiv.org/abs/2402.03496) claim that removing the square root
 (1) closes the generalisation gap to SGD on CNNs, (2) keeps the root-based methods' performance on
@@ -134,6 +135,31 @@ def restrict_to_sweeps(runs, allowed: dict[tuple[str, str, str], set[str]]):
     return runs[keep].reset_index(drop=True)
 
 
+def render(results: loader.Results, runs_root: str, tier: str, stages: int | None) -> str:
+    """The tables of ``results`` (optionally restricted to the sweeps with ``stages`` search stages)."""
+    if stages:
+        runs = restrict_to_sweeps(results.runs, sweep_run_ids(runs_root, stages))
+        results = loader.Results(runs=runs, points=results.points[results.points["run_id"].isin(set(runs["run_id"]))])
+    return tables(compute(results), tier)
+
+
+def table_rows(markdown: str) -> list[str]:
+    """The data rows of a Markdown text's tables (not their header or separator lines)."""
+    rows = [l.rstrip() for l in markdown.splitlines() if l.startswith("| ")]
+    return [r for r in rows if not r.startswith("| task |")]
+
+
+def unprinted_rows(document: str, results: loader.Results, runs_root: str, tier: str) -> list[str]:
+    """Table rows of ``document`` that no aggregation of the runs prints (all stages, ``--stages 1``, ``--stages 2``).
+
+    An empty list means every table row of the document is, verbatim, what ``claims`` prints today.
+    """
+    printed = set()
+    for stages in (None, 1, 2):
+        printed.update(table_rows(render(results, runs_root, tier, stages)))
+    return [r for r in table_rows(document) if r not in printed]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", default="runs")
@@ -141,16 +167,30 @@ def main(argv=None) -> int:
     ap.add_argument("--stages", type=int, choices=(1, 2), default=None,
                     help="only runs of sweeps with this many search stages, where a task/optimizer has such "
                          "a sweep (e.g. 1: the 6-trial budget even where a second stage was run)")
+    ap.add_argument("--check", metavar="FILE", default=None,
+                    help="exit 1 if a table row of FILE (e.g. RESULTS.md) is not printed, verbatim, from --runs")
     args = ap.parse_args(argv)
     warnings = []
     results = loader.load(args.runs, warnings.append)
-    if args.stages:
-        results.runs = restrict_to_sweeps(results.runs, sweep_run_ids(args.runs, args.stages))
-        results.points = results.points[results.points["run_id"].isin(set(results.runs["run_id"]))]
-    model = compute(results)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
-    sys.stdout.write(tables(model, args.tier))
+    if args.check:
+        try:
+            with open(args.check, encoding="utf-8") as f:
+                document = f.read()
+        except OSError as e:
+            raise SystemExit(f"error: cannot read {args.check} ({e.strerror}); give the path of a Markdown file")
+        missing = unprinted_rows(document, results, args.runs, args.tier)
+        for row in missing:
+            print(f"not printed: {row}", file=sys.stderr)
+        n = len(table_rows(document))
+        if missing:
+            print(f"error: {len(missing)} of {n} table rows in {args.check} are not what the runs in {args.runs} "
+                  f"aggregate to; regenerate them with python -m leaderboard.claims [--stages N]", file=sys.stderr)
+            return 1
+        print(f"ok: all {n} table rows in {args.check} are printed from {args.runs}")
+        return 0
+    sys.stdout.write(render(results, args.runs, args.tier, args.stages))
     return 0
 
 

@@ -644,3 +644,30 @@ def test_claims_can_restrict_to_one_stage_sweeps(tmp_path):
     (tmp_path / "sweeps" / "t" / "adamw" / "bad.json").write_text("{not json")
     with pytest.raises(SystemExit, match="cannot read sweep manifest"):
         claims.sweep_run_ids(str(tmp_path), 1)
+
+
+def test_claims_check_names_exactly_the_rows_the_runs_do_not_print(lb_runs):
+    """``claims --check``: a document of the printed tables passes; a row with one digit changed is named."""
+    from leaderboard import claims
+
+    results = site_load.load(lb_runs)
+    printed = claims.render(results, lb_runs, "smoke", None)
+    rows = claims.table_rows(printed)
+    assert len(rows) >= 4 and not any(r.startswith("|---") or r.startswith("| task |") for r in rows)
+    assert claims.unprinted_rows("# Results\n\n" + printed, results, lb_runs, "smoke") == []
+    row = next(r for r in rows if re.search(r"\d\.\d{4}", r))
+    forged = re.sub(r"(\d\.\d{3})(\d)", lambda m: m.group(1) + str((int(m.group(2)) + 1) % 10), row, count=1)
+    assert forged != row
+    assert claims.unprinted_rows(printed.replace(row, forged), results, lb_runs, "smoke") == [forged]
+
+
+@pytest.mark.slow
+def test_results_md_tables_are_what_the_committed_runs_print(capsys):
+    """Issue 10's acceptance: every table row of RESULTS.md is printed, verbatim, by ``claims`` from ``runs/``."""
+    from leaderboard import claims
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if not os.path.exists(os.path.join(root, "RESULTS.md")):
+        pytest.skip("no RESULTS.md in this checkout")
+    code = claims.main(["--runs", os.path.join(root, "runs"), "--check", os.path.join(root, "RESULTS.md")])
+    assert code == 0, capsys.readouterr().err
