@@ -144,9 +144,19 @@ def render(results: loader.Results, runs_root: str, tier: str, stages: int | Non
 
 
 def table_rows(markdown: str) -> list[str]:
-    """The data rows of a Markdown text's tables (not their header or separator lines)."""
-    rows = [l.rstrip() for l in markdown.splitlines() if l.startswith("| ")]
-    return [r for r in rows if not r.startswith("| task |")]
+    """The data rows of a Markdown text's per-task tables (header ``| task |``), without header or separator.
+
+    Other tables (a summary in prose, say) are not what ``claims`` prints, so they are not checked.
+    """
+    rows, in_task_table = [], False
+    for line in (l.rstrip() for l in markdown.splitlines()):
+        if not line.startswith("|"):
+            in_task_table = False
+        elif line.startswith("| task |"):
+            in_task_table = True
+        elif in_task_table and not line.startswith("|---"):
+            rows.append(line)
+    return rows
 
 
 def unprinted_rows(document: str, results: loader.Results, runs_root: str, tier: str) -> list[str]:
