@@ -423,6 +423,25 @@ def pairs_table(df: pd.DataFrame, root: str) -> dict:
     return {"cols": cols, "rows": rows}
 
 
+def pairs_view(df: pd.DataFrame) -> tuple[dict, list[dict]]:
+    """(table of the pairs with runs on both sides, per task the pairs that lack one side).
+
+    Every registered pair is crossed with every task, so most pairs of a lightly run task have no runs;
+    listing them as empty rows buried the comparisons that exist (the quick tier had ~100 such rows).
+    """
+    if not len(df):
+        return pairs_table(df, ""), []
+    both = df["root_present"].astype(bool) & df["free_present"].astype(bool)
+    missing = []
+    for task, g in df[~both].groupby("task", sort=True):
+        missing.append({"task": task, "href": f"tasks/{task_slug(g['tier'].iloc[0], task)}.html",
+                        "pairs": [f"{r['root']}/{r['free']} (no runs of "
+                                  + ("either" if not (r["root_present"] or r["free_present"])
+                                     else r["free"] if r["root_present"] else r["root"]) + ")"
+                                  for r in g.to_dict("records")]})
+    return pairs_table(df[both], ""), missing
+
+
 # ---------------------------------------------------------------------------------------------
 # pages
 
@@ -538,7 +557,7 @@ def render_pages(model: dict, out: str, env, site: dict, warnings: list[str], pl
     ptiers = []
     for tier, _ in groups(model):
         tv = tier_view(tier)
-        tv["pairs"] = pairs_table(rvf[rvf["tier"] == tier] if len(rvf) else rvf, "")
+        tv["pairs"], tv["pairs_missing"] = pairs_view(rvf[rvf["tier"] == tier] if len(rvf) else rvf)
         ptiers.append(tv)
     _write(os.path.join(out, "pairs.html"), env.get_template("pairs.html.j2").render(
         root="", page="pairs", title="Root vs root-free", tiers=ptiers, pairs=model["pairs"],

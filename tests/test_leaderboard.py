@@ -672,3 +672,22 @@ def test_results_md_tables_are_what_the_committed_runs_print(capsys):
         pytest.skip("no RESULTS.md in this checkout")
     code = claims.main(["--runs", os.path.join(root, "runs"), "--check", os.path.join(root, "RESULTS.md")])
     assert code == 0, capsys.readouterr().err
+
+
+def test_pairs_page_tables_only_comparable_pairs_and_lists_the_rest(model, lb_site):
+    """A pair with runs on both sides is a table row; one missing a side is listed, naming the missing side."""
+    rvf = model["root_vs_free"]
+    smoke = rvf[rvf["tier"] == "smoke"]
+    table, missing = site_build.pairs_view(smoke)
+    both = smoke[smoke["root_present"].astype(bool) & smoke["free_present"].astype(bool)]
+    assert len(table["rows"]) == len(both) >= 1
+    assert {r["cells"][0].t for r in table["rows"]} == set(both["task"])
+    listed = {m["task"]: m["pairs"] for m in missing}
+    assert sum(map(len, listed.values())) == len(smoke) - len(both)
+    from optimizers import get_optimizer_spec
+
+    pair = get_optimizer_spec("adamw").pair
+    assert f"adamw/{pair} (no runs of {pair})" in listed["mnist1d-mlp"]  # the fixture runs no rfadamw there
+    html = open(os.path.join(lb_site[0], "pairs.html"), encoding="utf-8").read()
+    assert "Pairs not comparable yet" in html and f"adamw/{pair} (no runs of {pair})" in html
+    assert "no runs</td>" not in html
