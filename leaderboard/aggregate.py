@@ -387,6 +387,11 @@ def pair_list(extra: Iterable[tuple[str, str]] = ()) -> list[tuple[str, str]]:
     return pairs
 
 
+def both_sides_ran(rvf: pd.DataFrame) -> pd.Series:
+    """Mask of the ``root_vs_free`` rows whose root and root-free optimizers both have runs (comparable pairs)."""
+    return rvf["root_present"].astype(bool) & rvf["free_present"].astype(bool)
+
+
 def root_vs_free(overview_df: pd.DataFrame, pairs: list[tuple[str, str]], cnn_tasks: Iterable[str] = ()) -> pd.DataFrame:
     """For every (tier, task) and every pair: both selected configurations and their difference.
 

@@ -393,9 +393,9 @@ def pairs_table(df: pd.DataFrame, root: str) -> dict:
     for r in df.to_dict("records"):
         href = f"{root}tasks/{task_slug(r['tier'], r['task'])}.html"
 
-        def side(prefix, present):
+        def side(prefix):  # both sides have runs (pairs_view), but maybe none finished
             if _bad(r.get(f"{prefix}_test_mean")):
-                return cell("no runs" if not present else "no finished run", "", "num muted")
+                return cell("no finished run", "", "num muted")
             return _ci_cell(r[f"{prefix}_test_mean"], r[f"{prefix}_test_half"], r[f"{prefix}_test_n"])
 
         diff, p = r.get("diff"), r.get("p")
@@ -407,7 +407,7 @@ def pairs_table(df: pd.DataFrame, root: str) -> dict:
             verdict.append(("root-free better" if free_better else "root better") if p < 0.05 else "not significant")
         rows.append({"cls": "", "cells": [
             cell(r["task"], h=href, s=r.get("metric_name") or ""),
-            cell(r["root"]), side("root", r["root_present"]), cell(r["free"], rf=True), side("free", r["free_present"]),
+            cell(r["root"]), side("root"), cell(r["free"], rf=True), side("free"),
             cell(signed(diff), sort_value(diff), "num", s=" · ".join(verdict), sc="ci"),
             cell(num(r.get("p"), 2), sort_value(r.get("p")), "num"),
             cell(f"{num(r.get('root_stt'), 6)} / {num(r.get('free_stt'), 6)}", sort_value(r.get("free_stt")), "num"),
@@ -427,18 +427,19 @@ def pairs_view(df: pd.DataFrame) -> tuple[dict, list[dict]]:
     """(table of the pairs with runs on both sides, per task the pairs that lack one side).
 
     Every registered pair is crossed with every task, so most pairs of a lightly run task have no runs;
-    listing them as empty rows buried the comparisons that exist (the quick tier had ~100 such rows).
+    listing them as empty rows buried the comparisons that exist (the quick tier had 51 such rows).
     """
     if not len(df):
         return pairs_table(df, ""), []
-    both = df["root_present"].astype(bool) & df["free_present"].astype(bool)
-    missing = []
-    for task, g in df[~both].groupby("task", sort=True):
-        missing.append({"task": task, "href": f"tasks/{task_slug(g['tier'].iloc[0], task)}.html",
-                        "pairs": [f"{r['root']}/{r['free']} (no runs of "
-                                  + ("either" if not (r["root_present"] or r["free_present"])
-                                     else r["free"] if r["root_present"] else r["root"]) + ")"
-                                  for r in g.to_dict("records")]})
+    both = agg.both_sides_ran(df)
+
+    def label(r):
+        lacking = r["root"] if r["free_present"] else r["free"] if r["root_present"] else "either"
+        return f"{r['root']}/{r['free']} (no runs of {lacking})"
+
+    missing = [{"task": task, "href": f"tasks/{task_slug(g['tier'].iloc[0], task)}.html",
+                "pairs": [label(r) for r in g.to_dict("records")]}
+               for task, g in df[~both].groupby("task", sort=True)]
     return pairs_table(df[both], ""), missing
 
 

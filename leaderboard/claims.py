@@ -21,7 +21,7 @@ import sys
 from harness import stats
 from harness.records import SWEEPS_DIR
 from leaderboard import load as loader
-from leaderboard.aggregate import CNN_REFERENCE
+from leaderboard.aggregate import CNN_REFERENCE, both_sides_ran
 from leaderboard.build import compute
 
 
@@ -48,8 +48,7 @@ def tables(model: dict, tier: str) -> str:
     ov = model["overview"]
     ov = ov[(ov["tier"] == tier) & ov["selected"].astype(bool)]
     rvf = model["root_vs_free"]
-    rvf = rvf[(rvf["tier"] == tier) & rvf["root_present"].astype(bool) & rvf["free_present"].astype(bool)] \
-        if len(rvf) else rvf
+    rvf = rvf[(rvf["tier"] == tier) & both_sides_ran(rvf)] if len(rvf) else rvf
     out = [f"## Root vs root-free, {tier} tier (test metric, selected on validation)", "",
            "| task | root | root-free | root | root-free | difference (free − root), 95% CI | Welch p | SGD |",
            "|---|---|---|---:|---:|---:|---:|---:|"]
