@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 
 def run(task, optimizer, config=None, progress=None):
     """Train ``optimizer`` on ``task``; see ``harness.runner.run``."""
-    from harness.config import RunConfig
-    from harness.runner import run as _run
+    from rootbench.harness.config import RunConfig
+    from rootbench.harness.runner import run as _run
 
     return _run(task, optimizer, config or RunConfig(), progress=progress)

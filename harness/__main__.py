@@ -1,7 +1,7 @@
 import os
 import sys
 
-from harness.cli import main
+from rootbench.harness.cli import main
 
 code = main()
 if int(os.environ.get("WORLD_SIZE", "1")) > 1:

@@ -52,7 +52,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from harness.registry import RegistryError
+from rootbench.harness.registry import RegistryError
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 DTYPE_KNOBS = {"fp32": "float32", "bf16": "bfloat16"}
@@ -103,7 +103,7 @@ class Case:
 def periodic(name: str) -> bool:
     if name in EXTERNAL:
         return True
-    from optimizers import get_optimizer_spec
+    from rootbench.optimizers import get_optimizer_spec
 
     return "T" in get_optimizer_spec(name).defaults
 
@@ -111,7 +111,7 @@ def periodic(name: str) -> bool:
 def family(name: str) -> str:
     if name in EXTERNAL:
         return "shampoo"
-    from optimizers import get_optimizer_spec
+    from rootbench.optimizers import get_optimizer_spec
 
     return get_optimizer_spec(name).family
 
@@ -175,7 +175,7 @@ def build_params(case: Case, dtype: torch.dtype, seed: int = 0) -> list:
 
 def build_optimizer(case: Case, entry: Entry, named: list):
     """The optimizer of ``entry`` on ``named`` parameters (--dtype mapped onto its dtype knobs)."""
-    from optimizers import create_optimizer, get_optimizer_spec
+    from rootbench.optimizers import create_optimizer, get_optimizer_spec
 
     kind = family(entry.name)
     if entry.name == "sirfshampoo":
@@ -292,7 +292,7 @@ def _probe(n: int, min_run_time: float) -> dict:
 
 def run_case(case: Case, rounds: int, min_run_time: float, log=print) -> list:
     """Time every entry of ``case`` interleaved with fused AdamW; one row per entry."""
-    from harness import measure
+    from rootbench.harness import measure
 
     adamw = adamw_entry(case)
     entries = [adamw] + list(case.entries)
@@ -381,7 +381,7 @@ def peak_in_subprocess(case: Case, entry: Entry, threads: int, timeout: float = 
     one = Case(case.name, case.dtype, [entry], shapes=case.shapes, model=case.model)
     path = os.pathsep.join(filter(None, [_root(), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, **PEAK_ENV, "PYTHONPATH": path}
-    code = "import sys; from harness.bench_optim import _peak_child; _peak_child(sys.argv[1], int(sys.argv[2]))"
+    code = "import sys; from rootbench.harness.bench_optim import _peak_child; _peak_child(sys.argv[1], int(sys.argv[2]))"
     cmd = [sys.executable, "-c", code, one.to_json(), str(threads)]
     try:
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=_root())
@@ -398,7 +398,7 @@ def _root() -> str:
 
 
 def _peak_child(case_json: str, threads: int) -> None:
-    from harness import measure
+    from rootbench.harness import measure
 
     torch.set_num_threads(threads)
     case = Case.from_json(case_json)
@@ -501,7 +501,7 @@ def parse_shape(text: str) -> list:
 
 def cases_from_args(args) -> list:
     """The default suite, or one custom case per dtype from --opt/--shape/--n-tensors/--T."""
-    from optimizers import get_optimizer_spec
+    from rootbench.optimizers import get_optimizer_spec
 
     if not args.opt and not args.shape:
         cases = [c for c in default_suite() if not args.case or any(k in c.name for k in args.case)]
@@ -538,8 +538,8 @@ def cases_from_args(args) -> list:
 
 
 def cmd_bench_optim(args) -> int:
-    from harness.cli import _err
-    from harness.records import provenance
+    from rootbench.harness.cli import _err
+    from rootbench.harness.records import provenance
 
     if args.n_tensors < 1 or args.rounds < 1 or args.min_run_time <= 0:
         return _err("--n-tensors and --rounds must be positive, --min-run-time > 0")

@@ -14,11 +14,12 @@ import os
 import sys
 import traceback
 
-from harness.registry import RegistryError
+from rootbench.harness.registry import RegistryError
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
 # Subcommands that live beside their code: site (leaderboard), sweep, regress, bench-optim.
-COMMAND_MODULES = ("leaderboard.build", "harness.sweep", "harness.regress", "harness.bench_optim")
+COMMAND_MODULES = ("rootbench.leaderboard.build", "rootbench.harness.sweep", "rootbench.harness.regress",
+                   "rootbench.harness.bench_optim")
 
 
 def _err(msg: str) -> int:
@@ -30,8 +31,8 @@ def _err(msg: str) -> int:
 # list
 
 def cmd_list(args) -> int:
-    from optimizers import get_optimizer_spec, list_optimizers
-    from tasks import data_status, get_task_spec, list_tasks
+    from rootbench.optimizers import get_optimizer_spec, list_optimizers
+    from rootbench.tasks import data_status, get_task_spec, list_tasks
 
     what = args.what or "all"
     if what in ("optimizers", "all"):
@@ -59,7 +60,7 @@ def cmd_list(args) -> int:
 def _child(conn, task, opt, config, show_progress):
     """Worker process: one run, rows sent back through ``conn`` (its own process: its own peak)."""
     try:
-        from harness.runner import run
+        from rootbench.harness.runner import run
 
         rows = run(task, opt, config, progress=_progress_bar(task, opt) if show_progress else None)
         conn.send(("rows", rows))
@@ -97,7 +98,7 @@ def _progress_bar(task, opt):
 
 def execute(task: str, opt: str, config, in_process: bool = False, show_progress: bool = False) -> list[dict]:
     """Run one config, in a fresh process unless ``in_process``; a dead worker becomes an error row."""
-    from harness.runner import failure_rows, run
+    from rootbench.harness.runner import failure_rows, run
 
     if in_process:
         return run(task, opt, config, progress=_progress_bar(task, opt) if show_progress else None)
@@ -181,8 +182,8 @@ def _isnan(x) -> bool:
 
 
 def _config_from_args(args):
-    from harness.config import RunConfig, parse_overrides
-    from harness.runner import split_overrides
+    from rootbench.harness.config import RunConfig, parse_overrides
+    from rootbench.harness.runner import split_overrides
 
     overrides = parse_overrides(args.overrides)
     hparams, settings = split_overrides(args.task, args.opt, args.tier, overrides)
@@ -194,9 +195,9 @@ def _config_from_args(args):
 def cmd_bench(args) -> int:
     import pandas as pd
 
-    from harness.records import FAILED, ResultsError, read_run, run_path, write_run
-    from harness.runner import resolve
-    from tasks import check_data
+    from rootbench.harness.records import FAILED, ResultsError, read_run, run_path, write_run
+    from rootbench.harness.runner import resolve
+    from rootbench.tasks import check_data
 
     try:
         config = _config_from_args(args)
@@ -221,7 +222,7 @@ def cmd_bench(args) -> int:
         check_data(args.task, args.tier, **config.task_settings)  # a missing data set: exit 2, nothing written
     except RegistryError as e:
         return _err(str(e))
-    from harness import distributed
+    from rootbench.harness import distributed
 
     distributed.init_from_env()  # under torchrun: one DDP run over all ranks, in these processes
     rank, world = distributed.rank_and_world()
@@ -243,7 +244,7 @@ def cmd_bench(args) -> int:
 def cmd_show(args) -> int:
     import json
 
-    from harness.records import ResultsError, find_run_file, read_run
+    from rootbench.harness.records import ResultsError, find_run_file, read_run
 
     path = args.run if args.run.endswith(".parquet") else find_run_file(args.runs, args.run)
     if not path or not os.path.exists(path):
@@ -274,7 +275,7 @@ def cmd_show(args) -> int:
 # ---------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    from harness.config import PRECISIONS
+    from rootbench.harness.config import PRECISIONS
 
     ap = argparse.ArgumentParser(prog="rootbench", description="Benchmark optimizers; root-free vs root-based.")
     sub = ap.add_subparsers(dest="command", required=True)

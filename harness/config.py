@@ -5,7 +5,7 @@ import ast
 import dataclasses
 from dataclasses import dataclass, field
 
-from harness.registry import RegistryError
+from rootbench.harness.registry import RegistryError
 
 PRECISIONS = ("fp32", "bf16", "bf16-pure", "fp16")
 

@@ -1,6 +1,6 @@
 """One run on several processes with DistributedDataParallel, started by ``torchrun``.
 
-    torchrun --nproc_per_node 2 -m harness bench --task cifar10-resnet --opt rfrmsprop
+    torchrun --nproc_per_node 2 -m rootbench.harness bench --task cifar10-resnet --opt rfrmsprop
 
 Every rank draws the same global batch (same seed, same order) and trains on its slice; DDP averages
 the gradients, so the update is the one of a single process on the global batch. The root-free

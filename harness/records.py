@@ -103,7 +103,7 @@ def cpu_name() -> str:
 def provenance(device) -> dict:
     import torch
 
-    from harness import __version__
+    from rootbench.harness import __version__
 
     sha, dirty = git_state()
     dev = str(device)

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from harness.config import RunConfig
-from harness.registry import RegistryError
+from rootbench.harness.config import RunConfig
+from rootbench.harness.registry import RegistryError
 
 SUITE_VERSION = 2
 BASELINE_DIR = os.path.join("runs", "baselines")
@@ -96,9 +96,9 @@ def seeds_for(case: Case, role: str, offset: int = 0) -> list[int]:
 
 def run_suite(opt: str, suite: str, role: str, runs_root: str, seed_offset: int = 0, log=print) -> pd.DataFrame:
     """Run (or fetch from the cache) every case x seed; returns one row per run (with its ``path``)."""
-    from harness.cli import execute
-    from harness.records import exists, read_run, run_path, write_run
-    from harness.runner import resolve
+    from rootbench.harness.cli import execute
+    from rootbench.harness.records import exists, read_run, run_path, write_run
+    from rootbench.harness.runner import resolve
 
     summaries = []
     for case in SUITES[suite]:
@@ -132,7 +132,7 @@ def load_baseline(root: str, opt: str, suite: str) -> pd.DataFrame:
     Not by run id: the id hashes the optimizer's source, and the gate exists to judge a changed source
     against the stored runs of the old one. Raises ``RegistryError`` when a case or seed is missing.
     """
-    from harness.records import find_runs, read_run
+    from rootbench.harness.records import find_runs, read_run
 
     probe_row = load_probe(root, opt)
     if probe_row is None:
@@ -170,8 +170,8 @@ def probe(opt: str, reference: str | None = None, repeats: int = 5) -> dict:
     """Step time over fused AdamW and exact state bytes per parameter on ``PROBE_SHAPES``."""
     import torch
 
-    from harness import measure
-    from optimizers import create_optimizer, get_optimizer_spec
+    from rootbench.harness import measure
+    from rootbench.optimizers import create_optimizer, get_optimizer_spec
 
     def one(name):
         spec = get_optimizer_spec(name)
@@ -218,7 +218,7 @@ def confirm_step_time(opt: str, reference: str | None, probes: dict, ref_probe: 
 
 def welch_one_sided(worse, better) -> float:
     """p-value of H1: mean(worse) > mean(better) (Welch's t-test); 1.0 when it cannot be computed."""
-    from harness.stats import welch
+    from rootbench.harness.stats import welch
 
     p = welch(list(worse), list(better), alternative="greater").p
     return 1.0 if math.isnan(p) else p
@@ -304,7 +304,7 @@ def baseline_probe_path(root: str, opt: str) -> str:
 
 
 def save_probe(root: str, opt: str, result: dict) -> None:
-    from harness.records import provenance
+    from rootbench.harness.records import provenance
 
     import torch
 
@@ -333,15 +333,15 @@ def has_baseline(root: str, opt: str) -> bool:
 
 def changed_optimizers(files: list[str]) -> list[str]:
     """Registered optimizer names whose source file is among ``files`` (for the CI workflow)."""
-    from optimizers import get_optimizer_spec, list_optimizers
+    from rootbench.optimizers import get_optimizer_spec, list_optimizers
 
     wanted = {os.path.abspath(f) for f in files}
     return [n for n in list_optimizers() if os.path.abspath(get_optimizer_spec(n).source_file) in wanted]
 
 
 def cmd_regress(args) -> int:
-    from harness.cli import _err
-    from optimizers import get_optimizer_spec
+    from rootbench.harness.cli import _err
+    from rootbench.optimizers import get_optimizer_spec
 
     if args.changed_files is not None:
         print(" ".join(changed_optimizers(args.changed_files)))
@@ -359,7 +359,7 @@ def cmd_regress(args) -> int:
     log = (lambda *a: print(*a, file=sys.stderr)) if not args.quiet else (lambda *a: None)
 
     if args.update_baseline:
-        from harness.records import find_runs
+        from rootbench.harness.records import find_runs
 
         log(f"baseline of {args.opt} (suite {args.suite} v{SUITE_VERSION}) -> {args.baselines}")
         new = run_suite(args.opt, args.suite, "baseline", args.baselines, log=log)

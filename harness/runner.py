@@ -19,10 +19,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from harness import distributed, measure
-from harness.config import RunConfig
-from harness.records import provenance, run_id
-from harness.registry import RegistryError, TIERS, dataclass_defaults
+from rootbench.harness import distributed, measure
+from rootbench.harness.config import RunConfig
+from rootbench.harness.records import provenance, run_id
+from rootbench.harness.registry import RegistryError, TIERS, dataclass_defaults
 
 
 # ---------------------------------------------------------------------------------------------
@@ -30,8 +30,8 @@ from harness.registry import RegistryError, TIERS, dataclass_defaults
 
 def split_overrides(task_name: str, optimizer_name: str, tier: str, overrides: dict) -> tuple[dict, dict]:
     """Sort ``key=value`` overrides into optimizer hyperparameters and task settings."""
-    from optimizers import get_optimizer_spec
-    from tasks import get_task_spec
+    from rootbench.optimizers import get_optimizer_spec
+    from rootbench.tasks import get_task_spec
 
     opt_keys = {k for k in get_optimizer_spec(optimizer_name).defaults if k != "batch_size"}
     if tier not in TIERS:
@@ -56,9 +56,9 @@ def split_overrides(task_name: str, optimizer_name: str, tier: str, overrides: d
 
 def resolve(task_name: str, optimizer_name: str, config: RunConfig) -> dict:
     """The fully resolved, checked identity of a run, and its ``run_id``; raises on bad input."""
-    from harness.registry import resolve_hparams
-    from optimizers import get_optimizer_spec
-    from tasks import resolve_tier
+    from rootbench.harness.registry import resolve_hparams
+    from rootbench.optimizers import get_optimizer_spec
+    from rootbench.tasks import resolve_tier
 
     opt_spec = get_optimizer_spec(optimizer_name)
     hparams = resolve_hparams(opt_spec, config.hparams)
@@ -162,8 +162,8 @@ def run(task_name: str, optimizer_name: str, config: RunConfig, progress: Callab
     ``progress(step, total, info)`` is called after each step (info holds the last loss) and after
     each evaluation. Bad names or values raise ``RegistryError`` before any training.
     """
-    from optimizers import create_optimizer
-    from tasks import create_task
+    from rootbench.optimizers import create_optimizer
+    from rootbench.tasks import create_task
 
     t_start = time.perf_counter()
     resolved = resolve(task_name, optimizer_name, config)

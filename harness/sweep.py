@@ -41,8 +41,8 @@ at a time, each with ``max(1, cores // W)`` torch threads (``RunConfig.threads``
 run_id), so its peak memory is its own. ``ray`` submits each run as a Ray task (one fresh worker
 process per run, ``--cpus-per-run``/``--gpus-per-run`` resources) that writes its own results to
 ``--runs``; on a multi-machine cluster that must be a shared filesystem path or a pyarrow URI
-(``file:///shared/runs``, ``s3://bucket/runs``) and rootbench must be importable on the workers (the
-same venv, or this checkout on a shared filesystem: its path is put on the workers' PYTHONPATH).
+(``file:///shared/runs``, ``s3://bucket/runs``) and rootbench must be installed on the workers (the
+same venv on one machine; ``pip install rootbench[tasks]`` on each node of a cluster).
 """
 from __future__ import annotations
 
@@ -63,8 +63,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from harness.config import RunConfig
-from harness.registry import RegistryError
+from rootbench.harness.config import RunConfig
+from rootbench.harness.registry import RegistryError
 
 SIG_DIGITS = 4  # sampled floats are rounded to this many significant digits
 TOP_FRACTION, TOP_MIN = 0.2, 3  # stage 2 narrows around the top max(3, ceil(N/5)) stage-1 trials
@@ -246,9 +246,9 @@ class Sweep:
     """One sweep: sample, schedule (skipping cached runs), select, reseed, record."""
 
     def __init__(self, cfg: SweepConfig, out=print):
-        from harness.runner import resolve, split_overrides
-        from optimizers import get_optimizer_spec
-        from tasks import get_task_spec
+        from rootbench.harness.runner import resolve, split_overrides
+        from rootbench.optimizers import get_optimizer_spec
+        from rootbench.tasks import get_task_spec
 
         for name, value, low in (("trials", cfg.trials, 1), ("seeds", cfg.seeds, 1),
                                  ("stage2-trials", cfg.stage2_trials, 0), ("workers", cfg.workers, 1),
@@ -299,13 +299,13 @@ class Sweep:
         return out
 
     def _path(self, rid: str) -> str:
-        from harness.records import run_path
+        from rootbench.harness.records import run_path
 
         return run_path(self.root, self.cfg.task, self.cfg.optimizer, rid)
 
     def _cached(self, rid: str) -> bool:
         """True if a valid result exists and need not be rerun; it is then kept in ``self.frames``."""
-        from harness.records import FAILED, ResultsError, exists, read_run
+        from rootbench.harness.records import FAILED, ResultsError, exists, read_run
 
         if rid in self.frames:
             return True
@@ -329,7 +329,7 @@ class Sweep:
             self.out(msg)
 
     def _done(self, label: str, rid: str, how: str) -> None:
-        from harness.records import FAILED, ResultsError, read_run
+        from rootbench.harness.records import FAILED, ResultsError, read_run
 
         if rid not in self.frames:
             try:
@@ -371,8 +371,8 @@ class Sweep:
             self._done(label, rid, "ran")
 
     def _run_local(self, todo):
-        from harness.cli import execute
-        from harness.records import FAILED, write_run
+        from rootbench.harness.cli import execute
+        from rootbench.harness.records import FAILED, write_run
 
         stop = threading.Event()
 
@@ -396,13 +396,15 @@ class Sweep:
             pool.shutdown(wait=False, cancel_futures=True)
 
     def _ray_init(self):
-        """Connect to (``--address``) or start a Ray instance once per sweep; workers get PYTHONPATH and data."""
+        """Connect to (``--address``) or start a Ray instance once per sweep; workers get the data root.
+
+        Workers import ``rootbench`` from their own Python environment (the same venv on one machine, or
+        ``pip install rootbench`` on every node of a cluster)."""
         import ray
 
         if not ray.is_initialized():
             cfg = self.cfg
-            repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-            env = {"PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)}
+            env = {}
             if os.environ.get("ROOTBENCH_DATA"):
                 env["ROOTBENCH_DATA"] = os.environ["ROOTBENCH_DATA"]
             kwargs = {"runtime_env": {"env_vars": env}, "log_to_driver": False}
@@ -413,8 +415,8 @@ class Sweep:
         return ray
 
     def _run_ray(self, todo):
-        from harness.records import write_run
-        from harness.runner import failure_rows
+        from rootbench.harness.records import write_run
+        from rootbench.harness.runner import failure_rows
 
         ray = self._ray_init()
         cfg = self.cfg
@@ -523,7 +525,7 @@ class Sweep:
         return manifest
 
     def _manifest(self, ranked, selected, seed_ids, space2, wall) -> dict:
-        from harness.records import git_state
+        from rootbench.harness.records import git_state
 
         cfg = self.cfg
         trials = []
@@ -570,8 +572,8 @@ class Sweep:
 
 def _ray_run(task: str, optimizer: str, config: RunConfig, root: str) -> str:
     """A Ray task: one run in this (fresh) worker process, written to the shared store; returns its status."""
-    from harness.records import write_run
-    from harness.runner import failure_rows, run
+    from rootbench.harness.records import write_run
+    from rootbench.harness.runner import failure_rows, run
 
     try:
         rows = run(task, optimizer, config)
@@ -599,7 +601,7 @@ def _space_str(space: dict) -> str:
 
 def write_manifest(manifest: dict, root: str, task: str, optimizer: str, sweep_id: str) -> str:
     """Write the manifest JSON atomically to ``<root>/sweeps/<task>/<optimizer>/<sweep_id>.json``."""
-    from harness.records import SWEEPS_DIR, storage
+    from rootbench.harness.records import SWEEPS_DIR, storage
 
     path = os.path.join(root, SWEEPS_DIR, task, optimizer, f"{sweep_id}.json")
     data = json.dumps(manifest, indent=1, sort_keys=True, default=str).encode()
@@ -662,8 +664,8 @@ def report(m: dict) -> str:
 # command line
 
 def cmd_sweep(args) -> int:
-    from harness.cli import _err
-    from harness.config import parse_overrides
+    from rootbench.harness.cli import _err
+    from rootbench.harness.config import parse_overrides
 
     if args.backend == "ray":
         import importlib.util
@@ -688,7 +690,7 @@ def cmd_sweep(args) -> int:
 
 
 def add_parser(subparsers) -> None:
-    from harness.config import PRECISIONS
+    from rootbench.harness.config import PRECISIONS
 
     p = subparsers.add_parser(
         "sweep", help="random search (two stages optional), select on val, rerun the best with K seeds",

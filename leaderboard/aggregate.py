@@ -29,7 +29,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from harness import stats
+from rootbench.harness import stats
 
 TIER_ORDER = ("full", "quick", "smoke")
 PRECISION_ORDER = ("fp32", "bf16", "bf16-pure", "fp16")

@@ -1,6 +1,6 @@
 """How long does ``rootbench site`` take on 10,000 runs? A benchmark on SYNTHETIC results.
 
-    .venv/bin/python -m leaderboard.bench_build [--runs 10000] [--jobs N] [--keep DIR]
+    .venv/bin/python -m rootbench.leaderboard.bench_build [--runs 10000] [--jobs N] [--keep DIR]
 
 It writes made-up run files (same columns as the runner's; every task is named ``synthetic-*``, the host,
 git sha and data source say ``synthetic``) into a temporary folder, never into ``runs/``, then times:
@@ -57,7 +57,7 @@ def plan(n_runs: int) -> list[dict]:
 
 def make_rows(spec: dict) -> dict:
     """Columns of one synthetic run (a dict of equal-length lists), shaped like the runner's rows."""
-    from harness.records import SCHEMA_VERSION
+    from rootbench.harness.records import SCHEMA_VERSION
 
     family, root_free, state_bpp, ratio, best = OPTIMIZERS[spec["optimizer"]]
     key = json.dumps(spec, sort_keys=True)
@@ -182,7 +182,7 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=None, help="processes for reading (default: CPUs)")
     ap.add_argument("--keep", default=None, help="keep the synthetic runs and site in this folder")
     args = ap.parse_args(argv)
-    from leaderboard.build import build
+    from rootbench.leaderboard.build import build
 
     base = args.keep or tempfile.mkdtemp(prefix="rootbench-synthetic-")
     runs, site = os.path.join(base, "synthetic-runs"), os.path.join(base, "site")

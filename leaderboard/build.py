@@ -31,8 +31,8 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
-from leaderboard import aggregate as agg
-from leaderboard import load as loader
+from rootbench.leaderboard import aggregate as agg
+from rootbench.leaderboard import load as loader
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TEMPLATES = os.path.join(HERE, "templates")
@@ -177,7 +177,7 @@ def status_text(counts: dict) -> str:
 def optimizer_info(names) -> dict:
     info = {}
     try:
-        from optimizers import get_optimizer_spec, list_optimizers
+        from rootbench.optimizers import get_optimizer_spec, list_optimizers
 
         registered = set(list_optimizers())
     except Exception as e:  # noqa: BLE001 - a broken optimizer file must not break the site
@@ -205,8 +205,8 @@ def _import_registries() -> None:
     """Import the optimizer and task registries (torch and every optimizer file: seconds), so that a
     thread can do it while the run files are being read."""
     try:
-        from optimizers import list_optimizers
-        from tasks import list_tasks
+        from rootbench.optimizers import list_optimizers
+        from rootbench.tasks import list_tasks
 
         list_optimizers()
         list_tasks()
@@ -217,7 +217,7 @@ def _import_registries() -> None:
 def task_info(names) -> dict:
     info = {}
     try:
-        from tasks import get_task_spec
+        from rootbench.tasks import get_task_spec
     except Exception:  # noqa: BLE001
         get_task_spec = None
     for name in names:
@@ -485,8 +485,8 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 
 def _site_info(model: dict) -> dict:
-    from harness import __version__
-    from harness.records import git_state
+    from rootbench.harness import __version__
+    from rootbench.harness.records import git_state
 
     sha, dirty = git_state()
     return {"n_runs": len(model["summary"]), "version": __version__,
@@ -496,7 +496,7 @@ def _site_info(model: dict) -> dict:
 
 def render_pages(model: dict, out: str, env, site: dict, warnings: list[str], plots: bool = True) -> dict:
     """index, pairs, across, methodology, downloads and one page per (tier, task); returns timings."""
-    from leaderboard import plots as P
+    from rootbench.leaderboard import plots as P
     from markupsafe import Markup
 
     timings = {}
@@ -605,7 +605,7 @@ def render_pages(model: dict, out: str, env, site: dict, warnings: list[str], pl
                                          h=f"tasks/{task_slug(tier, t)}.html" if not _bad(r[t]) else "")
                                     for t in a["tasks"]]} for r in rk.to_dict("records")]}
         atiers.append(tv)
-    from harness.stats import TAU_MAX
+    from rootbench.harness.stats import TAU_MAX
 
     _write(os.path.join(out, "across.html"), env.get_template("across.html.j2").render(
         root="", page="across", title="Across tasks", tiers=atiers, tau_max=int(TAU_MAX),
@@ -972,7 +972,7 @@ def build(runs_root: str = "runs", out: str = "site", warn=None, jobs: int | Non
         shutil.rmtree(tmp)
     os.makedirs(os.path.join(tmp, "runs"))
     try:
-        from harness import __version__
+        from rootbench.harness import __version__
 
         registries = threading.Thread(target=_import_registries, daemon=True)
         registries.start()  # overlaps the torch import with reading the run files
@@ -1028,7 +1028,7 @@ def build(runs_root: str = "runs", out: str = "site", warn=None, jobs: int | Non
 
 
 def cmd_site(args) -> int:
-    from harness.cli import EXIT_OK, _err
+    from rootbench.harness.cli import EXIT_OK, _err
 
     def warn(m):
         print(f"rootbench site: warning: {m}", file=sys.stderr)

@@ -1,7 +1,7 @@
 """The paper's three claims as Markdown tables, from ``runs/`` through the site's own aggregation.
 
-    .venv/bin/python -m leaderboard.claims [--runs runs] [--tier quick] [--stages N]
-    .venv/bin/python -m leaderboard.claims --check RESULTS.md   # its tables are what the runs print
+    .venv/bin/python -m rootbench.leaderboard.claims [--runs runs] [--tier quick] [--stages N]
+    .venv/bin/python -m rootbench.leaderboard.claims --check RESULTS.md   # its tables are what the runs print
 
 Lin et al., ICML 2024 (https://arxiv.org/abs/2402.03496) claim that removing the square root
 (1) closes the generalisation gap to SGD on CNNs, (2) keeps the root-based methods' performance on
@@ -18,11 +18,11 @@ import json
 import os
 import sys
 
-from harness import stats
-from harness.records import SWEEPS_DIR
-from leaderboard import load as loader
-from leaderboard.aggregate import CNN_REFERENCE, both_sides_ran
-from leaderboard.build import compute
+from rootbench.harness import stats
+from rootbench.harness.records import SWEEPS_DIR
+from rootbench.leaderboard import load as loader
+from rootbench.leaderboard.aggregate import CNN_REFERENCE, both_sides_ran
+from rootbench.leaderboard.build import compute
 
 
 def _num(v, digits=4) -> str:
@@ -195,7 +195,7 @@ def main(argv=None) -> int:
         n = len(table_rows(document))
         if missing:
             print(f"error: {len(missing)} of {n} table rows in {args.check} are not what the runs in {args.runs} "
-                  f"aggregate to; regenerate them with python -m leaderboard.claims [--stages N]", file=sys.stderr)
+                  f"aggregate to; regenerate them with python -m rootbench.leaderboard.claims [--stages N]", file=sys.stderr)
             return 1
         print(f"ok: all {n} table rows in {args.check} are printed from {args.runs}")
         return 0

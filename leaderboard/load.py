@@ -22,8 +22,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from harness import records
-from leaderboard.aggregate import config_identity
+from rootbench.harness import records
+from rootbench.leaderboard.aggregate import config_identity
 
 POINT_COLUMNS = ("step", "epoch", "examples_seen", "split", "metric", "value", "train_time_s", "eval_time_s")
 POINT_TYPES = {"step": pa.int64(), "epoch": pa.float64(), "examples_seen": pa.int64(), "split": pa.large_string(),

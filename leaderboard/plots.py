@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from leaderboard.svgplot import Axes, Figure
+from rootbench.leaderboard.svgplot import Axes, Figure
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")

@@ -16,7 +16,7 @@ from importlib import metadata
 
 import torch
 
-from harness.registry import (OPTIMIZERS, OptimizerSpec, RegistryError, discover, register_optimizer,
+from rootbench.harness.registry import (OPTIMIZERS, OptimizerSpec, RegistryError, discover, register_optimizer,
                               resolve_hparams, unknown_name_error)
 
 __all__ = ["list_optimizers", "create_optimizer", "get_optimizer_spec", "register_optimizer",

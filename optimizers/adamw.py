@@ -6,8 +6,8 @@ decoupled weight decay, state in the parameter dtype. The root-based partner of 
 """
 import torch
 
-from optimizers import register_optimizer
-from optimizers._torch_impl import impl_kwargs, materialize
+from rootbench.optimizers import register_optimizer
+from rootbench.optimizers._torch_impl import impl_kwargs, materialize
 
 
 def adamw(params, lr: float = 1e-3, momentum: float = 0.9, lr_cov: float = 1e-3, damping: float = 1e-8,

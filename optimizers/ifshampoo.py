@@ -18,8 +18,8 @@ import math
 
 import torch
 
-from optimizers import register_optimizer
-from optimizers._common import (StateDtypeOptimizer, check_batch_size, check_below_one, check_choice,
+from rootbench.optimizers import register_optimizer
+from rootbench.optimizers._common import (StateDtypeOptimizer, check_batch_size, check_below_one, check_choice,
                                 check_nonnegative, dtype_knob, resolve_dtype)
 
 SCHEDULES = ("prototype_log4", "every_T")

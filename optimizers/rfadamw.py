@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import torch
 
-from optimizers import register_optimizer
-from optimizers._common import (StateDtypeOptimizer, check_batch_size, check_below_one, check_choice,
+from rootbench.optimizers import register_optimizer
+from rootbench.optimizers._common import (StateDtypeOptimizer, check_batch_size, check_below_one, check_choice,
                                 check_nonnegative, dtype_knob, resolve_dtype)
-from optimizers._compiled import (IMPLS, CompiledStepMixin, Kernel, kernel_min_numel, opmath_dtype,
+from rootbench.optimizers._compiled import (IMPLS, CompiledStepMixin, Kernel, kernel_min_numel, opmath_dtype,
                                   scalars_tensor)
 
 

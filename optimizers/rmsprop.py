@@ -10,8 +10,8 @@ bias correction, and weight decay is coupled L2 (added to the gradient before pr
 """
 import torch
 
-from optimizers import register_optimizer
-from optimizers._torch_impl import impl_kwargs, materialize
+from rootbench.optimizers import register_optimizer
+from rootbench.optimizers._torch_impl import impl_kwargs, materialize
 
 
 def rmsprop(params, lr: float = 1e-2, lr_cov: float = 1e-2, damping: float = 1e-8, momentum: float = 0.0,

@@ -5,8 +5,8 @@ the paper's SGD baseline (methods.md section 5). The paper's generalisation refe
 """
 import torch
 
-from optimizers import register_optimizer
-from optimizers._torch_impl import impl_kwargs, materialize
+from rootbench.optimizers import register_optimizer
+from rootbench.optimizers._torch_impl import impl_kwargs, materialize
 
 
 def sgd(params, lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 0.0, nesterov: bool = False,

@@ -18,8 +18,8 @@ from types import SimpleNamespace
 
 import torch
 
-from optimizers import register_optimizer
-from optimizers._common import (StateDtypeOptimizer, check_below_one, check_choice, check_nonnegative,
+from rootbench.optimizers import register_optimizer
+from rootbench.optimizers._common import (StateDtypeOptimizer, check_below_one, check_choice, check_nonnegative,
                                 dtype_knob, resolve_dtype)
 
 GRAFTINGS = ("none", "adagrad", "adam")

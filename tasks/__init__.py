@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 
-from harness.registry import TASKS, TIERS, RegistryError, TaskSpec, discover, register_task, unknown_name_error
-from tasks._base import ArrayTask, Task, TierConfig, replace_config
+from rootbench.harness.registry import TASKS, TIERS, RegistryError, TaskSpec, discover, register_task, unknown_name_error
+from rootbench.tasks._base import ArrayTask, Task, TierConfig, replace_config
 
 __all__ = ["list_tasks", "create_task", "get_task_spec", "register_task", "data_root", "check_data", "data_status",
            "Task", "ArrayTask", "TierConfig", "TaskSpec", "RegistryError"]
@@ -50,7 +50,7 @@ def check_data(name: str, tier: str = "quick", **overrides) -> str:
     Raises ``tasks.data.DataMissingError`` (a ``RegistryError``: the CLI exits 2 and writes nothing)
     when the data set is neither in the data root nor downloadable. Generated data needs no check.
     """
-    from tasks.data import require
+    from rootbench.tasks.data import require
 
     _, config = resolve_tier(name, tier, **overrides)
     dataset = getattr(config, "dataset", None)
@@ -59,7 +59,7 @@ def check_data(name: str, tier: str = "quick", **overrides) -> str:
 
 def data_status(name: str, tier: str) -> str:
     """``<data set> <- <local source or 'not in the data root'>`` for listings (no network, never raises)."""
-    from tasks.data import status
+    from rootbench.tasks.data import status
 
     dataset = getattr(get_task_spec(name).tiers[tier], "dataset", None)
     if dataset is None or dataset == "synthetic":

@@ -35,7 +35,7 @@ class TierConfig:
 
 
 def replace_config(config, overrides: dict):
-    from harness.registry import check_keys, dataclass_defaults
+    from rootbench.harness.registry import check_keys, dataclass_defaults
 
     checked = check_keys("task setting", overrides, dataclass_defaults(config))
     return dataclasses.replace(config, **checked)

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tasks import ArrayTask, Task, TierConfig
-from tasks._base import split_train_val
-from tasks.data import IMAGE_SETS, load_images
+from rootbench.tasks import ArrayTask, Task, TierConfig
+from rootbench.tasks._base import split_train_val
+from rootbench.tasks.data import IMAGE_SETS, load_images
 
 EVAL_SEED = 1234  # fixed order of the test split (independent of the run seed)
 

@@ -46,9 +46,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tasks import register_task
-from tasks._cnn import cifar_cnn
-from tasks._images import ImageConfig, build_image_task
+from rootbench.tasks import register_task
+from rootbench.tasks._cnn import cifar_cnn
+from rootbench.tasks._images import ImageConfig, build_image_task
 
 PAPER = "https://arxiv.org/abs/2402.03496"
 CIFAR_TRAIN, CIFAR_VAL = 50_000, 5_000

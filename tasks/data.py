@@ -30,7 +30,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from harness.registry import RegistryError
+from rootbench.harness.registry import RegistryError
 
 OFFLINE_ENV = "ROOTBENCH_OFFLINE"
 MATERIALIZE = "python ../shared/data/materialize.py $ROOTBENCH_DATA"  # the offline data pack's decoder
@@ -42,7 +42,7 @@ class DataMissingError(RegistryError):
 
 
 def data_root() -> str:
-    from tasks import data_root as root
+    from rootbench.tasks import data_root as root
 
     return root()
 

@@ -45,10 +45,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tasks import register_task
-from tasks._images import FolderTask, ImageConfig, build_image_task
-from tasks.cifar import PAPER, CnnConfig, VitConfig, cnn_model, vit_model
-from tasks.data import IMAGE_SETS, image_folder_path
+from rootbench.tasks import register_task
+from rootbench.tasks._images import FolderTask, ImageConfig, build_image_task
+from rootbench.tasks.cifar import PAPER, CnnConfig, VitConfig, cnn_model, vit_model
+from rootbench.tasks.data import IMAGE_SETS, image_folder_path
 
 # ---------------------------------------------------------------------------------------------
 # Tiny-ImageNet at 32 px and Imagenette at 64 px: CIFAR-stem ResNet-18 and a small ViT

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from tasks import ArrayTask, TierConfig, data_root, register_task
-from tasks._base import split_train_val
+from rootbench.tasks import ArrayTask, TierConfig, data_root, register_task
+from rootbench.tasks._base import split_train_val
 
 PAPER = "https://arxiv.org/abs/2011.14439"
 

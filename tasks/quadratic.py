@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from tasks import ArrayTask, TierConfig, register_task
-from tasks._base import split_train_val
+from rootbench.tasks import ArrayTask, TierConfig, register_task
+from rootbench.tasks._base import split_train_val
 
 
 @dataclass(frozen=True)

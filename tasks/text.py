@@ -53,8 +53,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tasks import Task, TierConfig, register_task
-from tasks.data import data_root, load_text, write_npz
+from rootbench.tasks import Task, TierConfig, register_task
+from rootbench.tasks.data import data_root, load_text, write_npz
 
 PAPER = "https://arxiv.org/abs/2402.03496"
 UNK, EOS = "<unk>", "<eos>"

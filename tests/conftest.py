@@ -1,12 +1,9 @@
 """Shared fixtures. Real-data tests skip (with the reason) when ROOTBENCH_DATA lacks the files."""
 import os
-import sys
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
 
 @pytest.fixture
@@ -18,7 +15,7 @@ def runs_dir(tmp_path):
 
 def rootbench(*argv, runs=None):
     """Run the CLI in this process; returns (exit code)."""
-    from harness.cli import main
+    from rootbench.harness.cli import main
 
     args = list(argv)
     if runs is not None and args and args[0] in ("bench",):

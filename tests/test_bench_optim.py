@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from harness import bench_optim
-from harness.cli import main
+from rootbench.harness import bench_optim
+from rootbench.harness.cli import main
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ import time
 import pandas as pd
 import pytest
 
-from harness.records import REQUIRED_COLUMNS, find_runs, read_run
+from rootbench.harness.records import REQUIRED_COLUMNS, find_runs, read_run
 from tests.conftest import ROOT, rootbench
 
 SMOKE = ["--tier", "smoke", "--quiet", "--in-process", "--ref-steps", "0"]
@@ -93,8 +93,8 @@ def test_corrupt_cached_file_is_reported_not_overwritten(runs_dir, capsys):
 
 
 def test_list_names_every_registered_entry(capsys):
-    from optimizers import list_optimizers
-    from tasks import list_tasks
+    from rootbench.optimizers import list_optimizers
+    from rootbench.tasks import list_tasks
 
     assert rootbench("list") == 0
     out = capsys.readouterr().out
@@ -136,7 +136,7 @@ def test_kill_9_never_leaves_a_broken_parquet(tmp_path):
     delays = [0.5, 1.5, 2.5, 3.0, 3.5]
     for i, delay in enumerate(delays):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "harness", "bench", "--task", "quadratic", "--opt", "sgd", "--tier", "smoke",
+            [sys.executable, "-m", "rootbench.harness", "bench", "--task", "quadratic", "--opt", "sgd", "--tier", "smoke",
              "--in-process", "--quiet", "--ref-steps", "0", "--runs", str(runs), "lr=0.05",
              "--seed", str(i)],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -150,7 +150,7 @@ def test_kill_9_never_leaves_a_broken_parquet(tmp_path):
 
 
 def test_atomic_write_leaves_no_final_file_when_writing_fails(tmp_path, monkeypatch):
-    from harness import records
+    from rootbench.harness import records
 
     rows = [{"run_id": "abc", "task": "t", "optimizer": "o", "value": 1.0}]
 

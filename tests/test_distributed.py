@@ -6,14 +6,14 @@ import sys
 import numpy as np
 import pytest
 
-from harness.records import find_runs, read_run
+from rootbench.harness.records import find_runs, read_run
 from tests.conftest import ROOT
 
 TOLERANCE = 1e-5  # relative, on every recorded loss/metric: only the all-reduce's summation order differs
 
 
 def bench(runs, opt, *launcher):
-    cmd = [*launcher, "-m", "harness", "bench", "--task", "quadratic", "--opt", opt, "--tier", "smoke",
+    cmd = [*launcher, "-m", "rootbench.harness", "bench", "--task", "quadratic", "--opt", opt, "--tier", "smoke",
            "--quiet", "--ref-steps", "0", "--in-process", "--runs", runs, "steps=40", "eval_every=10"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)

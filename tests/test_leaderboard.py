@@ -25,10 +25,10 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from harness import records, stats
-from leaderboard import aggregate as agg
-from leaderboard import build as site_build
-from leaderboard import load as site_load
+from rootbench.harness import records, stats
+from rootbench.leaderboard import aggregate as agg
+from rootbench.leaderboard import build as site_build
+from rootbench.leaderboard import load as site_load
 
 SCRIPT = "<script>alert(1)</script>"
 
@@ -40,9 +40,9 @@ SCRIPT = "<script>alert(1)</script>"
 def lb_runs(tmp_path_factory):
     """~24 smoke runs: 2-3 optimizers x 2 configs x 2 seeds on two tasks, precision twins, a diverged
     run and a run whose hyperparameter is an HTML script (it fails as an error run)."""
-    from harness.config import RunConfig
-    from harness.runner import run
-    from optimizers import get_optimizer_spec, list_optimizers
+    from rootbench.harness.config import RunConfig
+    from rootbench.harness.runner import run
+    from rootbench.optimizers import get_optimizer_spec, list_optimizers
 
     root = str(tmp_path_factory.mktemp("lb") / "runs")
     quad_opts = {"adamw": (1e-3, 1e-2), "sgd": (0.1, 0.03)}
@@ -417,7 +417,7 @@ def test_rebuild_is_incremental(lb_runs, lb_site, tmp_path):
 
 
 def test_cli_markdown_and_refusing_foreign_out(lb_runs, tmp_path, capsys):
-    from harness.cli import main
+    from rootbench.harness.cli import main
 
     assert main(["site", "--runs", lb_runs, "--markdown"]) == 0
     md = capsys.readouterr().out
@@ -567,7 +567,7 @@ def test_site_renders_in_headless_chromium(lb_site, tmp_path):
 
 
 def test_claims_tables_quote_the_aggregation(model):
-    from leaderboard import claims
+    from rootbench.leaderboard import claims
 
     md = claims.tables(model, "smoke")
     rvf = model["root_vs_free"]
@@ -583,7 +583,7 @@ def test_claims_tables_quote_the_aggregation(model):
 
 def test_claims_against_sgd_recomputes_from_the_run_files(model, lb_runs):
     """Claim 1's table: optimizer minus SGD, recomputed from the listed runs' files with scipy's Welch test."""
-    from leaderboard import claims
+    from rootbench.leaderboard import claims
 
     lines = claims.against_sgd(model, "smoke", tasks=["mnist1d-mlp", "quadratic"])
     by_run = _read_all(lb_runs)
@@ -623,7 +623,7 @@ def test_list_valued_settings_reach_the_csv_exports(tmp_path):
 
 def test_claims_can_restrict_to_one_stage_sweeps(tmp_path):
     """``--stages 1`` keeps a pair's runs listed by its one-stage sweep manifests and leaves other pairs alone."""
-    from leaderboard import claims
+    from rootbench.leaderboard import claims
 
     def manifest(name, stages, trials, seeds, bf16):
         d = tmp_path / "sweeps" / "t" / "adamw"
@@ -648,7 +648,7 @@ def test_claims_can_restrict_to_one_stage_sweeps(tmp_path):
 
 def test_claims_check_names_exactly_the_rows_the_runs_do_not_print(lb_runs):
     """``claims --check``: a document of the printed tables passes; a row with one digit changed is named."""
-    from leaderboard import claims
+    from rootbench.leaderboard import claims
 
     results = site_load.load(lb_runs)
     printed = claims.render(results, lb_runs, "smoke", None)
@@ -665,7 +665,7 @@ def test_claims_check_names_exactly_the_rows_the_runs_do_not_print(lb_runs):
 @pytest.mark.slow
 def test_results_md_tables_are_what_the_committed_runs_print(capsys):
     """Issue 10's acceptance: every table row of RESULTS.md is printed, verbatim, by ``claims`` from ``runs/``."""
-    from leaderboard import claims
+    from rootbench.leaderboard import claims
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     if not os.path.exists(os.path.join(root, "RESULTS.md")):
@@ -684,7 +684,7 @@ def test_pairs_page_tables_only_comparable_pairs_and_lists_the_rest(model, lb_si
     assert {r["cells"][0].t for r in table["rows"]} == set(both["task"])
     listed = {m["task"]: m["pairs"] for m in missing}
     assert sum(map(len, listed.values())) == len(smoke) - len(both)
-    from optimizers import get_optimizer_spec
+    from rootbench.optimizers import get_optimizer_spec
 
     pair = get_optimizer_spec("adamw").pair
     assert f"adamw/{pair} (no runs of {pair})" in listed["mnist1d-mlp"]  # the fixture runs no rfadamw there

@@ -1,8 +1,8 @@
 """Memory and state-byte measurement (methods.md section 7.6)."""
 import torch
 
-from harness import measure
-from harness.config import RunConfig
+from rootbench.harness import measure
+from rootbench.harness.config import RunConfig
 
 
 class HoldsStateOutside(torch.optim.SGD):
@@ -37,7 +37,7 @@ def test_state_bytes_of_a_bf16_adamw_are_half_of_fp32():
 
 def test_peak_memory_is_positive_and_grows_with_the_batch_size():
     """Each run in its own worker process, so each high-water mark is its own."""
-    from harness.cli import execute
+    from rootbench.harness.cli import execute
 
     def peak(batch_size):
         cfg = RunConfig(tier="smoke", ref_steps=0, task_settings={"batch_size": batch_size, "width": 1024,

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from optimizers import create_optimizer
+from rootbench.optimizers import create_optimizer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BANNED = ("eigh", "eig", "eigvals", "eigvalsh", "inv", "inv_ex", "pinv", "solve", "solve_ex", "lstsq",

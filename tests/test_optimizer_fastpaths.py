@@ -22,9 +22,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import optimizers._compiled as compiled_mod
-from harness.measure import optimizer_state_bytes
-from optimizers import create_optimizer
+import rootbench.optimizers._compiled as compiled_mod
+from rootbench.harness.measure import optimizer_state_bytes
+from rootbench.optimizers import create_optimizer
 
 B = 8
 UNIT = {torch.float32: 2.0 ** -24, torch.bfloat16: 2.0 ** -8, torch.float64: 2.0 ** -53}
@@ -135,8 +135,8 @@ class EagerKernel(compiled_mod.Kernel):
 
 @pytest.mark.parametrize("name", ["rfadamw", "rfrmsprop"])
 def test_kernel_functions_restate_the_reference_in_fp64(name, monkeypatch):
-    import optimizers.rfadamw as rfadamw_mod
-    import optimizers.rfrmsprop as rfrmsprop_mod
+    import rootbench.optimizers.rfadamw as rfadamw_mod
+    import rootbench.optimizers.rfrmsprop as rfrmsprop_mod
 
     module = rfadamw_mod if name == "rfadamw" else rfrmsprop_mod
     for attr in ("_RFADAMW_KERNEL", "_KERNEL", "_MOMENTUM_KERNEL"):
@@ -184,7 +184,7 @@ def test_a_compile_error_falls_back_to_the_reference_step_with_a_warning(monkeyp
         return run
 
     monkeypatch.setattr(compiled_mod.torch, "compile", broken_compile)
-    import optimizers.rfadamw as rfadamw_mod
+    import rootbench.optimizers.rfadamw as rfadamw_mod
 
     monkeypatch.setattr(rfadamw_mod, "_RFADAMW_KERNEL", compiled_mod.Kernel(rfadamw_mod._RFADAMW_KERNEL.fn))
     ref, fast = params_of(torch.float32), params_of(torch.float32)

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from optimizers import create_optimizer
+from rootbench.optimizers import create_optimizer
 
 B = 8  # examples the loss is averaged over
 STEPS = 20
@@ -232,7 +232,7 @@ def prototype_steps_transcribed(T, n):
 
 
 def test_prototype_schedule_matches_section_3_6():
-    from optimizers.ifshampoo import prototype_update_steps
+    from rootbench.optimizers.ifshampoo import prototype_update_steps
 
     assert prototype_update_steps(2, 24) == list(range(16)) + [17, 19, 21, 23]
     steps10 = prototype_update_steps(10, 300)

@@ -11,8 +11,8 @@ import math
 import pytest
 import torch
 
-from optimizers import create_optimizer, get_optimizer_spec, list_optimizers
-from tasks import create_task, list_tasks
+from rootbench.optimizers import create_optimizer, get_optimizer_spec, list_optimizers
+from rootbench.tasks import create_task, list_tasks
 from tests.task_fakes import one_thread  # noqa: F401 - autouse fixture
 
 OPTIMIZERS = [n for n in list_optimizers() if get_optimizer_spec(n).parent is None]  # variants share code

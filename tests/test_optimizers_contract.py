@@ -16,8 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from harness.registry import RegistryError
-from optimizers import create_optimizer, get_optimizer_spec, list_optimizers
+from rootbench.harness.registry import RegistryError
+from rootbench.optimizers import create_optimizer, get_optimizer_spec, list_optimizers
 
 NAMES = list_optimizers()
 B = 8
@@ -102,7 +102,7 @@ def test_metadata_is_complete(name):
 
 @pytest.fixture(scope="module")
 def quadratic():
-    from tasks import create_task
+    from rootbench.tasks import create_task
 
     return create_task("quadratic", "smoke")
 

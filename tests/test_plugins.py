@@ -5,11 +5,10 @@ import subprocess
 import sys
 import textwrap
 
-from tests.conftest import ROOT
 
 PLUGIN = textwrap.dedent('''
     import torch
-    from optimizers import register_optimizer
+    from rootbench.optimizers import register_optimizer
 
     def my_sgd(params, lr: float = 0.05, momentum: float = 0.5):
         """An outside SGD variant."""
@@ -30,9 +29,9 @@ def run_python(code, env_extra, tmp_path):
 def test_a_file_named_by_the_environment_registers_an_optimizer(tmp_path):
     plugin = tmp_path / "my_variant.py"
     plugin.write_text(PLUGIN.format(name="outside_sgd"))
-    out = run_python("from optimizers import list_optimizers, get_optimizer_spec as g; "
+    out = run_python("from rootbench.optimizers import list_optimizers, get_optimizer_spec as g; "
                      "print('outside_sgd' in list_optimizers(), g('outside_sgd').parent)",
-                     {"ROOTBENCH_OPTIMIZERS": str(plugin), "PYTHONPATH": ROOT}, tmp_path)
+                     {"ROOTBENCH_OPTIMIZERS": str(plugin)}, tmp_path)
     assert out.split() == ["True", "sgd"]
 
 
@@ -44,13 +43,13 @@ def test_an_installed_entry_point_registers_an_optimizer(tmp_path):
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ext-opt\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[rootbench.optimizers]\nentry_point_sgd = ext_opt\n")
-    out = run_python("from optimizers import list_optimizers; print('entry_point_sgd' in list_optimizers())",
-                     {"PYTHONPATH": os.pathsep.join([str(pkg), ROOT])}, tmp_path)
+    out = run_python("from rootbench.optimizers import list_optimizers; print('entry_point_sgd' in list_optimizers())",
+                     {"PYTHONPATH": str(pkg)}, tmp_path)
     assert out.strip() == "True"
 
 
 def test_a_missing_plugin_file_is_a_clear_error(tmp_path):
-    code = ("from optimizers import list_optimizers\n"
+    code = ("from rootbench.optimizers import list_optimizers\n"
             "try:\n    list_optimizers()\nexcept Exception as e:\n    print(type(e).__name__, e)")
-    out = run_python(code, {"ROOTBENCH_OPTIMIZERS": str(tmp_path / "nope.py"), "PYTHONPATH": ROOT}, tmp_path)
+    out = run_python(code, {"ROOTBENCH_OPTIMIZERS": str(tmp_path / "nope.py")}, tmp_path)
     assert out.startswith("RegistryError") and "nope.py" in out

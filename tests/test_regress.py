@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 import torch
 
-from harness import regress
-from harness.registry import RegistryError
+from rootbench.harness import regress
+from rootbench.harness.registry import RegistryError
 from tests.conftest import ROOT, rootbench
 
 PLANTED = os.path.join(ROOT, "tests", "fixtures", "planted_variants.py")
@@ -53,8 +53,8 @@ def test_unchanged_optimizer_passes_against_its_own_baseline(gate):
 
 def test_a_changed_source_is_judged_against_the_stored_baseline_runs(gate, monkeypatch):
     """The run id hashes the source; the baseline must still be found (by content), never rerun."""
-    from harness import registry
-    from harness.records import find_runs
+    from rootbench.harness import registry
+    from rootbench.harness.records import find_runs
 
     before = sorted(find_runs(gate.baselines))
     monkeypatch.setattr(registry, "file_hash", lambda path: "edited-source")

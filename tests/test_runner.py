@@ -4,9 +4,9 @@ import time
 import pytest
 import torch
 
-from harness import runner
-from harness.config import RunConfig
-from harness.registry import RegistryError
+from rootbench.harness import runner
+from rootbench.harness.config import RunConfig
+from rootbench.harness.registry import RegistryError
 
 
 def curve(rows, split="train_batch", metric="loss"):
@@ -72,7 +72,7 @@ def test_train_clock_excludes_a_slow_evaluation(monkeypatch):
 
     monkeypatch.setattr(runner, "evaluate", slow_evaluate)
     step_times, starts = [], []
-    from tasks import _base
+    from rootbench.tasks import _base
 
     real_batches = _base.ArrayTask.train_batches
 
@@ -119,7 +119,7 @@ def test_unknown_precision_is_rejected():
 
 
 def test_an_exception_inside_training_is_an_error_row(monkeypatch):
-    from tasks import _base
+    from rootbench.tasks import _base
 
     def broken(self, generator, device):
         yield from ()

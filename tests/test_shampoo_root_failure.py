@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from optimizers import create_optimizer
+from rootbench.optimizers import create_optimizer
 
 
 @pytest.mark.parametrize("impl", ["reference", "batched"])

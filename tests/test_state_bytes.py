@@ -9,9 +9,9 @@ import math
 import pytest
 import torch
 
-from harness import runner
-from harness.config import RunConfig
-from tasks import create_task
+from rootbench.harness import runner
+from rootbench.harness.config import RunConfig
+from rootbench.tasks import create_task
 
 TASK = "mnist1d-mlp"
 

@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import sweep as sw
-from harness.cli import main
-from harness.records import exists, find_runs, load_runs, read_run, write_run
-from harness.registry import RegistryError
-from optimizers import get_optimizer_spec
+from rootbench.harness import sweep as sw
+from rootbench.harness.cli import main
+from rootbench.harness.records import exists, find_runs, load_runs, read_run, write_run
+from rootbench.harness.registry import RegistryError
+from rootbench.optimizers import get_optimizer_spec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 4 + 2 trials, seed 0 only: six runs; one thread per run so every backend computes identical numbers
@@ -184,7 +184,7 @@ def test_interrupted_sweep_resumes_without_repeating_finished_runs(tmp_path, cap
     runs = str(tmp_path / "runs")
     cmd = ["sweep", "--task", "quadratic", "--opt", "adamw", "--tier", "smoke", "--trials", "2", "--seeds", "2",
            "--threads", "1", "--ref-steps", "0", "--workers", "2", "--runs", runs, "--quiet"]
-    proc = subprocess.Popen([sys.executable, "-m", "harness", *cmd], cwd=ROOT, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "rootbench.harness", *cmd], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 240
@@ -228,7 +228,7 @@ def test_ray_cluster_sweep_selects_what_the_local_backend_selects(local_sweep, t
     assert len(find_runs(str(tmp_path / "runs"))) == 6
 
 
-@pytest.mark.parametrize("optimizer", __import__("optimizers").list_optimizers())
+@pytest.mark.parametrize("optimizer", __import__("rootbench.optimizers", fromlist=["x"]).list_optimizers())
 def test_every_declared_search_space_samples_valid_hyperparameters(optimizer):
     """Contract over the registry: each optimizer's space is well formed and its draws pass resolve()."""
     s = sw.Sweep(sw.SweepConfig(task="quadratic", optimizer=optimizer, tier="smoke"))
@@ -240,7 +240,7 @@ def test_every_declared_search_space_samples_valid_hyperparameters(optimizer):
 
 
 def test_cached_failures_rerun_only_with_retry_failed_and_unreadable_files_rerun(tmp_path):
-    from harness.runner import failure_rows
+    from rootbench.harness.runner import failure_rows
 
     def sweep(**kw):
         return sw.Sweep(sw.SweepConfig(task="quadratic", optimizer="sgd", tier="smoke", runs=str(tmp_path), **kw),

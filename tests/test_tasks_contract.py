@@ -13,10 +13,10 @@ import math
 import pytest
 import torch
 
-from harness.config import RunConfig
-from harness.runner import run
-from tasks import check_data, create_task, get_task_spec, list_tasks
-from tasks.data import DataMissingError
+from rootbench.harness.config import RunConfig
+from rootbench.harness.runner import run
+from rootbench.tasks import check_data, create_task, get_task_spec, list_tasks
+from rootbench.tasks.data import DataMissingError
 from tests.task_fakes import one_thread, write_all  # noqa: F401 - autouse fixture
 
 TASKS = list_tasks()
@@ -120,7 +120,7 @@ def test_missing_data_in_the_runner_raises_instead_of_an_error_row(tmp_path, mon
 
 
 def test_cli_bench_with_missing_data_exits_2_and_writes_nothing(tmp_path, monkeypatch, capsys):
-    from harness.cli import main
+    from rootbench.harness.cli import main
 
     empty, runs = tmp_path / "data", tmp_path / "runs"
     empty.mkdir()
@@ -135,7 +135,7 @@ def test_cli_bench_with_missing_data_exits_2_and_writes_nothing(tmp_path, monkey
 
 
 def test_list_tasks_shows_tiers_metric_and_data_source(capsys, tmp_path, monkeypatch):
-    from harness.cli import main
+    from rootbench.harness.cli import main
 
     monkeypatch.setenv("ROOTBENCH_DATA", str(tmp_path))
     assert main(["list", "tasks"]) == 0

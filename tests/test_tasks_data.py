@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from tasks import data
-from tasks._base import split_train_val
-from tasks.data import DataMissingError
+from rootbench.tasks import data
+from rootbench.tasks._base import split_train_val
+from rootbench.tasks.data import DataMissingError
 from tests.task_fakes import write_image_folder, write_image_npz
 
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tasks import create_task
-from tasks._images import crop_flip, random_erase
-from tasks.text import build_vocab, char_streams, encode_words, text_lines, word_lines
+from rootbench.tasks import create_task
+from rootbench.tasks._images import crop_flip, random_erase
+from rootbench.tasks.text import build_vocab, char_streams, encode_words, text_lines, word_lines
 from tests.task_fakes import one_thread, write_all  # noqa: F401 - autouse fixture
 
 

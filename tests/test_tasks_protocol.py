@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from harness.runner import lr_factor
-from tasks import create_task, get_task_spec
-from tasks.cifar import EPOCH
-from tasks.data import IMAGE_SETS
+from rootbench.harness.runner import lr_factor
+from rootbench.tasks import create_task, get_task_spec
+from rootbench.tasks.cifar import EPOCH
+from rootbench.tasks.data import IMAGE_SETS
 from tests.task_fakes import one_thread, write_image_folder  # noqa: F401 - autouse fixture
 
 CNN = {  # task -> (architecture, epochs, weighted layers on the main path)
@@ -39,7 +39,7 @@ def test_cifar100_cnn_full_tier_is_the_papers_protocol(name):
     assert lr_factor(c.lr_schedule, m1 * EPOCH - 1, c.steps, 0) == 1, "decays at the epoch boundary, not before"
     s = IMAGE_SETS["cifar100"]
     assert s.mean == (0.5071, 0.4867, 0.4408) and s.std == (0.2675, 0.2565, 0.2761)
-    from tasks.cifar import cnn_model
+    from rootbench.tasks.cifar import cnn_model
 
     model = cnn_model(100, c)
     assert named_depth(model) == depth
@@ -68,7 +68,7 @@ def test_imagewoof_full_tier_is_the_papers_vit_protocol(name, woof_root, monkeyp
     from timm.data.random_erasing import RandomErasing
     from torchvision import transforms as T
 
-    from tasks.imagenet_subsets import TIMM_ARCHS, WOOF_EPOCH, timm_model
+    from rootbench.tasks.imagenet_subsets import TIMM_ARCHS, WOOF_EPOCH, timm_model
 
     model_name, epochs, warmup, drop_path = VIT[name]
     c = get_task_spec(name).tiers["full"]
@@ -130,7 +130,7 @@ def test_text_full_tiers():
     assert (gpt.steps, gpt.lr_schedule, gpt.warmup_steps) == (5000, "cosine", 100)
     lstm = get_task_spec("shakespeare-char-lstm").tiers["full"]
     assert lstm.n_layer == 3
-    from tasks.text import LSTMModel
+    from rootbench.tasks.text import LSTMModel
 
     assert LSTMModel(65, lstm).lstm.num_layers == 3
     wt = get_task_spec("wikitext103-gpt").tiers["full"]

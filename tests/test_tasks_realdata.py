@@ -3,8 +3,8 @@ skips with the reason otherwise). The quick runs themselves are not in the suite
 import pytest
 import torch
 
-from tasks import check_data, create_task, get_task_spec, list_tasks
-from tasks.data import IMAGE_SETS, DataMissingError
+from rootbench.tasks import check_data, create_task, get_task_spec, list_tasks
+from rootbench.tasks.data import IMAGE_SETS, DataMissingError
 from tests.task_fakes import one_thread  # noqa: F401 - autouse fixture
 
 QUICK_REAL = [n for n in list_tasks()
