@@ -539,7 +539,7 @@ def cases_from_args(args) -> list:
 
 def cmd_bench_optim(args) -> int:
     from rootbench.harness.cli import _err
-    from rootbench.harness.records import provenance
+    from rootbench.harness.provenance import provenance
 
     if args.n_tensors < 1 or args.rounds < 1 or args.min_run_time <= 0:
         return _err("--n-tensors and --rounds must be positive, --min-run-time > 0")

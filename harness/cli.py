@@ -1,25 +1,35 @@
-"""The command line: the only place that reads and writes ``runs/``.
+"""The command line. Bad input is a one-line error and exit 2, before any work starts.
 
     rootbench list [tasks|optimizers]
     rootbench bench --task T --opt O [--tier quick] [--seed 0] [--precision fp32] [key=value ...]
     rootbench show RUN_ID
+    rootbench sweep | regress | bench-optim | site ...   (each lives beside its code)
+
+Exit codes: 0 done, 1 the run failed (its record is stored with its status), 2 bad input or missing
+data, 130 interrupted (SIGINT), 143 terminated (SIGTERM).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import math
-import multiprocessing as mp
 import os
+import signal
 import sys
-import traceback
 
-from rootbench.harness.registry import RegistryError
+from rootbench.harness.registry import UsageError
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
 # Subcommands that live beside their code: site (leaderboard), sweep, regress, bench-optim.
 COMMAND_MODULES = ("rootbench.leaderboard.build", "rootbench.harness.sweep", "rootbench.harness.regress",
                    "rootbench.harness.bench_optim")
+# third-party modules that only an extra installs: a command needing one says which extra
+EXTRAS = {"pandas": "tasks", "pyarrow": "tasks", "torchvision": "tasks", "timm": "tasks", "datasets": "tasks",
+          "mnist1d": "tasks", "tqdm": "tasks", "scipy": "tasks", "numpy": "tasks", "jinja2": "site", "ray": "sweeps"}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that workers are stopped and nothing partial is left."""
 
 
 def _err(msg: str) -> int:
@@ -39,91 +49,26 @@ def cmd_list(args) -> int:
         print("optimizers:")
         for name in list_optimizers():
             s = get_optimizer_spec(name)
-            print(f"  {name:<16} {s.family:<9} {s.description}")
-            print(f"  {'':<16} {'':<9} {s.paper}")
+            kind = f"{s.family}, {s.preconditioner}" + (", root-free" if s.root_free else "")
+            print(f"  {name:<16} {kind:<26} {s.description}")
+            print(f"  {'':<16} {'':<26} {s.paper}")
     if what in ("tasks", "all"):
         print("tasks:")
         for name in list_tasks():
             s = get_task_spec(name)
             better = "higher" if s.higher_is_better else "lower"
             print(f"  {name:<24} {s.description}")
-            print(f"  {'':<24} metric {s.metric} ({better} is better)")
+            print(f"  {'':<24} {s.model_kind}; metric {s.metric} ({better} is better)")
             for tier, c in s.tiers.items():
+                minutes = s.minutes.get(tier) if s.minutes else None
+                took = f"; ~{minutes:g} min per run on a 2-core CPU" if minutes else ""
                 print(f"  {'':<24}   {tier:<6} {c.steps} steps x batch {c.batch_size}, target {c.target}; "
-                      f"data {data_status(name, tier)}")
+                      f"data {data_status(name, tier)}{took}")
     return EXIT_OK
 
 
 # ---------------------------------------------------------------------------------------------
 # bench
-
-def _child(conn, task, opt, config, show_progress):
-    """Worker process: one run, rows sent back through ``conn`` (its own process: its own peak)."""
-    try:
-        from rootbench.harness.runner import run
-
-        rows = run(task, opt, config, progress=_progress_bar(task, opt) if show_progress else None)
-        conn.send(("rows", rows))
-    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: an interruption, not a result
-        conn.send(("interrupted",))
-    except BaseException as e:  # noqa: BLE001 - report everything to the parent
-        conn.send(("exception", f"{type(e).__name__}: {e}", traceback.format_exc()))
-    finally:
-        conn.close()
-
-
-def _progress_bar(task, opt):
-    from tqdm import tqdm
-
-    bar = {"bar": None}
-
-    def progress(step, total, info):
-        if bar["bar"] is None and total:
-            bar["bar"] = tqdm(total=total, desc=f"{task}/{opt}", unit="step", dynamic_ncols=True, leave=False,
-                              file=sys.stderr, mininterval=0.5)
-        b = bar["bar"]
-        if b is None:
-            return
-        if "loss" in info and step % 25 == 0:
-            b.set_postfix_str(f"loss {float(info['loss'].detach()):.4g}", refresh=False)
-        if "eval" in info and info["eval"]:
-            b.set_postfix_str(" ".join(f"val_{k} {v:.4g}" for k, v in info["eval"].items()), refresh=False)
-        if total:
-            b.update(step - b.n)
-            if step >= total:
-                b.close()
-
-    return progress
-
-
-def execute(task: str, opt: str, config, in_process: bool = False, show_progress: bool = False) -> list[dict]:
-    """Run one config, in a fresh process unless ``in_process``; a dead worker becomes an error row."""
-    from rootbench.harness.runner import failure_rows, run
-
-    if in_process:
-        return run(task, opt, config, progress=_progress_bar(task, opt) if show_progress else None)
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, task, opt, config, show_progress))
-    proc.start()
-    child.close()
-    try:
-        msg = parent.recv()
-    except EOFError:
-        msg = None
-    proc.join()
-    if msg is None:
-        code = proc.exitcode
-        status = "oom" if code == -9 else "error"  # SIGKILL in a run is almost always the OOM killer
-        return failure_rows(task, opt, config, status, f"worker process died (exit code {code})")
-    if msg[0] == "interrupted":
-        raise KeyboardInterrupt
-    if msg[0] == "exception":
-        if msg[1].startswith(("RegistryError", "DataMissingError")):
-            raise RegistryError(msg[1].split(": ", 1)[1])
-        return failure_rows(task, opt, config, "error", msg[1])
-    return msg[1]
-
 
 def _fmt_bytes(n) -> str:
     if n is None or (isinstance(n, float) and math.isnan(n)):
@@ -134,46 +79,6 @@ def _fmt_bytes(n) -> str:
         n /= 1024
 
 
-def summary(df, path: str | None = None, cached: bool = False) -> str:
-    """A one-screen summary of one run's rows (a DataFrame)."""
-    r = df.iloc[0]
-    metric, higher = r["metric_name"], bool(r["higher_is_better"])
-    lines = [f"run {r['run_id']}  {r['task']} / {r['optimizer']}  tier={r['tier']} seed={r['seed']} "
-             f"precision={r['precision']}" + ("  (cached)" if cached else "")]
-    status = r["status"] + (f": {r['status_message']}" if r.get("status_message") else "")
-    lines.append(f"status      {status}")
-    last = {}
-    for split in ("train", "val", "test"):
-        sel = df[(df["split"] == split) & (df["metric"] == metric)]
-        if len(sel):
-            last[split] = sel.sort_values("step").iloc[-1]
-    if "val" in last:
-        sel = df[(df["split"] == "val") & (df["metric"] == metric)]
-        best = sel.loc[sel["value"].idxmax() if higher else sel["value"].idxmin()]
-        lines.append(f"{'val ' + metric:<16}{last['val']['value']:.4f} at step {int(last['val']['step'])} "
-                     f"(best {best['value']:.4f} at step {int(best['step'])})")
-    if "test" in last:
-        gap = f"; train-test gap {last['train']['value'] - last['test']['value']:+.4f}" if "train" in last else ""
-        lines.append(f"{'test ' + metric:<16}{last['test']['value']:.4f}{gap}")
-    tt = r.get("time_to_target_s")
-    target = (f"target {r['target']:g} reached at step {int(r['steps_to_target'])} ({tt:.2f} s)"
-              if tt is not None and not _isnan(tt) else f"target {r['target']} not reached")
-    lines.append(f"time        train {r.get('total_train_time_s', float('nan')):.2f} s, eval "
-                 f"{r.get('total_eval_time_s', float('nan')):.2f} s, setup {r.get('setup_time_s', float('nan')):.2f} s; "
-                 f"{target}")
-    lines.append(f"memory      peak {_fmt_bytes(r.get('peak_mem_bytes'))} above baseline ({r.get('peak_mem_kind', 'n/a')}); "
-                 f"optimizer state "
-                 f"{r.get('opt_state_bytes_per_param', float('nan')):.2f} B/param ({_fmt_bytes(r.get('opt_state_bytes'))}), "
-                 f"{int(r.get('n_params') or 0):,} params")
-    ratio = r.get("step_time_ratio_adamw")
-    if ratio is not None and not _isnan(ratio):
-        lines.append(f"step time   {ratio:.2f}x fused AdamW ({r['opt_step_time_s'] * 1e3:.3f} ms vs "
-                     f"{r['adamw_step_time_s'] * 1e3:.3f} ms, same process)")
-    if path:
-        lines.append(f"{'results' if cached else 'written':<12}{path}")
-    return "\n".join(lines)
-
-
 def _isnan(x) -> bool:
     try:
         return x is None or math.isnan(float(x))
@@ -181,102 +86,143 @@ def _isnan(x) -> bool:
         return True
 
 
-def _config_from_args(args):
-    from rootbench.harness.config import RunConfig, parse_overrides
-    from rootbench.harness.runner import split_overrides
+def _num(x, fmt: str = ".2f", unit: str = "") -> str:
+    return "n/a" if _isnan(x) else f"{float(x):{fmt}}{unit}"
 
-    overrides = parse_overrides(args.overrides)
-    hparams, settings = split_overrides(args.task, args.opt, args.tier, overrides)
-    return RunConfig(tier=args.tier, seed=args.seed, precision=args.precision, hparams=hparams,
-                     task_settings=settings, time_limit=args.time_limit, device=args.device,
-                     ref_steps=args.ref_steps)
+
+def summary(rec, path: str | None = None, cached: bool = False) -> str:
+    """A one-screen summary of one run's record; tolerant of missing or odd values."""
+    r = rec.run
+    metric = r.get("metric_name") or "loss"
+    higher = bool(r.get("higher_is_better"))
+    lines = [f"run {r.get('run_id')}  {r.get('task')} / {r.get('optimizer')}  tier={r.get('tier')} "
+             f"seed={r.get('seed')} precision={r.get('precision')}" + ("  (cached)" if cached else "")]
+    lines.append(f"status      {r.get('status')}" + (f": {r['status_message']}" if r.get("status_message") else ""))
+    curve = rec.curve
+    val = curve[(curve["split"] == "val") & (curve["metric"] == metric)].dropna(subset=["value"])
+    if len(val):
+        last = val.sort_values("step").iloc[-1]
+        best = val.loc[val["value"].idxmax() if higher else val["value"].idxmin()]
+        lines.append(f"{'val ' + metric:<16}{last['value']:.4f} at step {int(last['step'])} "
+                     f"(best {best['value']:.4f} at step {int(best['step'])})")
+    test, train = rec.final("test", metric), rec.final("train", metric)
+    if not _isnan(test):
+        gap = f"; train-test gap {train - test:+.4f}" if not _isnan(train) else ""
+        lines.append(f"{'test ' + metric:<16}{test:.4f}{gap}")
+    tt, steps = r.get("time_to_target_s"), r.get("steps_to_target")
+    target = (f"target {r.get('target')} reached at step {int(steps)} ({float(tt):.2f} s)"
+              if not _isnan(tt) and not _isnan(steps) else f"target {r.get('target')} not reached")
+    lines.append(f"time        train {_num(r.get('total_train_time_s'), unit=' s')}, eval "
+                 f"{_num(r.get('total_eval_time_s'), unit=' s')}, setup {_num(r.get('setup_time_s'), unit=' s')}; "
+                 f"{target}")
+    n_params = r.get("n_params")
+    lines.append(f"memory      peak {_fmt_bytes(r.get('peak_mem_bytes'))} above baseline "
+                 f"({r.get('peak_mem_kind') or 'n/a'}); optimizer state "
+                 f"{_num(r.get('opt_state_bytes_per_param'))} B/param ({_fmt_bytes(r.get('opt_state_bytes'))}), "
+                 f"{int(n_params) if not _isnan(n_params) else 0:,} params")
+    ratio = r.get("step_time_ratio_adamw")
+    if not _isnan(ratio):
+        lines.append(f"step time   {float(ratio):.2f}x fused AdamW ({_num(r.get('opt_step_time_s', 0) * 1e3, '.3f')} "
+                     f"ms vs {_num(r.get('adamw_step_time_s', 0) * 1e3, '.3f')} ms, same process; "
+                     f"{r.get('opt_impl') or '?'})")
+    if path:
+        lines.append(f"{'results' if cached else 'written':<12}{path}")
+    return "\n".join(lines)
+
+
+def add_run_arguments(p, memory: bool = True) -> None:
+    """Options every command that trains shares (bench, sweep)."""
+    from rootbench.harness.config import PRECISIONS
+
+    p.add_argument("--tier", default="quick")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    p.add_argument("--time-limit", type=float, default=None, help="seconds per run; the run ends with status timeout")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--ref-steps", type=int, default=20, help="steps timed against fused AdamW (0 skips)")
+    if memory:
+        p.add_argument("--memory-limit", default=None,
+                       help="per run: 8G, 512M, a share of the machine (0.5) or none; default 80%% of the memory; "
+                            "a run past it ends as oom")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def config_fields(args) -> dict:
+    return dict(tier=args.tier, precision=args.precision, time_limit=args.time_limit, device=args.device,
+                ref_steps=args.ref_steps)
 
 
 def cmd_bench(args) -> int:
-    import pandas as pd
-
-    from rootbench.harness.records import FAILED, ResultsError, read_run, run_path, write_run
-    from rootbench.harness.runner import resolve
+    from rootbench.harness import records
+    from rootbench.harness.config import parse_overrides
+    from rootbench.harness.execute import get_or_run, parse_memory
+    from rootbench.harness.resolve import resolve_args
     from rootbench.tasks import check_data
 
-    try:
-        config = _config_from_args(args)
-        resolved = resolve(args.task, args.opt, config)
-    except RegistryError as e:
-        return _err(str(e))
-    path = run_path(args.runs, args.task, args.opt, resolved["run_id"])
-    if os.path.exists(path) and not args.force:
-        try:
-            df = read_run(path)
-        except ResultsError as e:
-            return _err(f"{e}")
-        status = df["status"].iloc[0]
-        if not (status in FAILED and args.retry_failed):
-            print(summary(df, path, cached=True))
-            if status in FAILED:
-                print(f"cached run failed ({status}); rerun it with --retry-failed or --force")
-            else:
-                print("cache hit: identical config and code; --force reruns it")
-            return EXIT_OK
-    try:
-        check_data(args.task, args.tier, **config.task_settings)  # a missing data set: exit 2, nothing written
-    except RegistryError as e:
-        return _err(str(e))
+    # everything that can be wrong with the request fails here, before a worker starts or a file is written
+    spec = resolve_args(args.task, args.opt, parse_overrides(args.overrides), seed=args.seed, **config_fields(args))
+    memory_limit = parse_memory(args.memory_limit)
+    check_data(args.task, args.tier, **spec.config.task_settings)
     from rootbench.harness import distributed
 
     distributed.init_from_env()  # under torchrun: one DDP run over all ranks, in these processes
     rank, world = distributed.rank_and_world()
+    if rank == 0:
+        records.check_writable(args.runs)
     try:
-        rows = execute(args.task, args.opt, config, in_process=args.in_process or world > 1,
-                       show_progress=not args.quiet and rank == 0)
-    except RegistryError as e:
-        return _err(str(e))
+        out = get_or_run(spec, args.runs, force=args.force, retry_failed=args.retry_failed,
+                         in_process=args.in_process or world > 1, show_progress=not args.quiet and rank == 0,
+                         write=rank == 0, memory_limit=memory_limit,
+                         on_wait=lambda: print(f"waiting: another process is computing run {spec.run_id}",
+                                               file=sys.stderr))
     finally:
         distributed.finish()
-    if rank != 0:  # only rank 0 writes results
+    if rank != 0:
         return EXIT_OK
-    written = write_run(rows, args.runs)
-    df = pd.DataFrame(rows)
-    print(summary(df, written))
-    return EXIT_RUN_FAILED if df["status"].iloc[0] in ("error", "oom") else EXIT_OK
+    print(summary(out.record, out.path, cached=out.cached))
+    if out.cached:
+        if out.record.failed:
+            print(f"this is a stored failure ({out.status}); rerun it with --retry-failed (or --force)")
+            return EXIT_RUN_FAILED
+        print("cache hit: identical config and code; --force reruns it")
+        return EXIT_OK
+    return EXIT_RUN_FAILED if out.record.failed else EXIT_OK
 
 
 def cmd_show(args) -> int:
     import json
 
-    from rootbench.harness.records import ResultsError, find_run_file, read_run
+    from rootbench.harness.records import find_run_file, read_record
 
     path = args.run if args.run.endswith(".parquet") else find_run_file(args.runs, args.run)
     if not path or not os.path.exists(path):
-        return _err(f"no run {args.run!r} under {args.runs}/; `ls {args.runs}/<task>/<optimizer>/` lists run ids")
-    try:
-        df = read_run(path)
-    except ResultsError as e:
-        return _err(str(e))
-    r = df.iloc[0]
-    print(summary(df, path, cached=True))
+        raise UsageError(f"no run {args.run!r} under {args.runs}/; `ls {args.runs}/<task>/<optimizer>/` lists run ids")
+    rec = read_record(path)
+    r = rec.run
+    print(summary(rec, path, cached=True))
     print("config:")
-    print("  " + json.dumps(json.loads(r["config_json"]), indent=2, sort_keys=True).replace("\n", "\n  "))
+    try:
+        print("  " + json.dumps(json.loads(r.get("config_json") or "{}"), indent=2, sort_keys=True).replace("\n", "\n  "))
+    except (TypeError, ValueError):
+        print(f"  (unreadable config_json: {str(r.get('config_json'))[:200]!r})")
     print("provenance:")
     for key in ("git_sha", "git_dirty", "rootbench_version", "torch_version", "cuda_version", "device", "cpu",
-                "num_threads", "hostname", "started_at", "schema_version"):
-        if key in df.columns:
+                "num_threads", "hostname", "started_at", "schema_version", "code_hash"):
+        if key in r:
             print(f"  {key:<18} {r[key]}")
     if r.get("traceback"):
         print("traceback:\n" + str(r["traceback"]))
+    metric = r.get("metric_name") or "loss"
     print("curve (val):")
-    metric = r["metric_name"]
-    sel = df[(df["split"] == "val") & (df["metric"] == metric)].sort_values("step")
-    for _, row in sel.iterrows():
-        print(f"  step {int(row['step']):>7}  {metric} {row['value']:.4f}  train_time {row['train_time_s']:.2f} s")
+    c = rec.curve
+    for row in c[(c["split"] == "val") & (c["metric"] == metric)].sort_values("step").to_dict("records"):
+        print(f"  step {int(row['step']):>7}  {metric} {_num(row['value'], '.4f')}  "
+              f"train_time {_num(row['train_time_s'], unit=' s')}")
     return EXIT_OK
 
 
 # ---------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    from rootbench.harness.config import PRECISIONS
-
     ap = argparse.ArgumentParser(prog="rootbench", description="Benchmark optimizers; root-free vs root-based.")
     sub = ap.add_subparsers(dest="command", required=True)
 
@@ -287,17 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run (or fetch from cache) one task x optimizer config")
     p.add_argument("--task", default="mnist1d-mlp")
     p.add_argument("--opt", default="adamw")
-    p.add_argument("--tier", default="quick")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
-    p.add_argument("--time-limit", type=float, default=None, help="seconds; the run ends with status timeout")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--ref-steps", type=int, default=20, help="steps timed against fused AdamW (0 skips)")
+    add_run_arguments(p)
     p.add_argument("--runs", default="runs", help="results folder")
     p.add_argument("--force", action="store_true", help="rerun even when cached")
     p.add_argument("--retry-failed", action="store_true", help="rerun a cached run that failed")
     p.add_argument("--in-process", action="store_true", help="do not start a worker process")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="hyperparameters and task settings")
     p.set_defaults(func=cmd_bench)
 
@@ -307,25 +248,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_show)
 
     for name in COMMAND_MODULES:  # each defines add_parser(subparsers) for its own subcommand
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
-            continue
-        module.add_parser(sub)
+        importlib.import_module(name).add_parser(sub)
     return ap
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    previous = None
+    if hasattr(signal, "SIGTERM") and _in_main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args)
-    except RegistryError as e:
+    except UsageError as e:
         return _err(str(e))
+    except ModuleNotFoundError as e:
+        extra = EXTRAS.get((e.name or "").split(".")[0])
+        if extra is None:
+            raise
+        return _err(f"this command needs {e.name}, which `pip install 'rootbench[{extra}]'` installs")
+    except Terminated:
+        print("rootbench: terminated; nothing was written for unfinished runs", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        print("interrupted; nothing was written for the unfinished run", file=sys.stderr)
-        return 130
+        print("rootbench: interrupted; nothing was written for unfinished runs", file=sys.stderr)
+        return 128 + signal.SIGINT
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":

@@ -1,52 +1,69 @@
-"""Run ids, provenance and the results store: one tidy parquet file per run, written atomically.
+"""The results store: the only module that reads or writes files under ``runs/``.
 
-Layout: ``runs/<task>/<optimizer>/<run_id>.parquet`` (sweep manifests: ``runs/sweeps/``, not runs).
+Layout: ``runs/<task>/<optimizer>/<run_id>.parquet``, one tidy file per run (the leaderboard reads
+``runs/*/*/*.parquet``); beside the runs, in folders the leaderboard skips (``NOT_RUNS``): sweep
+manifests (``runs/sweeps/<task>/<optimizer>/<sweep_id>.json``), the regression gate's baselines
+(``runs/baselines/<task>/<optimizer>/*.parquet``, runs of the same schema, and
+``runs/baselines/probes/<optimizer>.json``) and optimizer micro-benchmarks (``runs/bench-optim/``).
 The root may also be a pyarrow filesystem URI (``file:///shared/runs``, ``s3://bucket/runs``) so that
-workers on other machines (``rootbench sweep --backend ray``) write to one store. ``run_id`` hashes
-the fully resolved config (task, tier, task settings, optimizer, hyperparameters, seed, precision)
-with the source hashes of the optimizer's and the task's files, so an identical rerun is a cache hit
-and a code change is not.
+workers on other machines (``rootbench sweep --backend ray``) write to one store.
+
+Every write is atomic (a temp file in the target folder, then a rename), so a killed writer leaves no
+partial result. A run is read back as a ``Record``: its run-level columns once (``record.run``) and
+its curve (``record.curve``: step, split, metric, value, clocks), with ``record.final(split, metric)``.
+
+Schema 2 (``SCHEMA_VERSION``): every column has one type in every file; a value that is a list, tuple
+or dict (a per-stage setting such as Swin's ``num_heads``) is stored as a JSON string. Schema-1 files
+(lists stored as parquet lists) are still read, upgraded in memory; ``python -m
+rootbench.harness.records --upgrade runs`` rewrites them in place as schema 2 (values unchanged,
+``schema_upgraded_from`` = 1).
 """
 from __future__ import annotations
 
-import datetime as _dt
-import functools
-import hashlib
+import contextlib
 import json
+import math
 import os
-import platform
 import posixpath
-import socket
-import subprocess
 import tempfile
 import uuid
+from typing import Any, Iterator
 
-import pandas as pd
+from rootbench.harness.registry import UsageError, check_name
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)
 REQUIRED_COLUMNS = ("run_id", "task", "tier", "optimizer", "seed", "precision", "step", "epoch", "split", "metric",
                     "value", "train_time_s", "status", "git_sha", "git_dirty", "rootbench_version", "torch_version",
                     "cuda_version", "device", "cpu", "hostname", "started_at", "schema_version")
+CURVE_COLUMNS = ("step", "epoch", "examples_seen", "split", "metric", "value", "train_time_s", "eval_time_s")
 STATUSES = ("ok", "diverged", "oom", "timeout", "error")
 FAILED = ("oom", "timeout", "error")  # environment failures; "diverged" is a legitimate outcome
-SWEEPS_DIR = "sweeps"  # runs/sweeps/<task>/<optimizer>/<sweep_id>.json: sweep manifests, skipped by find_runs
-# folders under the results root that are not leaderboard runs: sweep manifests, regression-gate
-# baselines (runs of the gate's own short configs) and optimizer micro-benchmarks
-NOT_RUNS = (SWEEPS_DIR, "baselines", "bench-optim")
-HERE = os.path.dirname(os.path.abspath(__file__))
+SWEEPS_DIR = "sweeps"
+BASELINES_DIR = "baselines"
+BENCH_OPTIM_DIR = "bench-optim"
+# folders under the results root that are not leaderboard runs
+NOT_RUNS = (SWEEPS_DIR, BASELINES_DIR, BENCH_OPTIM_DIR)
 
 
-class ResultsError(ValueError):
-    """A results file that cannot be used (corrupt, truncated, unknown schema, missing columns)."""
+class ResultsError(UsageError):
+    """A results file that cannot be used (corrupt, truncated, unknown schema, missing columns); names the file."""
 
 
-def run_id(identity: dict) -> str:
-    blob = json.dumps(identity, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
+# ---------------------------------------------------------------------------------------------
+# paths and storage
 
 def run_path(root: str, task: str, optimizer: str, rid: str) -> str:
+    """Where run ``rid`` lives; the names are checked, so no path can leave ``root``."""
+    for kind, name in (("task", task), ("optimizer", optimizer), ("run id", rid)):
+        check_name(kind, name)
     return os.path.join(root, task, optimizer, f"{rid}.parquet")
+
+
+def manifest_path(root: str, task: str, optimizer: str, sweep_id: str) -> str:
+    for kind, name in (("task", task), ("optimizer", optimizer), ("sweep id", sweep_id)):
+        check_name(kind, name)
+    return os.path.join(root, SWEEPS_DIR, task, optimizer, f"{sweep_id}.json")
 
 
 def storage(path: str):
@@ -70,116 +87,286 @@ def exists(path: str) -> bool:
     return filesystem.get_file_info(inner).type != fs.FileType.NotFound
 
 
-# ---------------------------------------------------------------------------------------------
-# provenance
-
-@functools.lru_cache(maxsize=1)
-def git_state() -> tuple[str, bool]:
-    """(sha, dirty) of the rootbench checkout, or ("unknown", False) outside a git tree."""
-    top = os.path.dirname(HERE)
-    try:
-        head = subprocess.run(["git", "-C", top, "rev-parse", "--verify", "-q", "HEAD"], capture_output=True,
-                              text=True, timeout=10)
-        sha = head.stdout.strip() if head.returncode == 0 else ""
-        status = subprocess.run(["git", "-C", top, "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, timeout=10).stdout.strip()
-        return (sha or "unknown"), bool(status)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown", False
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def check_writable(folder: str) -> None:
+    """Raise ``UsageError`` unless files can be created in ``folder`` (made if missing); a URI is not checked."""
+    filesystem, inner = storage(folder)
+    if filesystem is not None:
+        return
+    target = os.path.abspath(inner)
+    probe = target
+    while not os.path.exists(probe):  # the nearest existing ancestor must let us create the rest
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise UsageError(f"cannot write under {folder}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write under {folder}: {probe} is not writable")
 
 
-def provenance(device) -> dict:
-    import torch
-
-    from rootbench.harness import __version__
-
-    sha, dirty = git_state()
-    dev = str(device)
-    if getattr(device, "type", "cpu") == "cuda":
-        dev = torch.cuda.get_device_name(device)
-    return {
-        "git_sha": sha, "git_dirty": dirty, "rootbench_version": __version__, "torch_version": torch.__version__,
-        "cuda_version": torch.version.cuda or "", "device": dev, "cpu": cpu_name(), "hostname": socket.gethostname(),
-        "num_threads": torch.get_num_threads(), "python_version": platform.python_version(),
-        "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "schema_version": SCHEMA_VERSION,
-    }
-
-
-# ---------------------------------------------------------------------------------------------
-# store
-
-def write_run(rows: list[dict], root: str = "runs") -> str:
-    """Write one run's rows to its parquet file atomically (temp file in the same folder + rename)."""
-    if not rows:
-        raise ResultsError("refusing to write a run with no rows")
-    first = rows[0]
-    path = run_path(root, first["task"], first["optimizer"], first["run_id"])
-    df = pd.DataFrame(rows)
+def atomic_write(path: str, write) -> str:
+    """The one writer: ``write(tmp_path, filesystem)`` fills a temp file beside ``path``, then it is renamed
+    into place. A killed writer leaves at most a ``.partial`` temp file, never a bad result."""
     filesystem, inner = storage(path)
     if filesystem is not None:  # a remote store: write a temp object beside it, then move it into place
         folder = posixpath.dirname(inner)
         filesystem.create_dir(folder, recursive=True)
         tmp = f"{folder}/.tmp-{uuid.uuid4().hex}.partial"
         try:
-            df.to_parquet(tmp, index=False, filesystem=filesystem)
+            write(tmp, filesystem)
             filesystem.move(tmp, inner)
         except BaseException:
-            try:
+            with contextlib.suppress(OSError):
                 filesystem.delete_file(tmp)
-            except OSError:
-                pass
             raise
         return path
-    os.makedirs(os.path.dirname(inner), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(inner), prefix=".tmp-", suffix=".partial")
+    folder = os.path.dirname(inner) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".partial")
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are shared, like any file written normally
     try:
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, inner)  # a killed writer leaves only a .partial temp file, never a bad .parquet
+        write(tmp, None)
+        os.replace(tmp, inner)
     except BaseException:
-        if os.path.exists(tmp):
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     return path
 
 
-def read_run(path: str) -> pd.DataFrame:
+def remove(path: str) -> None:
+    """Delete one stored file (a superseded baseline run); local stores only."""
+    filesystem, inner = storage(path)
+    if filesystem is not None:
+        filesystem.delete_file(inner)
+    else:
+        os.remove(inner)
+
+
+def write_json(obj: Any, path: str) -> str:
+    data = json.dumps(obj, indent=1, sort_keys=True, default=str).encode()
+
+    def write(tmp, filesystem):
+        if filesystem is None:
+            with open(tmp, "wb") as f:
+                f.write(data)
+        else:
+            with filesystem.open_output_stream(tmp) as f:
+                f.write(data)
+
+    return atomic_write(path, write)
+
+
+def read_json(path: str) -> Any:
+    """A JSON file of the store (manifest, probe); ``ResultsError`` naming it when unreadable."""
+    filesystem, inner = storage(path)
+    try:
+        if filesystem is None:
+            with open(inner, encoding="utf-8") as f:
+                return json.load(f)
+        with filesystem.open_input_stream(inner) as f:
+            return json.loads(f.read().decode())
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise ResultsError(f"{path}: not a readable JSON file ({type(e).__name__}: {e})") from None
+
+
+def write_table(df, path: str) -> str:
+    """A plain parquet table that is not a run (optimizer micro-benchmarks)."""
+    return atomic_write(path, lambda tmp, filesystem: df.to_parquet(tmp, index=False, filesystem=filesystem))
+
+
+# ---------------------------------------------------------------------------------------------
+# values
+
+def encode_value(v):
+    """One stable column type per value kind: lists, tuples and dicts become JSON strings (schema 2)."""
+    if isinstance(v, (list, tuple, dict)):
+        return json.dumps(_plain(v), sort_keys=True)
+    if hasattr(v, "tolist") and not isinstance(v, (str, bytes)):  # numpy scalars and arrays
+        return encode_value(v.tolist())
+    return v
+
+
+def _plain(v):
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if hasattr(v, "tolist"):
+        return _plain(v.tolist())
+    return v
+
+
+def _python(v):
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return encode_value(v)
+
+
+# ---------------------------------------------------------------------------------------------
+# records
+
+class Record:
+    """One stored run: ``run`` (its run-level columns, one value each) and its ``curve``.
+
+    ``curve`` is a DataFrame with ``CURVE_COLUMNS`` (one row per step, split and metric); ``final(split,
+    metric)`` is the value at the last step that has it (the task's metric by default).
+    """
+
+    __slots__ = ("path", "run", "_table", "_curve")
+
+    def __init__(self, run: dict, curve_table, path: str | None = None):
+        self.path, self.run, self._table, self._curve = path, run, curve_table, None
+
+    def __getitem__(self, key):
+        return self.run[key]
+
+    def get(self, key, default=None):
+        v = self.run.get(key, default)
+        return default if v is None else v
+
+    @property
+    def run_id(self) -> str:
+        return str(self.run["run_id"])
+
+    @property
+    def status(self) -> str:
+        return str(self.run["status"])
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILED
+
+    @property
+    def curve_table(self):
+        """The curve as a pyarrow table (cheap to concatenate across many runs)."""
+        return self._table
+
+    @property
+    def curve(self):
+        if self._curve is None:
+            self._curve = self._table.to_pandas()
+        return self._curve
+
+    def final(self, split: str, metric: str | None = None) -> float:
+        metric = metric or self.run.get("metric_name") or "loss"
+        c = self.curve
+        sel = c[(c["split"] == split) & (c["metric"] == metric)]
+        if not len(sel):
+            return float("nan")
+        return float(sel.sort_values("step", kind="stable")["value"].iloc[-1])
+
+    def frame(self):
+        """The tidy table as stored: the run-level columns repeated on every curve row."""
+        df = self.curve.copy()
+        for k, v in self.run.items():
+            if k not in df.columns:
+                df[k] = [v] * len(df)
+        return df
+
+
+def _curve_from_table(table):
+    import pyarrow as pa
+
+    types = {"step": pa.int64(), "epoch": pa.float64(), "examples_seen": pa.int64(), "split": pa.string(),
+             "metric": pa.string(), "value": pa.float64(), "train_time_s": pa.float64(), "eval_time_s": pa.float64()}
+    cols = {}
+    names = set(table.column_names)
+    for c in CURVE_COLUMNS:
+        col = table.column(c) if c in names else pa.nulls(table.num_rows, types[c])
+        if col.type != types[c]:
+            try:
+                col = col.cast(types[c])
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                col = pa.nulls(table.num_rows, types[c])
+        cols[c] = col
+    return pa.table(cols)
+
+
+def _from_arrow(table, path: str) -> Record:
+    names = set(table.column_names)
+    missing = [c for c in REQUIRED_COLUMNS if c not in names]
+    if missing:
+        raise ResultsError(f"{path}: missing columns {missing}; it was not written by rootbench")
+    if table.num_rows == 0:
+        raise ResultsError(f"{path}: no rows")
+    versions = set(table.column("schema_version").unique().to_pylist())
+    if not versions <= set(READABLE_SCHEMAS) or len(versions) != 1:
+        raise ResultsError(f"{path}: schema version {sorted(versions, key=str)} is not one of "
+                           f"{list(READABLE_SCHEMAS)}; rerun it with this rootbench")
+    run = {c: _python(table.column(c)[0].as_py()) for c in table.column_names if c not in CURVE_COLUMNS}
+    return Record(run, _curve_from_table(table), path)
+
+
+def read_record(path: str) -> Record:
     """Read and validate one run file; raises ``ResultsError`` naming the file and the problem."""
+    import pyarrow.parquet as pq
+
     try:
         filesystem, inner = storage(path)
-        df = pd.read_parquet(inner, filesystem=filesystem)
-    except Exception as e:  # pyarrow raises several types for truncated or foreign files
+        table = pq.read_table(inner, filesystem=filesystem, use_threads=False)
+    except Exception as e:  # noqa: BLE001 - pyarrow raises several types for truncated or foreign files
         raise ResultsError(f"{path}: not a readable parquet file ({type(e).__name__}: {e}); "
                            "delete it or rerun with --force") from None
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
-    if missing:
-        raise ResultsError(f"{path}: missing columns {missing}; it was not written by this rootbench")
-    versions = set(df["schema_version"].unique())
-    if versions != {SCHEMA_VERSION}:
-        raise ResultsError(f"{path}: schema version {sorted(versions)} is not {SCHEMA_VERSION}; "
-                           "rerun it with this rootbench")
-    if df.empty:
-        raise ResultsError(f"{path}: no rows")
+    try:
+        return _from_arrow(table, path)
+    except ResultsError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a readable file whose values cannot be used
+        raise ResultsError(f"{path}: unusable values ({type(e).__name__}: {e})") from None
+
+
+def read_run(path: str):
+    """One run file as its tidy DataFrame (``read_record(path).frame()``)."""
+    return read_record(path).frame()
+
+
+def record_from_rows(rows: list[dict], path: str | None = None) -> Record:
+    import pandas as pd
+    import pyarrow as pa
+
+    df = _frame(rows)
+    return _from_arrow(pa.Table.from_pandas(df, preserve_index=False), path or "(in memory)")
+
+
+def _frame(rows: list[dict]):
+    """The rows as a DataFrame in schema 2: stamped with the schema version, values of stable types."""
+    import pandas as pd
+
+    if not rows:
+        raise ResultsError("refusing to write a run with no rows")
+    curve = set(CURVE_COLUMNS)
+    out = []
+    for r in rows:
+        out.append({k: (v if k in curve else encode_value(v)) for k, v in r.items()})
+    df = pd.DataFrame(out)
+    df["schema_version"] = SCHEMA_VERSION
     return df
 
 
+def write_run(rows: list[dict], root: str = "runs") -> str:
+    """Write one run's rows to its file atomically; returns the path."""
+    first = rows[0] if rows else {}
+    df = _frame(rows)
+    path = run_path(root, str(first["task"]), str(first["optimizer"]), str(first["run_id"]))
+    atomic_write(path, lambda tmp, filesystem: df.to_parquet(tmp, index=False, filesystem=filesystem))
+    return path
+
+
+def lookup(root: str, task: str, optimizer: str, rid: str) -> Record | None:
+    """The stored record of run ``rid``, or None if there is none; ``ResultsError`` if its file is unusable."""
+    path = run_path(root, task, optimizer, rid)
+    if not exists(path):
+        return None
+    return read_record(path)
+
+
 def find_runs(root: str = "runs") -> list[str]:
+    """Every leaderboard run file under ``root`` (``<task>/<optimizer>/<run_id>.parquet``), sorted."""
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
         if os.path.normpath(dirpath) == os.path.normpath(root):
@@ -189,17 +376,24 @@ def find_runs(root: str = "runs") -> list[str]:
     return out
 
 
-def load_runs(root: str = "runs", warn=None) -> pd.DataFrame:
-    """All valid runs under ``root`` concatenated; bad files are skipped with one warning each."""
-    frames = []
-    for path in find_runs(root):
+def iter_records(root: str = "runs", warn=None, paths: list[str] | None = None) -> Iterator[Record]:
+    """Every valid run under ``root`` (or in ``paths``); bad files are skipped with one ``warn`` line each."""
+    for path in paths if paths is not None else find_runs(root):
         try:
-            df = read_run(path)
+            yield read_record(path)
         except ResultsError as e:
             if warn:
                 warn(f"skipping {e}")
-            continue
-        df["path"] = path
+
+
+def load_runs(root: str = "runs", warn=None):
+    """All valid runs under ``root`` as one tidy pandas frame (with ``path``); bad files skipped with a warning."""
+    import pandas as pd
+
+    frames = []
+    for rec in iter_records(root, warn):
+        df = rec.frame()
+        df["path"] = rec.path
         frames.append(df)
     if not frames:
         return pd.DataFrame(columns=list(REQUIRED_COLUMNS) + ["path"])
@@ -211,3 +405,46 @@ def find_run_file(root: str, rid: str) -> str | None:
         if os.path.basename(path) == f"{rid}.parquet":
             return path
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# upgrading schema-1 files in place
+
+def upgrade_file(path: str) -> bool:
+    """Rewrite a schema-1 run file as schema 2 (values unchanged); False if it already is schema 2."""
+    rec = read_record(path)
+    if int(rec.run["schema_version"]) == SCHEMA_VERSION:
+        return False
+    curve = rec.curve
+    run = {**rec.run, "schema_upgraded_from": int(rec.run["schema_version"])}
+    rows = [{**run, **row} for row in curve.to_dict("records")]
+    df = _frame(rows)
+    atomic_write(path, lambda tmp, filesystem: df.to_parquet(tmp, index=False, filesystem=filesystem))
+    return True
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m rootbench.harness.records",
+                                 description="Upgrade stored run files to the current schema (values unchanged).")
+    ap.add_argument("--upgrade", metavar="ROOT", required=True, help="results folder, e.g. runs")
+    ap.add_argument("--only-needed", action="store_true",
+                    help="rewrite only schema-1 files whose columns change type (list values)")
+    args = ap.parse_args(argv)
+    import pyarrow.parquet as pq
+
+    paths = find_runs(args.upgrade) + find_runs(os.path.join(args.upgrade, BASELINES_DIR))
+    changed = 0
+    for path in paths:
+        if args.only_needed:
+            schema = pq.read_schema(path)
+            if not any(str(f.type).startswith(("list", "large_list", "struct", "map")) for f in schema):
+                continue
+        changed += upgrade_file(path)
+    print(f"{changed} of {len(paths)} run files rewritten as schema {SCHEMA_VERSION}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

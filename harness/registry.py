@@ -11,15 +11,33 @@ import difflib
 import hashlib
 import importlib
 import inspect
+import math
 import os
 import pkgutil
+import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 
-class RegistryError(ValueError):
-    """An unknown name or an invalid hyperparameter; the message says what to do."""
+class UsageError(ValueError):
+    """Bad input (an unknown name, an invalid value, missing data); the CLI turns it into one line and exit 2."""
+
+
+RegistryError = UsageError  # the earlier name, kept for plugins that catch it
+
+# Names of optimizers and tasks become folder names under runs/: letters, digits, and _ . + - inside.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}$")
+PRECONDITIONERS = ("none", "diagonal", "kronecker")  # what OptimizerSpec.preconditioner may declare
+MODEL_KINDS = ("cnn", "vit", "transformer", "rnn", "mlp", "linear", "other")  # TaskSpec.model_kind
+
+
+def check_name(kind: str, name: str) -> str:
+    """``name`` if it is a safe registry/file name, else ``UsageError`` (no path separators, no '..')."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name) or ".." in name:
+        raise UsageError(f"invalid {kind} name {name!r}: use letters, digits and _ . + - (starting with a "
+                         "letter or digit, no '..', at most 100 characters)")
+    return name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -28,7 +46,12 @@ class RegistryError(ValueError):
 
 @dataclass(frozen=True)
 class OptimizerSpec:
-    """Metadata of one registered optimizer; ``factory(params, **hparams)`` builds it."""
+    """Metadata of one registered optimizer; ``factory(params, **hparams)`` builds it.
+
+    Capabilities are declared here, never guessed from the name: ``preconditioner`` (none | diagonal |
+    kronecker), ``period_hparam`` (the hyperparameter holding the preconditioner's update period, if any),
+    ``root_free`` and its ``pair`` (the counterpart across the square root), ``bounds`` (valid ranges).
+    """
 
     name: str
     factory: Callable[..., Any]
@@ -42,7 +65,10 @@ class OptimizerSpec:
     parent: str | None = None  # the optimizer a variant replaces (regression gate baseline)
     root_free: bool | None = None
     pair: str | None = None  # the root-based (or root-free) counterpart, for the leaderboard
-    wd_kind: str = "decoupled"  # l2 | decoupled | post_precond (methods.md section 5)
+    wd_kind: str = "decoupled"  # l2 | decoupled | post_precond
+    preconditioner: str = "diagonal"  # none (SGD) | diagonal (Adam, RMSProp) | kronecker (Shampoo family)
+    period_hparam: str | None = None  # e.g. "T": the preconditioner is updated every T steps
+    bounds: dict = field(default_factory=dict)  # hyperparameter -> interval such as "(0, inf)" or "[0, 1)"
     source_file: str = ""
 
     @property
@@ -63,6 +89,8 @@ class TaskSpec:
     family: str
     paper: str = ""
     data: str = ""  # data set name(s) this task reads; "" for generated data
+    model_kind: str = "other"  # cnn | vit | transformer | rnn | mlp | linear | other: which claims it informs
+    minutes: dict = field(default_factory=dict)  # tier -> measured minutes per run on the reference CPU
     source_file: str = ""
 
     @property
@@ -95,6 +123,9 @@ def register_optimizer(name: str, factory: Callable | None = None, *, defaults: 
     default here or in the factory signature, so that unknown or ill-typed values can be rejected.
     """
     source = meta.pop("source_file", None) or _caller_file()
+    check_name("optimizer", name)
+    if meta.get("preconditioner", "diagonal") not in PRECONDITIONERS:
+        raise RegistryError(f"optimizer {name!r}: preconditioner must be one of {', '.join(PRECONDITIONERS)}")
 
     def add(f):
         if name in OPTIMIZERS:
@@ -108,6 +139,12 @@ def register_optimizer(name: str, factory: Callable | None = None, *, defaults: 
         for key in spec.search_space:
             if key not in merged:
                 raise RegistryError(f"optimizer {name!r}: search-space key {key!r} is not a hyperparameter")
+        if spec.period_hparam is not None and spec.period_hparam not in merged:
+            raise RegistryError(f"optimizer {name!r}: period_hparam {spec.period_hparam!r} is not a hyperparameter")
+        for key, interval in spec.bounds.items():
+            if key not in merged:
+                raise RegistryError(f"optimizer {name!r}: bounds key {key!r} is not a hyperparameter")
+            parse_interval(interval)
         OPTIMIZERS[name] = spec
         return f
 
@@ -118,6 +155,9 @@ def register_task(name: str, *, build: Callable, tiers: dict, metric: str, highe
                   description: str, family: str, **meta) -> TaskSpec:
     """Register one task; tier configs are dataclass instances keyed by smoke/quick/full."""
     source = meta.pop("source_file", None) or _caller_file()
+    check_name("task", name)
+    if meta.get("model_kind", "other") not in MODEL_KINDS:
+        raise RegistryError(f"task {name!r}: model_kind must be one of {', '.join(MODEL_KINDS)}")
     if name in TASKS:
         raise RegistryError(f"task {name!r} is registered twice ({TASKS[name].source_file} and {source})")
     missing = set(TIERS) - set(tiers)
@@ -214,11 +254,59 @@ def dataclass_defaults(obj) -> dict:
     return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
 
 
+# Valid ranges of the common hyperparameter names (a documented convention: lr, momentum, lr_cov,
+# damping, weight_decay), used where an optimizer declares no bounds of its own for that name.
+COMMON_BOUNDS = {"lr": "(0, inf)", "momentum": "[0, 1)", "lr_cov": "(0, 1]", "damping": "[0, inf)",
+                 "weight_decay": "[0, inf)"}
+
+
+def parse_interval(text: str) -> tuple[float, float, bool, bool]:
+    """``"(0, inf)"`` -> (low, high, low_closed, high_closed); ``[`` and ``]`` close an end."""
+    m = re.fullmatch(r"\s*([\[(])\s*([^,]+?)\s*,\s*([^,]+?)\s*([\])])\s*", str(text))
+    if not m:
+        raise RegistryError(f"cannot read interval {text!r}: write e.g. '(0, inf)' or '[0, 1)'")
+    lo, hi = float(m.group(2)), float(m.group(3))
+    return lo, hi, m.group(1) == "[", m.group(4) == "]"
+
+
+def in_interval(value, text: str) -> bool:
+    lo, hi, lo_closed, hi_closed = parse_interval(text)
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return False
+    if math.isnan(v):
+        return False
+    return (v > lo or (lo_closed and v == lo)) and (v < hi or (hi_closed and v == hi))
+
+
+def hparam_bounds(spec: OptimizerSpec) -> dict:
+    """The valid interval of every bounded hyperparameter of ``spec``: its own, else the common convention."""
+    out = {k: v for k, v in COMMON_BOUNDS.items() if k in spec.defaults}
+    if spec.period_hparam:
+        out[spec.period_hparam] = "[1, inf)"
+    out.update(spec.bounds)
+    return out
+
+
+def check_hparam_values(spec: OptimizerSpec, hparams: dict, batch_size: int | None = None) -> None:
+    """Out-of-range values raise ``UsageError`` naming the value and its valid range (``None`` is left to the
+    optimizer: it means "its own default")."""
+    for key, interval in hparam_bounds(spec).items():
+        value = hparams.get(key)
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if not in_interval(value, interval):
+            raise UsageError(f"hyperparameter of {spec.name}: {key}={value!r} is out of range; valid: {interval}")
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise UsageError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
 def resolve_hparams(spec: OptimizerSpec, overrides: dict) -> dict:
     """Defaults merged with checked overrides: the fully resolved hyperparameters of a run."""
     tunable = {k: v for k, v in spec.defaults.items() if k != "batch_size"}
     return {**tunable, **check_keys(f"hyperparameter of {spec.name}:", overrides, tunable)}
 
 
-__all__ = ["OptimizerSpec", "TaskSpec", "RegistryError", "register_optimizer", "register_task",
-           "OPTIMIZERS", "TASKS", "TIERS", "discover"]
+__all__ = ["OptimizerSpec", "TaskSpec", "UsageError", "RegistryError", "register_optimizer", "register_task",
+           "OPTIMIZERS", "TASKS", "TIERS", "discover", "check_name", "check_hparam_values"]

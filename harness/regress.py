@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from rootbench.harness.config import RunConfig
-from rootbench.harness.registry import RegistryError
+from rootbench.harness.registry import UsageError
 
 SUITE_VERSION = 2
-BASELINE_DIR = os.path.join("runs", "baselines")
+BASELINE_DIR = os.path.join("runs", "baselines")  # = records.BASELINES_DIR under the default root
 CANDIDATE_SEED_OFFSET = 1000
 CONFIRM_RETRIES = 2  # a step-time regression must reproduce in this many more timings (the minimum counts)
 ALPHA = 0.05  # with suite v1's smaller effect sizes this gave 2 false alarms in 20 gates; v2 raised them (README)
@@ -94,69 +94,67 @@ def seeds_for(case: Case, role: str, offset: int = 0) -> list[int]:
     return [CANDIDATE_SEED_OFFSET + offset + i for i in range(case.candidate_seeds)]
 
 
+def case_spec(opt: str, case: Case, seed: int):
+    """The resolved run of one case and seed (at the optimizer's registered defaults)."""
+    from rootbench.harness.resolve import resolve_run
+
+    return resolve_run(case.task, opt, RunConfig(tier=case.tier, seed=seed, precision=case.precision,
+                                                 task_settings=dict(case.settings), ref_steps=0))
+
+
 def run_suite(opt: str, suite: str, role: str, runs_root: str, seed_offset: int = 0, log=print) -> pd.DataFrame:
-    """Run (or fetch from the cache) every case x seed; returns one row per run (with its ``path``)."""
-    from rootbench.harness.cli import execute
-    from rootbench.harness.records import exists, read_run, run_path, write_run
-    from rootbench.harness.runner import resolve
+    """Run (or fetch from the cache) every case x seed; returns one row per run (with its ``path``).
+
+    A stored run that cannot be read is an error naming the file (exit 2), never a regression.
+    """
+    from rootbench.harness.execute import get_or_run
 
     summaries = []
     for case in SUITES[suite]:
         for seed in seeds_for(case, role, seed_offset):
-            cfg = RunConfig(tier=case.tier, seed=seed, precision=case.precision, task_settings=dict(case.settings),
-                            ref_steps=0)
-            rid = resolve(case.task, opt, cfg)["run_id"]
-            path = run_path(runs_root, case.task, opt, rid)
-            if exists(path):
-                df = read_run(path)
-                log(f"  {case.name} seed {seed}: cached")
-            else:
-                rows = execute(case.task, opt, cfg, in_process=True)  # memory is not gated per run
-                write_run(rows, runs_root)
-                df = pd.DataFrame(rows)
-                log(f"  {case.name} seed {seed}: {df['status'].iloc[0]}")
-            summaries.append({**summarize_run(df, case), "path": path})
+            out = get_or_run(case_spec(opt, case, seed), runs_root, in_process=True)  # memory is not gated per run
+            log(f"  {case.name} seed {seed}: {'cached' if out.cached else out.status}")
+            summaries.append({**summarize_run(out.record, case), "path": out.path})
     return pd.DataFrame(summaries)
 
 
-def _matches(df: pd.DataFrame, case: Case, opt: str) -> bool:
-    r = df.iloc[0]
+def _matches(rec, case: Case, opt: str) -> bool:
+    r = rec.run
     return (r["task"] == case.task and r["optimizer"] == opt and r["tier"] == case.tier
             and r["precision"] == case.precision
-            and all(f"task_{k}" in df.columns and r[f"task_{k}"] == v for k, v in case.settings.items()))
+            and all(r.get(f"task_{k}") == v for k, v in case.settings.items()))
 
 
 def load_baseline(root: str, opt: str, suite: str) -> pd.DataFrame:
     """The stored baseline runs of ``opt``, found by their content (task, settings, precision, seed).
 
     Not by run id: the id hashes the optimizer's source, and the gate exists to judge a changed source
-    against the stored runs of the old one. Raises ``RegistryError`` when a case or seed is missing.
+    against the stored runs of the old one. Raises ``UsageError`` when a case or seed is missing.
     """
-    from rootbench.harness.records import find_runs, read_run
+    from rootbench.harness.records import find_runs, read_record
 
     probe_row = load_probe(root, opt)
     if probe_row is None:
-        raise RegistryError(f"{opt} has no baseline under {root}/; run `rootbench regress --update-baseline --opt {opt}`")
+        raise UsageError(f"{opt} has no baseline under {root}/; run `rootbench regress --update-baseline --opt {opt}`")
     if int(probe_row.get("suite_version", -1)) != SUITE_VERSION:
-        raise RegistryError(f"the baseline of {opt} is from suite version {probe_row.get('suite_version')}, not "
+        raise UsageError(f"the baseline of {opt} is from suite version {probe_row.get('suite_version')}, not "
                             f"{SUITE_VERSION}; run `rootbench regress --update-baseline --opt {opt}`")
-    frames = [read_run(p) for p in find_runs(root) if os.path.basename(os.path.dirname(p)) == opt]
+    recs = [read_record(p) for p in find_runs(root) if os.path.basename(os.path.dirname(p)) == opt]
     summaries = []
     for case in SUITES[suite]:
-        found = {int(df["seed"].iloc[0]): df for df in frames if _matches(df, case, opt)}
+        found = {int(rec["seed"]): rec for rec in recs if _matches(rec, case, opt)}
         for seed in seeds_for(case, "baseline"):
             if seed not in found:
-                raise RegistryError(f"the baseline of {opt} lacks case {case.name!r} seed {seed}; run "
+                raise UsageError(f"the baseline of {opt} lacks case {case.name!r} seed {seed}; run "
                                     f"`rootbench regress --update-baseline --opt {opt} --suite {suite}`")
             summaries.append(summarize_run(found[seed], case))
     return pd.DataFrame(summaries)
 
 
-def summarize_run(df: pd.DataFrame, case: Case) -> dict:
-    r = df.iloc[0]
+def summarize_run(rec, case: Case) -> dict:
+    r = rec.run
     metric = r["metric_name"]
-    val = df[(df["split"] == "val") & (df["metric"] == metric)].sort_values("step")
-    final = float(val["value"].iloc[-1]) if len(val) and r["status"] == "ok" else float("nan")
+    final = rec.final("val", metric) if r["status"] == "ok" else float("nan")
     budget = int(r["task_steps"])
     steps = r.get("steps_to_target")
     reached = steps is not None and not (isinstance(steps, float) and math.isnan(steps))
@@ -183,7 +181,7 @@ def probe(opt: str, reference: str | None = None, repeats: int = 5) -> dict:
         opt_obj = create_optimizer(name, params, **extra)
         opt_obj.step()
         state_bpp = measure.optimizer_state_bytes(opt_obj) / sum(p.numel() for p in params)
-        T = spec.defaults.get("T", 1)
+        T = spec.defaults.get(spec.period_hparam, 1) if spec.period_hparam else 1
         timing = measure.step_time_ratio(lambda ps: create_optimizer(name, ps, **extra), params, steps=20,
                                          period=T if isinstance(T, int) and T > 0 else 1, repeats=repeats)
         return {"optimizer": name, "state_bytes_per_param": state_bpp, **timing}
@@ -232,7 +230,7 @@ def compare(candidate: pd.DataFrame, reference: pd.DataFrame, cand_probe: dict, 
         c = candidate[candidate["case"] == case.name]
         r = reference[reference["case"] == case.name]
         if c.empty or r.empty:
-            raise RegistryError(f"case {case.name!r} has no {'candidate' if c.empty else 'reference'} runs")
+            raise UsageError(f"case {case.name!r} has no {'candidate' if c.empty else 'reference'} runs")
         higher = bool(r["higher_is_better"].iloc[0])
         metric = r["metric"].iloc[0]
         if "quality" in case.checks:
@@ -300,28 +298,34 @@ def to_markdown(checks: list[dict], title: str) -> str:
 # baselines on disk
 
 def baseline_probe_path(root: str, opt: str) -> str:
-    return os.path.join(root, "probes", f"{opt}.parquet")
+    from rootbench.harness.registry import check_name
+
+    return os.path.join(root, "probes", f"{check_name('optimizer', opt)}.json")
 
 
 def save_probe(root: str, opt: str, result: dict) -> None:
-    from rootbench.harness.records import provenance
-
     import torch
 
-    path = baseline_probe_path(root, opt)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    row = {**result, "suite_version": SUITE_VERSION, "shapes": repr(PROBE_SHAPES),
-           **provenance(torch.device("cpu"))}
-    tmp = path + ".partial"
-    pd.DataFrame([row]).to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    from rootbench.harness import records
+    from rootbench.harness.provenance import provenance
+
+    row = {**result, "suite_version": SUITE_VERSION, "shapes": repr(PROBE_SHAPES), **provenance(torch.device("cpu"))}
+    records.write_json(row, baseline_probe_path(root, opt))
 
 
 def load_probe(root: str, opt: str) -> dict | None:
+    """The stored probe of ``opt``'s baseline, or None; an unreadable file is a ``ResultsError`` naming it."""
+    from rootbench.harness import records
+
     path = baseline_probe_path(root, opt)
     if not os.path.exists(path):
         return None
-    return pd.read_parquet(path).iloc[0].to_dict()
+    probe_row = records.read_json(path)
+    needed = ("suite_version", "step_time_ratio_adamw", "state_bytes_per_param")
+    if not isinstance(probe_row, dict) or any(k not in probe_row for k in needed):
+        raise records.ResultsError(f"{path}: not a baseline probe (needs {', '.join(needed)}); "
+                                   f"rerun `rootbench regress --update-baseline --opt {opt}`")
+    return probe_row
 
 
 def has_baseline(root: str, opt: str) -> bool:
@@ -332,59 +336,65 @@ def has_baseline(root: str, opt: str) -> bool:
 # CLI
 
 def changed_optimizers(files: list[str]) -> list[str]:
-    """Registered optimizer names whose source file is among ``files`` (for the CI workflow)."""
+    """Registered optimizers whose code (their module and every rootbench module it imports) is among ``files``.
+
+    The same import closure as the run identity (``harness.identity``): an edit to a shared helper such as
+    ``optimizers/_compiled.py`` gates every optimizer that uses it.
+    """
+    from rootbench.harness import identity
     from rootbench.optimizers import get_optimizer_spec, list_optimizers
 
-    wanted = {os.path.abspath(f) for f in files}
-    return [n for n in list_optimizers() if os.path.abspath(get_optimizer_spec(n).source_file) in wanted]
+    wanted = {os.path.realpath(f) for f in files}
+    out = []
+    for name in list_optimizers():
+        code = identity.closure([get_optimizer_spec(name).source_file], modules=())
+        if any(os.path.realpath(f) in wanted for f in code):
+            out.append(name)
+    return out
 
 
 def cmd_regress(args) -> int:
-    from rootbench.harness.cli import _err
+    from rootbench.harness import records
     from rootbench.optimizers import get_optimizer_spec
 
     if args.changed_files is not None:
         print(" ".join(changed_optimizers(args.changed_files)))
         return 0
     if not args.opt:
-        return _err("regress needs --opt NAME (or --changed-files FILE ...)")
-    try:
-        spec = get_optimizer_spec(args.opt)
-        if args.against:
-            get_optimizer_spec(args.against)
-    except RegistryError as e:
-        return _err(str(e))
+        raise UsageError("regress needs --opt NAME (or --changed-files FILE ...)")
+    spec = get_optimizer_spec(args.opt)
+    if args.against:
+        get_optimizer_spec(args.against)
     if args.suite not in SUITES:
-        return _err(f"unknown suite {args.suite!r}; choose one of {', '.join(SUITES)}")
+        raise UsageError(f"unknown suite {args.suite!r}; choose one of {', '.join(SUITES)}")
     log = (lambda *a: print(*a, file=sys.stderr)) if not args.quiet else (lambda *a: None)
 
     if args.update_baseline:
-        from rootbench.harness.records import find_runs
-
+        records.check_writable(args.baselines)
         log(f"baseline of {args.opt} (suite {args.suite} v{SUITE_VERSION}) -> {args.baselines}")
         new = run_suite(args.opt, args.suite, "baseline", args.baselines, log=log)
         save_probe(args.baselines, args.opt, probe(args.opt)["candidate"])
         keep = {os.path.abspath(p) for p in new["path"]}
-        for path in find_runs(args.baselines):  # runs of this optimizer's older code are replaced
+        for path in records.find_runs(args.baselines):  # runs of this optimizer's older code are replaced
             if os.path.basename(os.path.dirname(path)) == args.opt and os.path.abspath(path) not in keep:
-                os.remove(path)
+                records.remove(path)
         print(f"baseline of {args.opt} written under {args.baselines}/; commit it")
         return 0
 
+    records.check_writable(args.runs)
     reference = args.against or (None if has_baseline(args.baselines, args.opt) else spec.parent)
     if reference is None and not has_baseline(args.baselines, args.opt):
-        return _err(f"{args.opt} has no baseline under {args.baselines}/ and declares no parent; "
-                    f"run `rootbench regress --update-baseline --opt {args.opt}` or pass --against OTHER")
+        raise UsageError(f"{args.opt} has no baseline under {args.baselines}/ and declares no parent; "
+                         f"run `rootbench regress --update-baseline --opt {args.opt}` or pass --against OTHER")
     ref_name = reference or args.opt
     if reference is not None and not has_baseline(args.baselines, reference):
-        return _err(f"the reference {reference} has no baseline under {args.baselines}/; "
-                    f"run `rootbench regress --update-baseline --opt {reference}` first")
+        raise UsageError(f"the reference {reference} has no baseline under {args.baselines}/; "
+                         f"run `rootbench regress --update-baseline --opt {reference}` first")
     log(f"candidate {args.opt} vs reference {ref_name} (suite {args.suite} v{SUITE_VERSION})")
-    try:
-        ref_runs = load_baseline(args.baselines, ref_name, args.suite)
-        cand_runs = run_suite(args.opt, args.suite, "candidate", args.runs, seed_offset=args.seed_offset, log=log)
-    except RegistryError as e:
-        return _err(str(e))
+    # a corrupt baseline or cached run raises ResultsError (a UsageError): exit 2 naming the file, never
+    # exit 1, which would report a regression that is not there
+    ref_runs = load_baseline(args.baselines, ref_name, args.suite)
+    cand_runs = run_suite(args.opt, args.suite, "candidate", args.runs, seed_offset=args.seed_offset, log=log)
     probes = probe(args.opt, reference)  # a different reference is timed live, in this process
     ref_probe = probes.get("reference") or load_probe(args.baselines, args.opt)
     probes["candidate"] = confirm_step_time(args.opt, reference, probes, ref_probe, log=log)

@@ -1,9 +1,13 @@
-"""The runner: ``run(task, optimizer, config) -> rows``. It owns the training loop and writes no files.
+"""The runner: ``run(spec) -> rows``. It owns the training loop and writes no files.
 
-Every optimizer sees the same loop, data order, learning-rate schedule and eval cadence. The train
-clock covers batch fetch, forward, backward and the optimizer step; evaluation, logging and setup
-are timed separately and never inside it (on CUDA the device is synchronised before each reading).
-Failures are data: a non-finite loss ends the run as ``diverged``, and ``oom``, ``timeout`` and
+Every optimizer sees the same loop, data order, learning-rate schedule and eval cadence. A run has
+three phases, each timed once (airbench's shape): **setup** (task, model, optimizer, the step-time
+probe against fused AdamW, the batch stream), **train** (the loop: batch fetch, forward, backward and
+optimizer step inside the train clock; evaluations, logging and setup outside it; on CUDA the device is
+synchronised before each reading), and **finish** (peak memory, state bytes, run-level columns).
+
+Failures are data: a non-finite loss, or a finite training loss above ``EXPLODE_FACTOR`` times the
+first step's loss, ends the run as ``diverged`` (the step is recorded); ``oom``, ``timeout`` and
 ``error`` runs return the rows measured so far.
 """
 from __future__ import annotations
@@ -20,58 +24,13 @@ import numpy as np
 import torch
 
 from rootbench.harness import distributed, measure
-from rootbench.harness.config import RunConfig
-from rootbench.harness.records import provenance, run_id
-from rootbench.harness.registry import RegistryError, TIERS, dataclass_defaults
+from rootbench.harness.provenance import provenance
+from rootbench.harness.registry import UsageError
+from rootbench.harness.resolve import RunSpec
 
-
-# ---------------------------------------------------------------------------------------------
-# resolving a config (cheap, no data loaded): used by the CLI to validate before anything runs
-
-def split_overrides(task_name: str, optimizer_name: str, tier: str, overrides: dict) -> tuple[dict, dict]:
-    """Sort ``key=value`` overrides into optimizer hyperparameters and task settings."""
-    from rootbench.optimizers import get_optimizer_spec
-    from rootbench.tasks import get_task_spec
-
-    opt_keys = {k for k in get_optimizer_spec(optimizer_name).defaults if k != "batch_size"}
-    if tier not in TIERS:
-        raise RegistryError(f"unknown tier {tier!r}; choose one of {', '.join(TIERS)}")
-    task_keys = set(dataclass_defaults(get_task_spec(task_name).tiers[tier]))
-    hparams, settings = {}, {}
-    for key, value in overrides.items():
-        if key in opt_keys:
-            hparams[key] = value
-        elif key in task_keys:
-            settings[key] = value
-        else:
-            import difflib
-
-            close = difflib.get_close_matches(key, sorted(opt_keys | task_keys), n=3, cutoff=0.6)
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise RegistryError(
-                f"unknown setting {key!r}.{hint} Hyperparameters of {optimizer_name}: {', '.join(sorted(opt_keys))}; "
-                f"task settings of {task_name}: {', '.join(sorted(task_keys))}")
-    return hparams, settings
-
-
-def resolve(task_name: str, optimizer_name: str, config: RunConfig) -> dict:
-    """The fully resolved, checked identity of a run, and its ``run_id``; raises on bad input."""
-    from rootbench.harness.registry import resolve_hparams
-    from rootbench.optimizers import get_optimizer_spec
-    from rootbench.tasks import resolve_tier
-
-    opt_spec = get_optimizer_spec(optimizer_name)
-    hparams = resolve_hparams(opt_spec, config.hparams)
-    task_spec, tier_config = resolve_tier(task_name, config.tier, **config.task_settings)
-    identity = {
-        "task": task_name, "tier": config.tier, "task_config": dataclass_defaults(tier_config),
-        "optimizer": optimizer_name, "hparams": hparams, "seed": config.seed, "precision": config.precision,
-        "optimizer_source": opt_spec.source_hash, "task_source": task_spec.source_hash,
-    }
-    if config.time_limit is not None:
-        identity["time_limit"] = config.time_limit
-    return {"run_id": run_id(identity), "identity": identity, "opt_spec": opt_spec, "task_spec": task_spec,
-            "tier_config": tier_config, "hparams": hparams}
+# A finite loss this many times the first step's loss counts as diverged: far above any loss a
+# training run revisits (cross-entropy starts at ln(classes)), far below the 1e17 an exploding run reaches.
+EXPLODE_FACTOR = 1e3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,10 +47,18 @@ def pick_device(name: str) -> torch.device:
         return distributed.local_device()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise UsageError(f"device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RegistryError(f"device {name!r} asked for, but CUDA is not available; use device=cpu")
+        raise UsageError(f"device {name!r} asked for, but CUDA is not available; use --device cpu")
     return dev
+
+
+LR_SCHEDULES = ("constant", "cosine", "multistep")
 
 
 def lr_factor(schedule: str, step: int, total: int, warmup: int) -> float:
@@ -105,7 +72,7 @@ def lr_factor(schedule: str, step: int, total: int, warmup: int) -> float:
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
     if schedule == "multistep":  # decay 10x at 1/3 and 2/3 of the budget, as the paper's CNN runs
         return 0.1 ** sum(step >= m for m in (total // 3, 2 * total // 3))
-    raise RegistryError(f"unknown lr_schedule {schedule!r}; use constant, cosine or multistep")
+    raise UsageError(f"unknown lr_schedule {schedule!r}; use {', '.join(LR_SCHEDULES)}")
 
 
 def _autocast(precision: str, device: torch.device):
@@ -122,13 +89,10 @@ def _cast_inputs(x, precision: str):
     return x
 
 
-def _first_nonfinite(losses: list) -> int | None:
-    finite = torch.isfinite(torch.stack(losses).float())
-    return None if bool(finite.all()) else int((~finite).nonzero()[0])
-
-
-def _is_oom(e: BaseException) -> bool:
-    return isinstance(e, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in str(e).lower()
+def is_oom(e: BaseException) -> bool:
+    msg = str(e).lower()
+    return (isinstance(e, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in msg
+            or "can't allocate memory" in msg or "cannot allocate memory" in msg)
 
 
 @torch.no_grad()
@@ -156,97 +120,105 @@ def evaluate(task, model, split: str, device, precision: str) -> dict:
 # ---------------------------------------------------------------------------------------------
 # the run
 
-def run(task_name: str, optimizer_name: str, config: RunConfig, progress: Callable | None = None) -> list[dict]:
-    """Train ``optimizer_name`` on ``task_name`` under ``config``; return tidy result rows.
+class _Run:
+    """The state of one run while it executes; ``rows`` and ``cols`` are what it returns."""
 
-    ``progress(step, total, info)`` is called after each step (info holds the last loss) and after
-    each evaluation. Bad names or values raise ``RegistryError`` before any training.
-    """
-    from rootbench.optimizers import create_optimizer
-    from rootbench.tasks import create_task
+    def __init__(self, spec: RunSpec, device: torch.device, progress: Callable | None):
+        self.spec, self.device, self.progress = spec, device, progress
+        self.rows: list[dict] = []
+        self.cols: dict = {"status": "ok", "status_message": "", "diverged_step": None}
+        self.step = 0
+        self.train_time = self.eval_time = self.data_wait = 0.0
+        self.examples = 0
+        self.reached: dict = {}
+        self.task = self.model = self.opt = None
 
-    t_start = time.perf_counter()
-    resolved = resolve(task_name, optimizer_name, config)
-    opt_spec, task_spec, hparams = resolved["opt_spec"], resolved["task_spec"], resolved["hparams"]
-    device = pick_device(config.device)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    prov = provenance(device)
-    seed_everything(config.seed)
+    # --------------------------------------------------------------------- recording
 
-    rows: list[dict] = []
-    run_cols: dict = {"status": "ok", "status_message": "", "diverged_step": None}
-    state = {"step": 0, "train_time": 0.0, "eval_time": 0.0, "examples": 0, "data_wait": 0.0}
-    target = resolved["tier_config"].target
-    higher = task_spec.higher_is_better
-    reached: dict = {}
-    task = model = opt = None
+    def emit(self, step: int, split: str, metric: str, value: float) -> None:
+        n_train = getattr(self.task, "n_train", 0)
+        self.rows.append({"step": step, "epoch": self.examples / n_train if n_train else float("nan"),
+                          "examples_seen": self.examples, "split": split, "metric": metric, "value": float(value),
+                          "train_time_s": self.train_time, "eval_time_s": self.eval_time})
 
-    def emit(step: int, split: str, metric: str, value: float):
-        epoch = state["examples"] / task.n_train if task is not None and task.n_train else float("nan")
-        rows.append({"step": step, "epoch": epoch, "examples_seen": state["examples"], "split": split,
-                     "metric": metric, "value": float(value), "train_time_s": state["train_time"],
-                     "eval_time_s": state["eval_time"]})
-
-    def eval_point(step: int, batch_losses: list):
-        t0 = measure.now(device)
+    def eval_point(self, step: int, batch_losses: list) -> None:
+        spec, target = self.spec, self.spec.tier_config.target
+        t0 = measure.now(self.device)
         if batch_losses:
-            emit(step, "train_batch", "loss", float(torch.stack(batch_losses).float().mean()))
+            self.emit(step, "train_batch", "loss", float(torch.stack(batch_losses).float().mean()))
+        val = {}
         for split in ("train", "val", "test"):
-            for metric, value in evaluate(task, model, split, device, config.precision).items():
-                emit(step, split, metric, value)
-                if split == "val" and metric == task_spec.metric and target is not None and not reached:
-                    if (value >= target) if higher else (value <= target):
-                        reached.update(steps_to_target=step, time_to_target_s=state["train_time"])
-        state["eval_time"] += measure.now(device) - t0
-        if progress:
-            progress(step, None, {"eval": {r["metric"]: r["value"] for r in rows[-4:] if r["split"] == "val"}})
+            for metric, value in evaluate(self.task, self.model, split, self.device, spec.precision).items():
+                self.emit(step, split, metric, value)
+                if split == "val":
+                    val[metric] = value
+        value = val.get(spec.task.metric)
+        if value is not None and target is not None and not self.reached:
+            if (value >= target) if spec.task.higher_is_better else (value <= target):
+                self.reached.update(steps_to_target=step, time_to_target_s=self.train_time)
+        self.eval_time += measure.now(self.device) - t0
+        if self.progress:
+            self.progress(step, None, {"eval": val})
 
-    try:
-        task = create_task(task_name, config.tier, **config.task_settings)
-        cfg = task.config
-        model = task.build_model().to(device)
-        if config.precision == "bf16-pure":
-            model.to(torch.bfloat16)
+    def diverged(self, step: int, why: str) -> None:
+        self.cols.update(status="diverged", diverged_step=step, status_message=why)
+        self.emit(step, "train_batch", "loss", float("nan"))
+
+    # --------------------------------------------------------------------- phases
+
+    def setup(self) -> None:
+        """Task, model, optimizer, step-time probe and batch stream; everything before the first step."""
+        from rootbench.optimizers import create_optimizer
+        from rootbench.tasks import create_task
+
+        spec, device = self.spec, self.device
+        self.task = create_task(spec.task_name, spec.tier, **spec.config.task_settings)
+        self.model = self.task.build_model().to(device)
+        if spec.precision == "bf16-pure":
+            self.model.to(torch.bfloat16)
         rank, world = distributed.rank_and_world()
-        if cfg.batch_size % world:
-            raise RegistryError(f"batch_size {cfg.batch_size} does not split over {world} processes")
-        train_model = distributed.wrap(model)  # DDP under torchrun; the model itself otherwise
-        run_cols["world_size"] = world
-        params = [p for p in model.parameters() if p.requires_grad]
-        extra = {"batch_size": task.batch_size} if opt_spec.needs_batch_size else {}
-        opt = create_optimizer(optimizer_name, model, **hparams, **extra)
-        base_lrs = [g["lr"] for g in opt.param_groups]
-        run_cols.update(n_params=sum(p.numel() for p in params),
-                        param_bytes=measure.tensor_bytes(params),
-                        grad_bytes=measure.tensor_bytes(params))  # one gradient per parameter, same dtype
-        if config.ref_steps > 0:
-            period = int(hparams.get("T", 1)) if isinstance(hparams.get("T", 1), int) else 1
-            run_cols.update(measure.step_time_ratio(
-                lambda ps: create_optimizer(optimizer_name, ps, **hparams, **extra), params,
-                steps=config.ref_steps, period=max(1, period)))
-        scaler = torch.amp.GradScaler(device.type) if config.precision == "fp16" else None
-        gen = torch.Generator().manual_seed(config.seed)
-        batches = task.train_batches(gen, device)
-        model.train()
-        peak = measure.PeakMemory(device).start()
-        run_cols["setup_time_s"] = time.perf_counter() - t_start
-        loop_start = time.perf_counter()
+        if spec.batch_size % world:
+            raise UsageError(f"batch_size {spec.batch_size} does not split over {world} processes")
+        self.world = world
+        self.train_model = distributed.wrap(self.model)  # DDP under torchrun; the model itself otherwise
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        kwargs = spec.optimizer_kwargs()
+        self.opt = create_optimizer(spec.optimizer_name, self.model, **kwargs)
+        self.base_lrs = [g["lr"] for g in self.opt.param_groups]
+        self.cols.update(world_size=world, n_params=sum(p.numel() for p in params),
+                         param_bytes=measure.tensor_bytes(params),
+                         grad_bytes=measure.tensor_bytes(params))  # one gradient per parameter, same dtype
+        if spec.config.ref_steps > 0:
+            period_key = spec.optimizer.period_hparam
+            period = int(spec.hparams.get(period_key, 1)) if period_key else 1
+            self.cols.update(measure.step_time_ratio(
+                lambda ps: create_optimizer(spec.optimizer_name, ps, **kwargs), params,
+                steps=spec.config.ref_steps, period=max(1, period)))
+        self.scaler = torch.amp.GradScaler(device.type) if spec.precision == "fp16" else None
+        self.batches = self.task.train_batches(torch.Generator().manual_seed(spec.seed), device)
+        self.model.train()
 
-        eval_point(0, [])
+    def train(self) -> None:
+        """The loop: ``steps`` optimizer steps, evaluations every ``eval_every`` and at the end."""
+        spec, device, cfg = self.spec, self.device, self.spec.tier_config
+        opt, task, scaler = self.opt, self.task, self.scaler
+        loop_start = time.perf_counter()
+        self.eval_point(0, [])
         batch_losses: list = []
         skipped = 0
+        first_loss = None
+        check_every_step = device.type == "cpu"  # CUDA checks at the eval cadence: no host sync per step
         t0 = measure.now(device)
         for step in range(1, cfg.steps + 1):
             factor = lr_factor(cfg.lr_schedule, step - 1, cfg.steps, cfg.warmup_steps)
-            for g, lr in zip(opt.param_groups, base_lrs):
+            for g, lr in zip(opt.param_groups, self.base_lrs):
                 g["lr"] = lr * factor
             t_data = time.perf_counter()
-            x, y = distributed.shard(*next(batches))
-            state["data_wait"] += time.perf_counter() - t_data
+            x, y = distributed.shard(*next(self.batches))
+            self.data_wait += time.perf_counter() - t_data
             opt.zero_grad(set_to_none=True)
-            with _autocast(config.precision, device):
-                loss = task.loss(train_model(_cast_inputs(x, config.precision)), y)
+            with _autocast(spec.precision, device):
+                loss = task.loss(self.train_model(_cast_inputs(x, spec.precision)), y)
             if scaler is not None:
                 scaler.scale(loss).backward()
                 scale_before = scaler.get_scale()
@@ -256,89 +228,132 @@ def run(task_name: str, optimizer_name: str, config: RunConfig, progress: Callab
             else:
                 loss.backward()
                 opt.step()
-            state["examples"] += len(y) * world
-            state["step"] = step
+            self.examples += len(y) * self.world
+            self.step = step
             batch_losses.append(distributed.mean(loss.detach()))  # all ranks see the same loss
             last = step == cfg.steps
-            # CPU checks every step; CUDA checks at the eval cadence to avoid a host sync per step
-            if device.type == "cpu" or last or step % cfg.eval_every == 0:
-                bad = _first_nonfinite(batch_losses[-1:] if device.type == "cpu" else batch_losses)
+            if check_every_step or last or step % cfg.eval_every == 0:
+                window = batch_losses[-1:] if check_every_step else batch_losses
+                values = torch.stack(window).float()
+                if first_loss is None:
+                    first_loss = float(values[0])
+                bad = self._first_bad(values, first_loss)
                 if bad is not None:
-                    state["train_time"] += measure.now(device) - t0
-                    first_bad = step - (1 if device.type == "cpu" else len(batch_losses)) + 1 + bad
-                    run_cols.update(status="diverged", diverged_step=first_bad,
-                                    status_message=f"non-finite loss at step {first_bad}")
-                    emit(first_bad, "train_batch", "loss", float("nan"))
+                    self.train_time += measure.now(device) - t0
+                    first_bad = step - len(window) + 1 + bad[0]
+                    self.diverged(first_bad, f"{bad[1]} at step {first_bad}")
                     break
             if step == 1:  # the first step pays lazy state allocation and any compilation: its own column
-                run_cols["warmup_time_s"] = measure.now(device) - t0
+                self.cols["warmup_time_s"] = measure.now(device) - t0
                 t0 = measure.now(device)
-            if progress:
-                progress(step, cfg.steps, {"loss": loss})
+            if self.progress:
+                self.progress(step, cfg.steps, {"loss": loss})
             if last or step % cfg.eval_every == 0:
-                state["train_time"] += measure.now(device) - t0
-                eval_point(step, batch_losses)
+                self.train_time += measure.now(device) - t0
+                self.eval_point(step, batch_losses)
                 batch_losses = []
                 t0 = measure.now(device)
-            if config.time_limit is not None and distributed.any_rank(
-                    time.perf_counter() - loop_start > config.time_limit):
+            limit = spec.config.time_limit
+            if limit is not None and distributed.any_rank(time.perf_counter() - loop_start > limit):
                 if not last:
-                    state["train_time"] += measure.now(device) - t0
+                    self.train_time += measure.now(device) - t0
                     if batch_losses:
-                        eval_point(step, batch_losses)
-                    run_cols.update(status="timeout", status_message=f"time limit of {config.time_limit:g}s "
-                                                                     f"reached after step {step}")
+                        self.eval_point(step, batch_losses)
+                    self.cols.update(status="timeout",
+                                     status_message=f"time limit of {limit:g}s reached after step {step}")
                 break
-        # peak above the pre-training baseline: gradients, optimizer state, activations, temporaries
-        run_cols["peak_mem_total_bytes"] = peak.peak()
-        run_cols["peak_mem_bytes"] = max(0, peak.peak() - peak.baseline)
-        run_cols["peak_mem_kind"] = peak.kind
-        run_cols["baseline_mem_bytes"] = peak.baseline
-        run_cols["fp16_skipped_steps"] = skipped
+        self.cols["fp16_skipped_steps"] = skipped
+
+    @staticmethod
+    def _first_bad(values: torch.Tensor, first_loss: float) -> tuple[int, str] | None:
+        """(index, reason) of the first non-finite or exploded loss in ``values``, or None."""
+        finite = torch.isfinite(values)
+        if not bool(finite.all()):
+            return int((~finite).nonzero()[0]), "non-finite loss"
+        if math.isfinite(first_loss) and first_loss > 0:
+            exploded = values > EXPLODE_FACTOR * first_loss
+            if bool(exploded.any()):
+                i = int(exploded.nonzero()[0])
+                return i, f"loss {float(values[i]):.3g} exceeds {EXPLODE_FACTOR:g}x the first loss {first_loss:.3g}"
+        return None
+
+    def finish(self, peak: measure.PeakMemory | None) -> None:
+        """Peak memory above the pre-training baseline, exact optimizer state, the run-level columns."""
+        if peak is not None:  # gradients, optimizer state, activations, temporaries
+            self.cols.update(peak_mem_total_bytes=peak.peak(), peak_mem_bytes=max(0, peak.peak() - peak.baseline),
+                             peak_mem_kind=peak.kind, baseline_mem_bytes=peak.baseline)
+        if self.opt is not None:
+            self.cols["opt_state_bytes"] = measure.optimizer_state_bytes(self.opt)
+            n = self.cols.get("n_params") or 0
+            self.cols["opt_state_bytes_per_param"] = self.cols["opt_state_bytes"] / n if n else float("nan")
+        self.cols.update(data_wait_s=self.data_wait,
+                         data_wait_share=self.data_wait / self.train_time if self.train_time else float("nan"),
+                         data_source=getattr(self.task, "data_source", ""),
+                         steps_completed=self.step, total_train_time_s=self.train_time,
+                         total_eval_time_s=self.eval_time,
+                         steps_to_target=self.reached.get("steps_to_target"),
+                         time_to_target_s=self.reached.get("time_to_target_s"))
+
+
+def run(spec: RunSpec, progress: Callable | None = None) -> list[dict]:
+    """Train ``spec.optimizer`` on ``spec.task``; return tidy result rows (nothing is written).
+
+    ``progress(step, total, info)`` is called after each step (info holds the last loss) and after
+    each evaluation (info holds the validation values).
+    """
+    t_start = time.perf_counter()
+    device = pick_device(spec.config.device)
+    if spec.config.threads:
+        torch.set_num_threads(spec.config.threads)
+    prov = provenance(device)
+    seed_everything(spec.seed)
+    r = _Run(spec, device, progress)
+    peak = None
+    try:
+        r.setup()
+        peak = measure.PeakMemory(device).start()
+        r.cols["setup_time_s"] = time.perf_counter() - t_start
+        r.train()
     except Exception as e:  # failures are data: keep what was measured
-        if isinstance(e, RegistryError) and task is None:
+        if isinstance(e, UsageError) and r.task is None:
             raise
-        run_cols.update(status="oom" if _is_oom(e) else "error",
-                        status_message=f"{type(e).__name__}: {e}"[:2000],
-                        traceback=traceback.format_exc()[-4000:])
-    if opt is not None:
-        run_cols["opt_state_bytes"] = measure.optimizer_state_bytes(opt)
-        n = run_cols.get("n_params") or 0
-        run_cols["opt_state_bytes_per_param"] = run_cols["opt_state_bytes"] / n if n else float("nan")
-    run_cols.update(data_wait_s=state["data_wait"],
-                    data_wait_share=state["data_wait"] / state["train_time"] if state["train_time"] else float("nan"),
-                    data_source=getattr(task, "data_source", ""))
-    run_cols.update(steps_completed=state["step"], total_train_time_s=state["train_time"],
-                    total_eval_time_s=state["eval_time"], wall_time_s=time.perf_counter() - t_start,
-                    steps_to_target=reached.get("steps_to_target"),
-                    time_to_target_s=reached.get("time_to_target_s"))
-    return assemble(resolved, config, rows, run_cols, prov)
+        r.cols.update(status="oom" if is_oom(e) else "error", status_message=f"{type(e).__name__}: {e}"[:2000],
+                      traceback=traceback.format_exc()[-4000:])
+    r.finish(peak)
+    r.cols["wall_time_s"] = time.perf_counter() - t_start
+    return assemble(spec, r.rows, r.cols, prov)
 
 
-def assemble(resolved: dict, config: RunConfig, rows: list[dict], run_cols: dict, prov: dict) -> list[dict]:
+def assemble(spec: RunSpec, rows: list[dict], run_cols: dict, prov: dict) -> list[dict]:
     """Add the run-level columns (config, hyperparameters, provenance) to every row."""
     if not rows:  # a failure before the first evaluation still leaves one row to store and show
         rows = [{"step": run_cols.get("steps_completed", 0), "epoch": float("nan"), "examples_seen": 0,
                  "split": "run", "metric": "steps_completed", "value": float(run_cols.get("steps_completed", 0)),
                  "train_time_s": 0.0, "eval_time_s": 0.0}]
-    ident, task_spec, opt_spec = resolved["identity"], resolved["task_spec"], resolved["opt_spec"]
+    ident = spec.identity
     common = {
-        "run_id": resolved["run_id"], "task": ident["task"], "tier": config.tier, "optimizer": ident["optimizer"],
-        "seed": config.seed, "precision": config.precision,
-        **{f"hp_{k}": v for k, v in resolved["hparams"].items()},
+        "run_id": spec.run_id, "task": spec.task_name, "tier": spec.tier, "optimizer": spec.optimizer_name,
+        "seed": spec.seed, "precision": spec.precision,
+        **{f"hp_{k}": v for k, v in spec.hparams.items()},
         **{f"task_{k}": v for k, v in ident["task_config"].items()},
         "optimizer_source_hash": ident["optimizer_source"], "task_source_hash": ident["task_source"],
-        "time_limit_s": config.time_limit, "config_json": json.dumps(ident, sort_keys=True, default=str),
-        "target": resolved["tier_config"].target, "metric_name": task_spec.metric,
-        "higher_is_better": task_spec.higher_is_better, "batch_size": resolved["tier_config"].batch_size,
-        "family": opt_spec.family, "wd_kind": opt_spec.wd_kind, "status_message": "",
+        "code_hash": ident["code"], "time_limit_s": spec.config.time_limit,
+        "config_json": json.dumps(dict(ident), sort_keys=True, default=str),
+        "target": spec.tier_config.target, "metric_name": spec.task.metric,
+        "higher_is_better": spec.task.higher_is_better, "batch_size": spec.batch_size,
+        "family": spec.optimizer.family, "wd_kind": spec.optimizer.wd_kind, "status_message": "",
         **run_cols, **prov,
     }
     return [{**common, **r} for r in rows]
 
 
-def failure_rows(task_name: str, optimizer_name: str, config: RunConfig, status: str, message: str) -> list[dict]:
-    """Rows for a run whose worker died before returning any (e.g. killed by the OOM killer)."""
-    resolved = resolve(task_name, optimizer_name, config)
-    return assemble(resolved, config, [], {"status": status, "status_message": message},
-                    provenance(pick_device(config.device)))
+def failure_rows(spec: RunSpec, status: str, message: str, traceback: str | None = None) -> list[dict]:
+    """Rows for a run whose worker died or failed before returning any (e.g. killed by the OOM killer)."""
+    cols = {"status": status, "status_message": message}
+    if traceback:
+        cols["traceback"] = traceback
+    try:
+        device = pick_device(spec.config.device)
+    except UsageError:
+        device = torch.device("cpu")
+    return assemble(spec, [], cols, provenance(device))

@@ -53,9 +53,7 @@ import hashlib
 import json
 import math
 import os
-import posixpath
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -64,7 +62,9 @@ import numpy as np
 import pandas as pd
 
 from rootbench.harness.config import RunConfig
-from rootbench.harness.registry import RegistryError
+from rootbench.harness.records import ResultsError
+from rootbench.harness.registry import UsageError
+from rootbench.harness.resolve import RunSpec
 
 SIG_DIGITS = 4  # sampled floats are rounded to this many significant digits
 TOP_FRACTION, TOP_MIN = 0.2, 3  # stage 2 narrows around the top max(3, ceil(N/5)) stage-1 trials
@@ -82,17 +82,17 @@ EXIT_OK, EXIT_RUN_FAILED = 0, 1
 def _check_dim(key: str, dim) -> tuple:
     """A validated search dimension: ("log"|"uniform", low, high) or ("choice", [options])."""
     if not isinstance(dim, (tuple, list)) or not dim or dim[0] not in ("log", "uniform", "choice"):
-        raise RegistryError(f"search-space entry {key}={dim!r}: expected ('log'|'uniform', low, high) "
+        raise UsageError(f"search-space entry {key}={dim!r}: expected ('log'|'uniform', low, high) "
                             "or ('choice', [options])")
     if dim[0] == "choice":
         if len(dim) != 2 or not list(dim[1]):
-            raise RegistryError(f"search-space entry {key}={dim!r}: a choice needs a non-empty list")
+            raise UsageError(f"search-space entry {key}={dim!r}: a choice needs a non-empty list")
         return ("choice", list(dim[1]))
     if len(dim) != 3:
-        raise RegistryError(f"search-space entry {key}={dim!r}: expected ({dim[0]!r}, low, high)")
+        raise UsageError(f"search-space entry {key}={dim!r}: expected ({dim[0]!r}, low, high)")
     lo, hi = sorted((float(dim[1]), float(dim[2])))  # a reversed range (it happens: 6.1) is read as meant
     if dim[0] == "log" and lo <= 0:
-        raise RegistryError(f"search-space entry {key}={dim!r}: a log range needs positive bounds")
+        raise UsageError(f"search-space entry {key}={dim!r}: a log range needs positive bounds")
     return (dim[0], lo, hi)
 
 
@@ -214,6 +214,7 @@ class SweepConfig:
     gpus_per_run: float | None = None
     quiet: bool = False
     also_precisions: tuple = ()  # rerun the selected config's seeds at these precisions (robustness)
+    memory_limit: int | None = None  # bytes per run (None: no limit); past it a run ends as oom
 
 
 @dataclass
@@ -221,8 +222,11 @@ class Trial:
     stage: int
     index: int  # 0-based within the stage
     hparams: dict  # the sampled values only
-    config: RunConfig
-    run_id: str
+    spec: RunSpec
+
+    @property
+    def run_id(self) -> str:
+        return self.spec.run_id
 
 
 def _hash(obj) -> str:
@@ -243,84 +247,57 @@ def _fmt(v) -> str:
 
 
 class Sweep:
-    """One sweep: sample, schedule (skipping cached runs), select, reseed, record."""
+    """One sweep: sample, schedule (cached runs are not rerun), select, reseed, record."""
 
     def __init__(self, cfg: SweepConfig, out=print):
-        from rootbench.harness.runner import resolve, split_overrides
-        from rootbench.optimizers import get_optimizer_spec
-        from rootbench.tasks import get_task_spec
+        from rootbench.harness import records
+        from rootbench.harness.resolve import resolve_run, split_overrides
 
         for name, value, low in (("trials", cfg.trials, 1), ("seeds", cfg.seeds, 1),
                                  ("stage2-trials", cfg.stage2_trials, 0), ("workers", cfg.workers, 1),
                                  ("cpus-per-run", cfg.cpus_per_run, 1)):
             if value < low:
-                raise RegistryError(f"--{name} must be at least {low}, got {value}")
+                raise UsageError(f"--{name} must be at least {low}, got {value}")
         if cfg.backend not in ("local", "ray"):
-            raise RegistryError(f"unknown backend {cfg.backend!r}; choose local or ray")
+            raise UsageError(f"unknown backend {cfg.backend!r}; choose local or ray")
         self.cfg, self.out = cfg, out
-        self.opt_spec = get_optimizer_spec(cfg.optimizer)
-        self.task_spec = get_task_spec(cfg.task)
         self.pinned, self.settings = split_overrides(cfg.task, cfg.optimizer, cfg.tier, cfg.overrides)
         if cfg.threads is None:
             threads = cfg.cpus_per_run if cfg.backend == "ray" else max(1, _cores() // cfg.workers)
         else:
             threads = cfg.threads
-        self.base = RunConfig(tier=cfg.tier, seed=0, precision=cfg.precision, hparams=dict(self.pinned),
-                              task_settings=dict(self.settings), time_limit=cfg.time_limit, device=cfg.device,
-                              ref_steps=cfg.ref_steps, threads=threads)
-        self._resolve = resolve
-        base_resolved = resolve(cfg.task, cfg.optimizer, self.base)  # bad names/values fail here, before any run
-        self.pinned = {k: base_resolved["hparams"][k] for k in self.pinned}
+        base = RunConfig(tier=cfg.tier, seed=0, precision=cfg.precision, hparams=dict(self.pinned),
+                         task_settings=dict(self.settings), time_limit=cfg.time_limit, device=cfg.device,
+                         ref_steps=cfg.ref_steps, threads=threads)
+        self.base = resolve_run(cfg.task, cfg.optimizer, base)  # bad names/values fail here, before any run
+        self.opt_spec, self.task_spec = self.base.optimizer, self.base.task
+        self.pinned = {k: self.base.hparams[k] for k in self.pinned}
         self.space = search_space(self.opt_spec, self.pinned)
-        self.defaults = base_resolved["hparams"]
-        identity = base_resolved["identity"]
+        self.defaults = dict(self.base.hparams)
+        identity = self.base.identity
         self.sweep_id = _hash({
             "task": cfg.task, "optimizer": cfg.optimizer, "tier": cfg.tier, "precision": cfg.precision,
             "trials": cfg.trials, "stage2_trials": cfg.stage2_trials, "seeds": cfg.seeds, "sampler_seed": cfg.seed,
             "pinned": self.pinned, "task_config": identity["task_config"], "time_limit": cfg.time_limit,
-            "space": self.space, "protocol": PROTOCOL, "optimizer_source": identity["optimizer_source"],
-            "task_source": identity["task_source"]})
+            "space": self.space, "protocol": PROTOCOL, "code": identity["code"]})
+        self.root = cfg.runs if "://" in cfg.runs else os.path.abspath(cfg.runs)
+        records.check_writable(self.root)  # a read-only store fails now, not after the first run has trained
         self.trials: list[Trial] = []
-        self.frames: dict[str, pd.DataFrame] = {}  # run_id -> its rows, read back from the store
+        self.records: dict = {}  # run_id -> its Record, as stored
         self.ran = self.cached = 0
         self.bar = None
         self.best_val = None
         self._ray_started = False
         self.precision_ids: dict = {}
-        self.root = cfg.runs if "://" in cfg.runs else os.path.abspath(cfg.runs)
 
     # ----------------------------------------------------------------------------- scheduling
 
     def _trials(self, stage: int, space: dict, n: int) -> list[Trial]:
         out = []
         for i, hp in enumerate(sample_configs(space, n, self.cfg.seed, stage, self.defaults)):
-            config = self.base.replace(hparams={**self.pinned, **hp})
-            out.append(Trial(stage, i, hp, config, self._resolve(self.cfg.task, self.cfg.optimizer, config)["run_id"]))
+            spec = self.base.replace(hparams={**self.pinned, **hp})
+            out.append(Trial(stage, i, hp, spec))
         return out
-
-    def _path(self, rid: str) -> str:
-        from rootbench.harness.records import run_path
-
-        return run_path(self.root, self.cfg.task, self.cfg.optimizer, rid)
-
-    def _cached(self, rid: str) -> bool:
-        """True if a valid result exists and need not be rerun; it is then kept in ``self.frames``."""
-        from rootbench.harness.records import FAILED, ResultsError, exists, read_run
-
-        if rid in self.frames:
-            return True
-        path = self._path(rid)
-        if not exists(path):
-            return False
-        try:
-            df = read_run(path)
-        except ResultsError as e:
-            self._log(f"rerunning {rid}: {e}")
-            return False
-        if df["status"].iloc[0] in FAILED and self.cfg.retry_failed:
-            return False
-        self.frames[rid] = df
-        return True
 
     def _log(self, msg: str) -> None:
         if self.bar is not None:
@@ -328,72 +305,66 @@ class Sweep:
         else:
             self.out(msg)
 
-    def _done(self, label: str, rid: str, how: str) -> None:
-        from rootbench.harness.records import FAILED, ResultsError, read_run
-
-        if rid not in self.frames:
-            try:
-                self.frames[rid] = read_run(self._path(rid))
-            except ResultsError as e:
-                self._log(f"{label} run {rid}: {e}")
-                return
-        t = trial_table(self.frames[rid]).iloc[0]
-        status = t["status"] + (" (cached failure; --retry-failed reruns it)" if how == "cache hit" and
-                                t["status"] in FAILED else "")
-        self._log(f"{label:<12} run {rid}  {how:<9}  {status:<8} val {t['metric_name']} {_fmt(t['val'])}")
+    def _done(self, label: str, rec, how: str) -> None:
+        self.records[rec.run_id] = rec
+        metric = self.task_spec.metric
+        val = rec.final("val", metric)
+        status = rec.status + (" (cached failure; --retry-failed reruns it)" if how == "cache hit" and rec.failed
+                               else "")
+        self._log(f"{label:<12} run {rec.run_id}  {how:<9}  {status:<8} val {metric} {_fmt(val)}")
         if self.bar is not None:
             self.bar.update(1)
-            if t["status"] == "ok" and np.isfinite(t["val"]):
-                better = self.best_val is None or ((t["val"] > self.best_val) if self.task_spec.higher_is_better
-                                                   else (t["val"] < self.best_val))
+            if rec.status == "ok" and np.isfinite(val):
+                better = self.best_val is None or ((val > self.best_val) if self.task_spec.higher_is_better
+                                                   else (val < self.best_val))
                 if better:
-                    self.best_val = t["val"]
-                    self.bar.set_postfix_str(f"best val {t['metric_name']} {t['val']:.4g}", refresh=True)
+                    self.best_val = val
+                    self.bar.set_postfix_str(f"best val {metric} {val:.4g}", refresh=True)
 
-    def execute(self, jobs: list[tuple[str, RunConfig]]) -> None:
-        """Run each (label, config) not in the store; cache hits are reported, not rerun."""
+    def execute(self, jobs: list) -> None:
+        """Get every (label, spec): stored results are reported as cache hits, the rest run on the backend."""
+        from rootbench.harness.execute import cached_record
+
         todo, seen = [], set()
-        for label, config in jobs:
-            rid = self._resolve(self.cfg.task, self.cfg.optimizer, config)["run_id"]
-            if rid in seen:
+        for label, spec in jobs:
+            if spec.run_id in seen:
                 continue
-            seen.add(rid)
-            if self._cached(rid):
+            seen.add(spec.run_id)
+            try:
+                rec = cached_record(spec, self.root, retry_failed=self.cfg.retry_failed)
+            except ResultsError as e:  # an unreadable stored file: say so and run it again
+                self._log(f"rerunning {spec.run_id}: {e}")
+                rec = None
+            if rec is not None:
                 self.cached += 1
-                self._done(label, rid, "cache hit")
+                self._done(label, rec, "cache hit")
             else:
-                todo.append((label, rid, config))
+                todo.append((label, spec))
         if not todo:
             return
         run_all = self._run_ray if self.cfg.backend == "ray" else self._run_local
-        for label, rid in run_all(todo):
+        for label, rec in run_all(todo):
             self.ran += 1
-            self._done(label, rid, "ran")
+            self._done(label, rec, "ran")
 
     def _run_local(self, todo):
-        from rootbench.harness.cli import execute
-        from rootbench.harness.records import FAILED, write_run
+        from rootbench.harness.execute import get_or_run
 
         stop = threading.Event()
 
-        def one(label, rid, config):
-            rows = execute(self.cfg.task, self.cfg.optimizer, config)
-            interrupted = str(rows[0].get("status_message", "")).startswith("KeyboardInterrupt")
-            if interrupted or (stop.is_set() and rows[0]["status"] in FAILED):
-                return None  # a failure caused by the interrupt is not a result: the resumed sweep reruns it
-            write_run(rows, self.root)
-            return label, rid
+        def one(label, spec):
+            out = get_or_run(spec, self.root, retry_failed=self.cfg.retry_failed, rerun_unreadable=True,
+                             memory_limit=self.cfg.memory_limit, stop=stop)
+            return label, out.record
 
         pool = futures.ThreadPoolExecutor(max_workers=self.cfg.workers)
         try:
             pending = [pool.submit(one, *job) for job in todo]
             for fut in futures.as_completed(pending):
-                result = fut.result()
-                if result is not None:
-                    yield result
+                yield fut.result()
         finally:
-            stop.set()
-            pool.shutdown(wait=False, cancel_futures=True)
+            stop.set()  # an interrupt: each thread stops its worker; nothing partial is written
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _ray_init(self):
         """Connect to (``--address``) or start a Ray instance once per sweep; workers get the data root.
@@ -415,7 +386,7 @@ class Sweep:
         return ray
 
     def _run_ray(self, todo):
-        from rootbench.harness.records import write_run
+        from rootbench.harness import records
         from rootbench.harness.runner import failure_rows
 
         ray = self._ray_init()
@@ -433,17 +404,18 @@ class Sweep:
         try:
             while queue or inflight:
                 while queue and len(inflight) < limit:
-                    label, rid, config = queue.pop(0)
-                    inflight[remote.remote(cfg.task, cfg.optimizer, config, self.root)] = (label, rid, config)
+                    label, spec = queue.pop(0)
+                    inflight[remote.remote(spec.request(), self.root, cfg.retry_failed)] = (label, spec)
                 ready, _ = ray.wait(list(inflight), num_returns=1)
-                label, rid, config = inflight.pop(ready[0])
+                label, spec = inflight.pop(ready[0])
                 try:
                     ray.get(ready[0])
                 except (ray.exceptions.RayError, OSError) as e:  # the worker died (e.g. the OOM killer)
                     status = "oom" if isinstance(e, getattr(ray.exceptions, "OutOfMemoryError", ())) else "error"
-                    write_run(failure_rows(cfg.task, cfg.optimizer, config, status,
-                                           f"ray task failed: {type(e).__name__}: {e}"[:2000]), self.root)
-                yield label, rid
+                    records.write_run(failure_rows(spec, status, f"ray task failed: {type(e).__name__}: {e}"[:2000]),
+                                      self.root)
+                yield label, records.read_record(records.run_path(self.root, spec.task_name, spec.optimizer_name,
+                                                                  spec.run_id))
         finally:
             for ref in inflight:
                 ray.cancel(ref, force=True)
@@ -454,13 +426,13 @@ class Sweep:
         """Trials (first occurrence of each run_id, in trial order) ranked by final val."""
         seen, rows = set(), []
         for t in trials:
-            if t.run_id in seen or t.run_id not in self.frames:
+            if t.run_id in seen or t.run_id not in self.records:
                 continue
             seen.add(t.run_id)
-            row = trial_table(self.frames[t.run_id]).iloc[0].to_dict()
+            rec = self.records[t.run_id]
+            row = _trial_row(rec)
             row.update(stage=t.stage, trial=t.index, hparams=t.hparams,
-                       wall_time_s=float(self.frames[t.run_id]["wall_time_s"].iloc[0])
-                       if "wall_time_s" in self.frames[t.run_id] else float("nan"))
+                       wall_time_s=_float(rec.get("wall_time_s", float("nan"))))
             rows.append(row)
         columns = ["run_id", "status", "metric_name", "val", "test", "stage", "trial", "hparams", "wall_time_s"]
         return rank_trials(pd.DataFrame(rows, columns=columns), self.task_spec.higher_is_better)
@@ -472,7 +444,7 @@ class Sweep:
         t0 = time.perf_counter()
         self.out(f"sweep {self.sweep_id}: {cfg.task} / {cfg.optimizer}, tier {cfg.tier}, {cfg.precision}; "
                  f"{cfg.trials} + {cfg.stage2_trials} trials, {cfg.seeds} seed(s); backend {cfg.backend}, "
-                 f"{cfg.workers} worker(s), {self.base.threads} thread(s) per run")
+                 f"{cfg.workers} worker(s), {self.base.config.threads} thread(s) per run")
         if self.pinned:
             self.out("pinned: " + ", ".join(f"{k}={_fmt(v)}" for k, v in self.pinned.items()))
         self.out("stage 1 space: " + _space_str(self.space))
@@ -482,7 +454,7 @@ class Sweep:
         try:
             stage1 = self._trials(1, self.space, cfg.trials)
             self.trials = list(stage1)
-            self.execute([(f"s1 trial {t.index}", t.config) for t in stage1])
+            self.execute([(f"s1 trial {t.index}", t.spec) for t in stage1])
             space2 = None
             if cfg.stage2_trials:
                 ranked = self._table(stage1)
@@ -493,21 +465,21 @@ class Sweep:
                 self._log(f"stage 2 space (top {len(best)} of stage 1): " + _space_str(space2))
                 stage2 = self._trials(2, space2, cfg.stage2_trials)
                 self.trials += stage2
-                self.execute([(f"s2 trial {t.index}", t.config) for t in stage2])
+                self.execute([(f"s2 trial {t.index}", t.spec) for t in stage2])
             ranked = self._table(self.trials)
             selected = ranked.iloc[0] if len(ranked) and ranked["valid"].iloc[0] else None
             seed_ids = []
             if selected is not None:
                 chosen = next(t for t in self.trials if t.run_id == selected["run_id"])
-                seed_configs = [chosen.config.replace(seed=s) for s in range(cfg.seeds)]
-                self.execute([(f"seed {c.seed}", c) for c in seed_configs])
-                seed_ids = [self._resolve(cfg.task, cfg.optimizer, c)["run_id"] for c in seed_configs]
-                extra = [c.replace(precision=p) for p in cfg.also_precisions for c in seed_configs]
+                seed_specs = [chosen.spec.replace(seed=s) for s in range(cfg.seeds)]
+                self.execute([(f"seed {c.seed}", c) for c in seed_specs])
+                seed_ids = [c.run_id for c in seed_specs]
+                extra = [c.replace(precision=p) for p in cfg.also_precisions for c in seed_specs]
                 if extra:  # the same configuration and seeds at other precisions: directly comparable
                     self.bar.total += len(extra)
                     self.execute([(f"{c.precision} seed {c.seed}", c) for c in extra])
-                    self.precision_ids = {p: [self._resolve(cfg.task, cfg.optimizer, c)["run_id"] for c in extra
-                                              if c.precision == p] for p in cfg.also_precisions}
+                    self.precision_ids = {p: [c.run_id for c in extra if c.precision == p]
+                                          for p in cfg.also_precisions}
             self.bar.total = self.bar.n  # duplicates (identical draws) make fewer runs than planned
         finally:
             self.bar.close()
@@ -525,7 +497,7 @@ class Sweep:
         return manifest
 
     def _manifest(self, ranked, selected, seed_ids, space2, wall) -> dict:
-        from rootbench.harness.records import git_state
+        from rootbench.harness.provenance import git_state
 
         cfg = self.cfg
         trials = []
@@ -535,12 +507,13 @@ class Sweep:
                            "rank": int(r["rank"]), "wall_time_s": _num(r["wall_time_s"])})
         seeds = []
         for rid in seed_ids:
-            if rid in self.frames:
-                t = trial_table(self.frames[rid]).iloc[0]
-                seeds.append({"seed": int(self.frames[rid]["seed"].iloc[0]), "run_id": rid, "status": t["status"],
+            if rid in self.records:
+                t = _trial_row(self.records[rid])
+                seeds.append({"seed": int(self.records[rid]["seed"]), "run_id": rid, "status": t["status"],
                               "val": _num(t["val"]), "test": _num(t["test"])})
-        seed_wall = sum(float(self.frames[r]["wall_time_s"].iloc[0]) for r in seed_ids
-                        if r in self.frames and "wall_time_s" in self.frames[r] and r not in set(ranked["run_id"]))
+        trial_ids = set(ranked["run_id"])
+        seed_wall = sum(_float(self.records[r].get("wall_time_s", 0.0)) for r in seed_ids
+                        if r in self.records and r not in trial_ids)
         trial_wall = float(np.nansum(ranked["wall_time_s"])) if len(ranked) else 0.0
         sha, dirty = git_state()
         return {
@@ -563,24 +536,34 @@ class Sweep:
                                             if s == 1 or cfg.stage2_trials],
                        "seeds": cfg.seeds, "distinct_runs": len(set(ranked["run_id"]) | set(seed_ids)),
                        "trial_compute_s": trial_wall, "total_compute_s": trial_wall + seed_wall},
-            "backend": cfg.backend, "workers": cfg.workers, "threads_per_run": self.base.threads,
+            "backend": cfg.backend, "workers": cfg.workers, "threads_per_run": self.base.config.threads,
             "last_invocation": {"wall_time_s": wall, "ran": self.ran, "cache_hits": self.cached,
                                 "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                                 "git_sha": sha, "git_dirty": dirty},
         }
 
 
-def _ray_run(task: str, optimizer: str, config: RunConfig, root: str) -> str:
-    """A Ray task: one run in this (fresh) worker process, written to the shared store; returns its status."""
-    from rootbench.harness.records import write_run
-    from rootbench.harness.runner import failure_rows, run
+def _ray_run(request, root: str, retry_failed: bool) -> str:
+    """A Ray task: one run in this (fresh) worker process, stored through ``get_or_run``; returns its status."""
+    from rootbench.harness.execute import get_or_run
+    from rootbench.harness.resolve import resolve_run
 
+    return get_or_run(resolve_run(*request), root, retry_failed=retry_failed, in_process=True,
+                      rerun_unreadable=True).status
+
+
+def _trial_row(rec) -> dict:
+    """run_id, status, final val and test of the task's metric, from one record."""
+    metric = rec.get("metric_name") or "loss"
+    return {"run_id": rec.run_id, "status": rec.status, "metric_name": metric,
+            "val": rec.final("val", metric), "test": rec.final("test", metric)}
+
+
+def _float(x) -> float:
     try:
-        rows = run(task, optimizer, config)
-    except Exception as e:  # noqa: BLE001 - a failure is data
-        rows = failure_rows(task, optimizer, config, "error", f"{type(e).__name__}: {e}"[:2000])
-    write_run(rows, root)
-    return rows[0]["status"]
+        return float(x)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def _num(x):
@@ -601,30 +584,9 @@ def _space_str(space: dict) -> str:
 
 def write_manifest(manifest: dict, root: str, task: str, optimizer: str, sweep_id: str) -> str:
     """Write the manifest JSON atomically to ``<root>/sweeps/<task>/<optimizer>/<sweep_id>.json``."""
-    from rootbench.harness.records import SWEEPS_DIR, storage
+    from rootbench.harness import records
 
-    path = os.path.join(root, SWEEPS_DIR, task, optimizer, f"{sweep_id}.json")
-    data = json.dumps(manifest, indent=1, sort_keys=True, default=str).encode()
-    filesystem, inner = storage(path)
-    if filesystem is not None:
-        folder = posixpath.dirname(inner)
-        filesystem.create_dir(folder, recursive=True)
-        tmp = f"{folder}/.tmp-{sweep_id}-{os.getpid()}.partial"
-        with filesystem.open_output_stream(tmp) as f:
-            f.write(data)
-        filesystem.move(tmp, inner)
-        return path
-    os.makedirs(os.path.dirname(inner), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(inner), prefix=".tmp-", suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, inner)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return records.write_json(manifest, records.manifest_path(root, task, optimizer, sweep_id))
 
 
 def report(m: dict) -> str:
@@ -664,29 +626,35 @@ def report(m: dict) -> str:
 # command line
 
 def cmd_sweep(args) -> int:
-    from rootbench.harness.cli import _err
     from rootbench.harness.config import parse_overrides
+    from rootbench.harness.execute import parse_memory
 
     if args.backend == "ray":
         import importlib.util
 
         if importlib.util.find_spec("ray") is None:
-            return _err("the ray backend needs ray: pip install 'rootbench[ray]' (or use --backend local)")
-    try:
-        cfg = SweepConfig(task=args.task, optimizer=args.opt, trials=args.trials, seeds=args.seeds, tier=args.tier,
-                          precision=args.precision, seed=args.seed, stage2_trials=args.stage2_trials,
-                          overrides=parse_overrides(args.overrides), time_limit=args.time_limit, device=args.device,
-                          ref_steps=args.ref_steps, runs=args.runs, retry_failed=args.retry_failed,
-                          backend=args.backend, workers=args.workers, threads=args.threads, address=args.address,
-                          cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run, quiet=args.quiet,
-                          also_precisions=tuple(args.also_precisions))
-        sweep = Sweep(cfg)
-    except RegistryError as e:
-        return _err(str(e))
-    manifest = sweep.run()
+            raise UsageError("the ray backend needs ray: pip install 'rootbench[sweeps]' (or use --backend local)")
+    cfg = SweepConfig(task=args.task, optimizer=args.opt, trials=args.trials, seeds=args.seeds, tier=args.tier,
+                      precision=args.precision, seed=args.seed, stage2_trials=args.stage2_trials,
+                      overrides=parse_overrides(args.overrides), time_limit=args.time_limit, device=args.device,
+                      ref_steps=args.ref_steps, runs=args.runs, retry_failed=args.retry_failed,
+                      backend=args.backend, workers=args.workers, threads=args.threads, address=args.address,
+                      cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run, quiet=args.quiet,
+                      also_precisions=tuple(args.also_precisions),
+                      memory_limit=parse_memory(args.memory_limit) if args.memory_limit is not None
+                      else _share_of_memory(args.workers))
+    manifest = Sweep(cfg).run()
     if manifest["selected"] is None:
         return EXIT_RUN_FAILED
     return EXIT_RUN_FAILED if any(s["status"] in ("error", "oom") for s in manifest["seeds"]) else EXIT_OK
+
+
+def _share_of_memory(workers: int) -> int | None:
+    """The default per-run limit of a local sweep: the machine's safe share split over the workers."""
+    from rootbench.harness.execute import default_memory_limit
+
+    total = default_memory_limit()
+    return None if total is None else total // max(1, workers)
 
 
 def add_parser(subparsers) -> None:
@@ -714,6 +682,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--ref-steps", type=int, default=20, help="steps timed against fused AdamW per run (0 skips)")
     p.add_argument("--runs", default="runs", help="results folder or pyarrow URI (file:///..., s3://...)")
     p.add_argument("--retry-failed", action="store_true", help="rerun cached runs that failed (oom/timeout/error)")
+    p.add_argument("--memory-limit", default=None,
+                   help="per run: 8G, 512M, a share (0.25) or none; default 80%% of the memory split over the workers")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--also-precisions", nargs="*", default=[], choices=[x for x in PRECISIONS if x != "fp32"],
                    help="rerun the selected configuration's seeds at these precisions too (e.g. bf16-pure)")

@@ -486,7 +486,7 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 def _site_info(model: dict) -> dict:
     from rootbench.harness import __version__
-    from rootbench.harness.records import git_state
+    from rootbench.harness.provenance import git_state
 
     sha, dirty = git_state()
     return {"n_runs": len(model["summary"]), "version": __version__,

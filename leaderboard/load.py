@@ -7,9 +7,9 @@ eval_time_s``). Files are read with pyarrow (several times faster than pandas pe
 worker processes when there are many, and a previous build's tables are reused for files whose size
 and mtime did not change, so a rebuild reads only new runs.
 
-A file that fails the checks of ``harness.records.read_run`` (unreadable, truncated, missing required
-columns, other schema version, no rows) is skipped with one warning line naming it; the message is
-``read_run``'s own, so the CLI and the site say the same thing.
+Files are read only through ``harness.records.read_record`` (the one reader of ``runs/``); a file it
+rejects (unreadable, truncated, missing required columns, unknown schema version, no rows) is skipped
+with one warning line naming it, in ``read_record``'s own words, so the CLI and the site say the same.
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from rootbench.harness import records
 from rootbench.leaderboard.aggregate import config_identity
@@ -30,7 +29,7 @@ POINT_TYPES = {"step": pa.int64(), "epoch": pa.float64(), "examples_seen": pa.in
                "metric": pa.large_string(), "value": pa.float64(), "train_time_s": pa.float64(),
                "eval_time_s": pa.float64()}  # the types the runner writes (pandas strings -> large_string)
 PARALLEL_MIN_FILES = 400  # below this, worker start-up costs more than it saves
-CACHE_VERSION = 1  # bump when what a run row holds changes (e.g. how config ids are computed)
+CACHE_VERSION = 2  # bump when what a run row holds changes (e.g. how config ids are computed)
 
 
 @dataclass
@@ -49,57 +48,22 @@ def fingerprint(path: str) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
-def _python(v):
-    """Arrow scalars come back as Python values; make NaN-like floats uniform."""
-    if isinstance(v, float) and math.isnan(v):
-        return None
-    return v
-
-
 def _read_one(path: str):
-    """(run dict, points table) of one file, or a warning string."""
+    """(run dict, points table) of one file, or a warning string (``records.read_record``'s own reason)."""
     try:
-        pf = pq.ParquetFile(path)
-        table = pf.read(use_threads=False)
-    except Exception:  # noqa: BLE001 - any parser error: let read_run phrase it
-        return _explain(path)
-    names = set(table.column_names)
-    if any(c not in names for c in records.REQUIRED_COLUMNS) or table.num_rows == 0:
-        return _explain(path)
-    versions = set(table.column("schema_version").unique().to_pylist())
-    if versions != {records.SCHEMA_VERSION}:
-        return _explain(path)
-    run = {c: _python(table.column(c)[0].as_py()) for c in table.column_names if c not in POINT_COLUMNS}
+        rec = records.read_record(path)
+    except records.ResultsError as e:
+        return f"skipping {e}"
+    run = dict(rec.run)
     run["path"] = path
     run["fingerprint"] = fingerprint(path)
-    run["n_rows"] = table.num_rows
+    run["n_rows"] = rec.curve_table.num_rows
     run.update(config_identity(run))  # from the file's own values and types, so a cached run keeps its ids
-    cols = {}
-    for c in POINT_COLUMNS:
-        if c in names:
-            col = table.column(c)
-            if col.type != POINT_TYPES[c]:
-                try:
-                    col = col.cast(POINT_TYPES[c])
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-                    col = pa.nulls(table.num_rows, POINT_TYPES[c])
-        else:
-            col = pa.nulls(table.num_rows, POINT_TYPES[c])
-        cols[c] = col
+    table = rec.curve_table
+    cols = {c: table.column(c).cast(POINT_TYPES[c]) for c in POINT_COLUMNS}
     rid = str(run["run_id"])
     cols = {"run_id": pa.array([rid] * table.num_rows, pa.large_string()), **cols}
     return run, pa.table(cols)
-
-
-def _explain(path: str) -> str:
-    """The one-line reason ``records.read_run`` gives for rejecting ``path``."""
-    try:
-        records.read_run(path)
-    except records.ResultsError as e:
-        return f"skipping {e}"
-    except Exception as e:  # noqa: BLE001
-        return f"skipping {path}: {type(e).__name__}: {e}"
-    return f"skipping {path}: pyarrow could not read it although pandas could; rerun it"
 
 
 def _read_many(paths: list[str], each=None):

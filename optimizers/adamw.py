@@ -22,7 +22,7 @@ register_optimizer(
     "adamw", adamw,
     description="AdamW: Adam with decoupled weight decay, square-root preconditioner (torch.optim.AdamW)",
     paper="https://arxiv.org/abs/1711.05101",
-    family="adam", root_free=False, pair="rfadamw", wd_kind="decoupled", test_lr=0.05,
+    family="adam", root_free=False, pair="rfadamw", wd_kind="decoupled", test_lr=0.05, preconditioner="diagonal",
     search_space={"lr": ("log", 1e-5, 1e-2), "momentum": ("log", 0.1, 0.99), "lr_cov": ("log", 1e-4, 1e-1),
                   "damping": ("log", 1e-12, 1e-6), "weight_decay": ("log", 1e-4, 1e-1)},
 )

@@ -428,7 +428,8 @@ _SPACE = {"lr": ("log", 8e-5, 8e-4), "momentum": ("log", 0.1, 0.95), "lr_cov": (
           "riemannian_momentum": ("log", 0.1, 0.9), "damping": ("log", 3e-5, 1e-3),
           "weight_decay": ("log", 1e-6, 6e-2)}  # section 6.1 IF-Shampoo envelopes across the ViTs
 _META = dict(paper="https://arxiv.org/abs/2402.03496", family="shampoo", root_free=True, pair="shampoo",
-             wd_kind="post_precond", needs_batch_size=True, test_lr=0.02, search_space=_SPACE)
+             wd_kind="post_precond", needs_batch_size=True, test_lr=0.02, search_space=_SPACE,
+             preconditioner="kronecker", period_hparam="T", bounds={"riemannian_momentum": "[0, 1)"})
 
 register_optimizer("ifshampoo", IFShampoo,
                    description="IF-Shampoo: inverse- and root-free Kronecker preconditioner, matmuls only (Lin et al. 2024)",

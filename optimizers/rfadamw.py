@@ -141,7 +141,7 @@ _RFADAMW_KERNEL = Kernel(_rfadamw_tensor_update)
 _SPACE = {"lr": ("log", 1e-3, 1.0), "momentum": ("log", 1e-3, 0.99), "lr_cov": ("log", 5e-5, 1e-1),
           "damping": ("log", 1e-7, 1e-3), "weight_decay": ("log", 1e-5, 1e-1)}  # section 6.1 RF envelopes; lr up to 1 (no published RF-AdamW sweep)
 _META = dict(paper="https://arxiv.org/abs/2402.03496", family="adam", root_free=True, pair="adamw",
-             wd_kind="decoupled", needs_batch_size=True, search_space=_SPACE)
+             wd_kind="decoupled", needs_batch_size=True, search_space=_SPACE, preconditioner="diagonal")
 
 register_optimizer("rfadamw", RFAdamW, test_lr=0.05,
                    description="RF-AdamW: root-free AdamW, v0=1/B and B-scaled denominator, no square root",

@@ -150,7 +150,7 @@ _MOMENTUM_KERNEL = Kernel(_rfrmsprop_momentum_tensor_update)
 _SPACE = {"lr": ("log", 5e-5, 1e-1), "lr_cov": ("log", 5e-5, 1e-1), "damping": ("log", 1e-7, 1e-3),
           "momentum": ("log", 1e-4, 0.99), "weight_decay": ("log", 1e-5, 1e-1)}  # section 6.1 envelopes
 _META = dict(paper="https://arxiv.org/abs/2402.03496", family="rmsprop", root_free=True, pair="rmsprop",
-             wd_kind="post_precond", needs_batch_size=True, search_space=_SPACE)
+             wd_kind="post_precond", needs_batch_size=True, search_space=_SPACE, preconditioner="diagonal")
 
 register_optimizer("rfrmsprop", RFRMSProp, test_lr=5e-3,
                    description="RF-RMSProp: root-free RMSProp, s0=1 and B-scaled g^2, no square root (Lin et al. 2024)",

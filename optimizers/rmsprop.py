@@ -27,7 +27,7 @@ register_optimizer(
     "rmsprop", rmsprop,
     description="RMSProp: square-root diagonal preconditioner, coupled L2 weight decay (torch.optim.RMSprop)",
     paper="https://www.cs.toronto.edu/~tijmen/csc321/slides/lecture_slides_lec6.pdf",
-    family="rmsprop", root_free=False, pair="rfrmsprop", wd_kind="l2", test_lr=0.01,
+    family="rmsprop", root_free=False, pair="rfrmsprop", wd_kind="l2", test_lr=0.01, preconditioner="diagonal",
     search_space={"lr": ("log", 1e-5, 1e-2), "lr_cov": ("log", 5e-4, 1e-1), "damping": ("log", 1e-10, 5e-4),
                   "momentum": ("log", 0.1, 0.99), "weight_decay": ("log", 1e-5, 5e-2)},
 )

@@ -21,7 +21,7 @@ register_optimizer(
     "sgd", sgd,
     description="SGD with heavy-ball momentum and coupled L2 weight decay (torch.optim.SGD)",
     paper="https://doi.org/10.1016/0041-5553(64)90137-5",
-    family="sgd", root_free=None, wd_kind="l2", test_lr=0.05,
+    family="sgd", root_free=None, wd_kind="l2", test_lr=0.05, preconditioner="none",
     search_space={"lr": ("log", 1e-3, 1.0), "momentum": ("log", 0.1, 0.99),
                   "weight_decay": ("log", 1e-6, 1e-2)},
 )

@@ -273,5 +273,5 @@ register_optimizer(
     "shampoo", Shampoo,
     description="Shampoo: per-axis Kronecker factors with eigh inverse roots (DS semantics as run in the paper)",
     paper="https://arxiv.org/abs/1802.09568", family="shampoo", root_free=False, pair="ifshampoo",
-    wd_kind="decoupled", test_lr=0.01, search_space=_SPACE,
+    wd_kind="decoupled", test_lr=0.01, search_space=_SPACE, preconditioner="kronecker", period_hparam="T",
 )

@@ -107,7 +107,7 @@ def cnn_smoke(arch: str, width: int = 4, classes: int = 10) -> CnnConfig:
 
 def register_cnn(name: str, description: str, smoke: CnnConfig, quick: CnnConfig, full: CnnConfig, data: str):
     register_task(name, build=_build(cnn_model), tiers={"smoke": smoke, "quick": quick, "full": full},
-                  metric="accuracy", higher_is_better=True, family="cifar", paper=PAPER, data=data,
+                  metric="accuracy", higher_is_better=True, family="cifar", paper=PAPER, data=data, model_kind="cnn",
                   description=description)
 
 
@@ -130,6 +130,7 @@ register_cnn(
 
 register_task(
     "cifar10-vit", build=_build(vit_model), metric="accuracy", higher_is_better=True, family="cifar", paper=PAPER,
+    model_kind="vit",
     data="cifar10", description="CIFAR-10, small patch-4 ViT (timm VisionTransformer); ViT protocol",
     tiers={
         "smoke": VitConfig(steps=3, batch_size=16, eval_every=3, eval_examples=16, eval_batch_size=16,

@@ -67,7 +67,7 @@ def _in_memory(model_for):
 
 register_task(
     "tinyimagenet32-resnet", build=_in_memory(cnn_model), metric="accuracy", higher_is_better=True,
-    family="imagenet_subsets", paper=PAPER, data="tinyimagenet32",
+    family="imagenet_subsets", paper=PAPER, data="tinyimagenet32", model_kind="cnn",
     description="Tiny-ImageNet-200 at 32 px, ResNet-18 with a CIFAR stem; CNN protocol (120 epochs)",
     tiers={
         "smoke": CnnConfig(steps=3, batch_size=16, eval_every=3, eval_examples=16, eval_batch_size=16,
@@ -81,7 +81,7 @@ register_task(
 
 register_task(
     "imagenette64-resnet", build=_in_memory(cnn_model), metric="accuracy", higher_is_better=True,
-    family="imagenet_subsets", paper=PAPER, data="imagenette64",
+    family="imagenet_subsets", paper=PAPER, data="imagenette64", model_kind="cnn",
     description="Imagenette (10 ImageNet classes) at 64 px, ResNet-18 with a CIFAR stem; CNN protocol (120 epochs)",
     tiers={
         "smoke": CnnConfig(steps=3, batch_size=16, eval_every=3, eval_examples=16, eval_batch_size=16,
@@ -97,7 +97,7 @@ register_task(
 
 register_task(
     "imagenette64-vit", build=_in_memory(vit_model), metric="accuracy", higher_is_better=True,
-    family="imagenet_subsets", paper=PAPER, data="imagenette64",
+    family="imagenet_subsets", paper=PAPER, data="imagenette64", model_kind="vit",
     description="Imagenette at 64 px, small patch-8 ViT (timm VisionTransformer); ViT protocol (200 epochs)",
     tiers={
         "smoke": VitConfig(steps=3, batch_size=16, eval_every=3, eval_examples=16, eval_batch_size=16,
@@ -188,7 +188,7 @@ for _task, _model, _epochs, _warmup, _dp, _kw, _small in [
 ]:
     register_task(
         _task, build=_woof_build, metric="accuracy", higher_is_better=True, family="imagenet_subsets",
-        paper=PAPER, data="imagewoof",
+        paper=PAPER, data="imagewoof", model_kind="vit",
         description=f"ImageWoof-10 at 224 px, timm {_model} from scratch; the paper's ViT protocol "
                     f"({_epochs} epochs). Quick tier: Imagenette-64 stand-in, scaled-down model",
         tiers={

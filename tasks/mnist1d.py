@@ -104,7 +104,7 @@ for _model, _tiers in {
 }.items():
     register_task(
         f"mnist1d-{_model}", build=_builder(_model), tiers=_tiers, metric="accuracy", higher_is_better=True,
-        family="mnist1d", paper=PAPER,
+        family="mnist1d", paper=PAPER, model_kind=_model,
         description=f"MNIST-1D classification with a {'2-hidden-layer MLP' if _model == 'mlp' else '3-layer 1-D CNN'}"
                     " (generated locally, no download)",
     )

@@ -44,7 +44,7 @@ def build(spec, tier, c: QuadraticConfig):
 
 
 register_task(
-    "quadratic", build=build, metric="loss", higher_is_better=False, family="quadratic",
+    "quadratic", build=build, metric="loss", higher_is_better=False, family="quadratic", model_kind="linear",
     description="Noisy quadratic: linear least squares, ill-conditioned inputs (unit tests)",
     paper="https://arxiv.org/abs/1907.04164",
     tiers={

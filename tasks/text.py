@@ -320,6 +320,7 @@ def _smoke(**kw) -> TextConfig:
 
 register_task(
     "shakespeare-char-gpt", build=_builder("gpt"), metric="loss", higher_is_better=False, family="text",
+    model_kind="transformer",
     paper="https://github.com/karpathy/nanoGPT", data="tinyshakespeare",
     description="tinyshakespeare, character level, small GPT (in-house decoder-only transformer); val loss",
     tiers={
@@ -334,6 +335,7 @@ register_task(
 
 register_task(
     "shakespeare-char-lstm", build=_builder("lstm"), metric="loss", higher_is_better=False, family="text",
+    model_kind="rnn",
     paper=PAPER, data="tinyshakespeare",
     description="tinyshakespeare, character level, 3-layer LSTM; val loss",
     tiers={
@@ -347,6 +349,7 @@ register_task(
 
 register_task(
     "wikitext103-gpt", build=_builder("gpt"), metric="loss", higher_is_better=False, family="text",
+    model_kind="transformer",
     paper="https://arxiv.org/abs/1609.07843", data="wikitext103",
     description="WikiText-103, word level, GPT (8 layers, 512 wide); val loss. Quick tier: WikiText-2 valid/test",
     tiers={

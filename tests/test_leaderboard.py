@@ -41,7 +41,7 @@ def lb_runs(tmp_path_factory):
     """~24 smoke runs: 2-3 optimizers x 2 configs x 2 seeds on two tasks, precision twins, a diverged
     run and a run whose hyperparameter is an HTML script (it fails as an error run)."""
     from rootbench.harness.config import RunConfig
-    from rootbench.harness.runner import run
+    from rootbench.harness import run
     from rootbench.optimizers import get_optimizer_spec, list_optimizers
 
     root = str(tmp_path_factory.mktemp("lb") / "runs")

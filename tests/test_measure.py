@@ -37,12 +37,13 @@ def test_state_bytes_of_a_bf16_adamw_are_half_of_fp32():
 
 def test_peak_memory_is_positive_and_grows_with_the_batch_size():
     """Each run in its own worker process, so each high-water mark is its own."""
-    from rootbench.harness.cli import execute
+    from rootbench.harness.execute import run_in_worker
+    from rootbench.harness.resolve import resolve_run
 
     def peak(batch_size):
         cfg = RunConfig(tier="smoke", ref_steps=0, task_settings={"batch_size": batch_size, "width": 1024,
                                                                   "steps": 4, "eval_every": 4})
-        rows = execute("mnist1d-mlp", "sgd", cfg)
+        rows = run_in_worker(resolve_run("mnist1d-mlp", "sgd", cfg))
         assert rows[0]["status"] == "ok", rows[0]["status_message"]
         return rows[0]["peak_mem_bytes"]
 

@@ -52,4 +52,4 @@ def test_a_missing_plugin_file_is_a_clear_error(tmp_path):
     code = ("from rootbench.optimizers import list_optimizers\n"
             "try:\n    list_optimizers()\nexcept Exception as e:\n    print(type(e).__name__, e)")
     out = run_python(code, {"ROOTBENCH_OPTIMIZERS": str(tmp_path / "nope.py")}, tmp_path)
-    assert out.startswith("RegistryError") and "nope.py" in out
+    assert out.startswith("UsageError") and "nope.py" in out

@@ -4,6 +4,7 @@ import time
 import pytest
 import torch
 
+from rootbench.harness import run as harness_run
 from rootbench.harness import runner
 from rootbench.harness.config import RunConfig
 from rootbench.harness.registry import RegistryError
@@ -15,16 +16,16 @@ def curve(rows, split="train_batch", metric="loss"):
 
 def test_identical_seeds_give_identical_curves_and_other_seeds_differ():
     cfg = RunConfig(tier="smoke", seed=3, ref_steps=0)
-    a = runner.run("mnist1d-cnn", "adamw", cfg)
-    b = runner.run("mnist1d-cnn", "adamw", cfg)
+    a = harness_run("mnist1d-cnn", "adamw", cfg)
+    b = harness_run("mnist1d-cnn", "adamw", cfg)
     assert curve(a) == curve(b) and curve(a, "val", "accuracy") == curve(b, "val", "accuracy")
     assert a[0]["run_id"] == b[0]["run_id"]
-    c = runner.run("mnist1d-cnn", "adamw", cfg.replace(seed=4))
+    c = harness_run("mnist1d-cnn", "adamw", cfg.replace(seed=4))
     assert curve(a) != curve(c) and c[0]["run_id"] != a[0]["run_id"]
 
 
 def test_rows_are_tidy_with_run_level_columns_on_every_row():
-    rows = runner.run("quadratic", "sgd", RunConfig(tier="smoke", ref_steps=2))
+    rows = harness_run("quadratic", "sgd", RunConfig(tier="smoke", ref_steps=2))
     keys = set(rows[0])
     assert all(set(r) == keys for r in rows)
     cfg = rows[0]
@@ -40,21 +41,21 @@ def test_rows_are_tidy_with_run_level_columns_on_every_row():
 
 
 def test_time_to_target_is_the_first_val_point_meeting_the_target():
-    rows = runner.run("quadratic", "sgd", RunConfig(tier="smoke", ref_steps=0))
+    rows = harness_run("quadratic", "sgd", RunConfig(tier="smoke", ref_steps=0))
     val = [(r["step"], r["value"], r["train_time_s"]) for r in rows if r["split"] == "val" and r["metric"] == "loss"]
     target = rows[0]["target"]
     hits = [v for v in val if v[1] <= target]
     assert hits, "the smoke quadratic should reach its target with SGD"
     assert rows[0]["steps_to_target"] == hits[0][0]
     assert rows[0]["time_to_target_s"] == hits[0][2]
-    never = runner.run("quadratic", "sgd", RunConfig(tier="smoke", ref_steps=0, task_settings={"target": 1e-9}))
+    never = harness_run("quadratic", "sgd", RunConfig(tier="smoke", ref_steps=0, task_settings={"target": 1e-9}))
     assert never[0]["steps_to_target"] is None and never[0]["time_to_target_s"] is None
 
 
 def test_time_limit_ends_with_timeout_and_keeps_the_partial_curve():
     cfg = RunConfig(tier="smoke", ref_steps=0, time_limit=1.5, task_settings={"steps": 10**7, "eval_every": 200})
     t0 = time.perf_counter()
-    rows = runner.run("quadratic", "sgd", cfg)
+    rows = harness_run("quadratic", "sgd", cfg)
     assert time.perf_counter() - t0 < 30
     assert rows[0]["status"] == "timeout" and "time limit" in rows[0]["status_message"]
     val_steps = [s for s, _ in curve(rows, "val", "loss")]
@@ -93,7 +94,7 @@ def test_train_clock_excludes_a_slow_evaluation(monkeypatch):
     monkeypatch.setattr(torch.optim.SGD, "step", timed_step)
     cfg = RunConfig(tier="smoke", ref_steps=0, task_settings={"steps": 300, "eval_every": 60, "width": 512,
                                                               "batch_size": 256})
-    rows = runner.run("mnist1d-mlp", "sgd", cfg)
+    rows = harness_run("mnist1d-mlp", "sgd", cfg)
     r = rows[0]
     assert r["status"] == "ok" and len(step_times) == 300
     n_evals = len({x["step"] for x in rows if x["split"] == "val"})
@@ -103,8 +104,8 @@ def test_train_clock_excludes_a_slow_evaluation(monkeypatch):
 
 @pytest.mark.parametrize("precision", ["bf16", "bf16-pure", "fp16"])
 def test_precisions_run_and_are_part_of_the_run_id(precision):
-    base = runner.run("mnist1d-mlp", "adamw", RunConfig(tier="smoke", ref_steps=0))
-    rows = runner.run("mnist1d-mlp", "adamw", RunConfig(tier="smoke", ref_steps=0, precision=precision))
+    base = harness_run("mnist1d-mlp", "adamw", RunConfig(tier="smoke", ref_steps=0))
+    rows = harness_run("mnist1d-mlp", "adamw", RunConfig(tier="smoke", ref_steps=0, precision=precision))
     r = rows[0]
     assert r["status"] == "ok" and r["precision"] == precision and r["run_id"] != base[0]["run_id"]
     if precision == "bf16-pure":  # state in bf16: half the fp32 bytes
@@ -126,7 +127,7 @@ def test_an_exception_inside_training_is_an_error_row(monkeypatch):
         raise RuntimeError("disk went away")
 
     monkeypatch.setattr(_base.ArrayTask, "train_batches", broken)
-    rows = runner.run("quadratic", "sgd", RunConfig(tier="smoke", ref_steps=0))
+    rows = harness_run("quadratic", "sgd", RunConfig(tier="smoke", ref_steps=0))
     assert rows[0]["status"] == "error" and "disk went away" in rows[0]["status_message"]
     assert "Traceback" in rows[0]["traceback"]
 

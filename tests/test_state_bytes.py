@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+from rootbench.harness import run as harness_run
 from rootbench.harness import runner
 from rootbench.harness.config import RunConfig
 from rootbench.tasks import create_task
@@ -22,7 +23,7 @@ def shapes():
 
 
 def run(opt, precision, **hparams):
-    rows = runner.run(TASK, opt, RunConfig(tier="smoke", precision=precision, ref_steps=0, hparams=hparams,
+    rows = harness_run(TASK, opt, RunConfig(tier="smoke", precision=precision, ref_steps=0, hparams=hparams,
                                            task_settings={"steps": 4, "eval_every": 4}))
     assert rows[0]["status"] == "ok", rows[0]["status_message"]
     return rows[0]

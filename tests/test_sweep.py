@@ -76,7 +76,7 @@ def test_pinned_overrides_leave_the_search_and_apply_to_every_trial():
     s = sw.Sweep(sw.SweepConfig(task="quadratic", optimizer="adamw", tier="smoke", overrides={"lr": 0.01, "steps": 10}))
     assert "lr" not in s.space and set(s.space) == set(get_optimizer_spec("adamw").search_space) - {"lr"}
     trials = s._trials(1, s.space, 5)
-    assert all(t.config.hparams["lr"] == 0.01 and t.config.task_settings == {"steps": 10} for t in trials)
+    assert all(t.spec.config.hparams["lr"] == 0.01 and t.spec.config.task_settings == {"steps": 10} for t in trials)
     assert all("lr" not in t.hparams for t in trials)
     assert len({t.run_id for t in trials}) == 5
     with pytest.raises(RegistryError, match="unknown setting"):
@@ -240,6 +240,8 @@ def test_every_declared_search_space_samples_valid_hyperparameters(optimizer):
 
 
 def test_cached_failures_rerun_only_with_retry_failed_and_unreadable_files_rerun(tmp_path):
+    from rootbench.harness.execute import cached_record
+    from rootbench.harness.records import ResultsError, run_path
     from rootbench.harness.runner import failure_rows
 
     def sweep(**kw):
@@ -248,10 +250,18 @@ def test_cached_failures_rerun_only_with_retry_failed_and_unreadable_files_rerun
 
     s = sweep()
     failed, broken, fresh = s._trials(1, s.space, 3)
-    write_run(failure_rows("quadratic", "sgd", failed.config, "oom", "worker process died"), str(tmp_path))
-    os.makedirs(os.path.dirname(s._path(broken.run_id)), exist_ok=True)
-    with open(s._path(broken.run_id), "wb") as f:
+    write_run(failure_rows(failed.spec, "oom", "worker process died"), str(tmp_path))
+    path = run_path(str(tmp_path), "quadratic", "sgd", broken.run_id)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
         f.write(b"PAR1 truncated")
-    assert s._cached(failed.run_id) and not s._cached(broken.run_id) and not s._cached(fresh.run_id)
-    retry = sweep(retry_failed=True)
-    assert not retry._cached(failed.run_id)
+    root = str(tmp_path)
+    assert cached_record(failed.spec, root).failed and cached_record(fresh.spec, root) is None
+    assert cached_record(failed.spec, root, retry_failed=True) is None
+    with pytest.raises(ResultsError, match=broken.run_id):  # the one rule names an unreadable file ...
+        cached_record(broken.spec, root)
+    logs = []
+    s = sw.Sweep(sw.SweepConfig(task="quadratic", optimizer="sgd", tier="smoke", runs=root), out=logs.append)
+    s._run_local = lambda todo: iter(())  # ... and the sweep reruns it (the backend is not under test here)
+    s.execute([("broken", broken.spec), ("failed", failed.spec)])
+    assert any(f"rerunning {broken.run_id}" in m for m in logs) and s.cached == 1

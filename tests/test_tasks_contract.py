@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from rootbench.harness.config import RunConfig
-from rootbench.harness.runner import run
+from rootbench.harness import run
 from rootbench.tasks import check_data, create_task, get_task_spec, list_tasks
 from rootbench.tasks.data import DataMissingError
 from tests.task_fakes import one_thread, write_all  # noqa: F401 - autouse fixture
