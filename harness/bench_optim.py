@@ -4,61 +4,142 @@
     rootbench bench-optim --opt rfadamw,rfrmsprop:momentum=0.9 --shape 1024x1024 --n-tensors 16 --dtype bf16
     rootbench bench-optim --opt ifshampoo,sirfshampoo,shampoo --shape 512x512 512 --n-tensors 2 --T 1,10
 
-A micro-benchmark of ``optimizer.step()`` alone (methods.md sections 7.4-7.6). Every case builds
+A micro-benchmark of ``optimizer.step()`` alone. Every case builds
 its parameters and gradients once per optimizer (same values), takes one untimed step (lazy state,
 ``torch.compile``: reported as ``first_step_s`` / ``compile_s``), then times all its optimizers
 *interleaved* in ``--rounds`` rounds with ``torch.utils.benchmark.Timer.blocked_autorange``, next to
 fused AdamW on the same parameters and a ``copy_``/``add_`` bandwidth probe, so machine noise hits all
-alike. A round's time per step is the block median, or for periodic methods (a ``T``) the mean over
-whole periods of T steps; the reported step time and every ratio is the median over rounds of the
-per-round value. For periodic methods the update and regular steps are also timed one by one.
+alike. A round's time per step is the block median, or for periodic methods (those that declare a
+``period_hparam``, timed at each ``--T``) the mean over whole periods of T steps; the reported step time
+and every ratio is the median over rounds of the per-round value. For periodic methods the update and
+regular steps are also timed one by one; which step of a period updates the preconditioner is measured
+(the step that changes more of the optimizer's tensors than the others), not assumed.
 
 Reported per optimizer: ms/step; the ratio to fused AdamW at the same dtype (``ratio_adamw``) and to
 the case's named baseline (``ratio_baseline``); persistent state bytes per parameter
 (``harness.measure.optimizer_state_bytes``, which also counts state kept outside ``opt.state``); the
 transient peak per parameter (a fresh subprocess per optimizer with ``MALLOC_MMAP_THRESHOLD_=65536``:
 RSS high-water mark above the RSS after the first step, over a period of further steps); for
-diagonal methods the traffic floor (bytes read + written per parameter: p and every param-sized
-state tensor twice, g once; methods.md 7.4) and the achieved bandwidth against the ``add_`` probe;
-for Shampoo the share of its step spent in ``torch.linalg.eigh``.
+diagonal methods (and SGD) the traffic floor (bytes read + written per parameter: p and every
+param-sized state tensor twice, g once) and the achieved bandwidth against the ``add_``
+probe; for periodic methods whose steps call ``torch.linalg.eigh`` (Shampoo) the share of their step spent
+in it (NaN when no step called it).
 
-``--dtype`` is the optimizer's working precision: for diagonal methods parameters, gradients and
-state (all bf16 for ``bf16``); for Kronecker methods the factor dtype (``preconditioner_dtype``,
-SIRFShampoo's ``preconditioner_dtypes``) with fp32 parameters, as in the paper.
+How a method is treated follows what it declares (``OptimizerSpec.preconditioner``, ``period_hparam``,
+``needs_batch_size``), so an optimizer registered from outside the repository is benchmarked like the
+built-in ones. ``--dtype`` is the optimizer's working precision: for diagonal methods parameters,
+gradients and state (all bf16 for ``bf16``); for Kronecker methods the factor dtype
+(``preconditioner_dtype``) with fp32 parameters, as in the paper. Kronecker methods run at SIRFShampoo's
+defaults (``KRON_HP``, for the hyperparameters they have) with a strict period (``schedule="every_T"``
+where a method has that knob).
 
 Threads are fixed (``--threads``, default torch's) and recorded with the load average. On a busy
 machine multi-threaded timings mostly measure waits at OpenMP barriers (a thread descheduled for a
 scheduler tick stalls every parallel op); ``--threads 1`` then compares the work itself.
 
-Results: ``<runs>/bench-optim/<time>-<hash>.parquet`` (written atomically, with provenance columns)
-and a printed table. ``sirfshampoo`` (the authors' package, a test dependency) can be named as an
-optimizer; it is configured as methods.md section 7.1 says, with an int T.
+Results: ``<runs>/bench-optim/<time>-<hash>.parquet`` (written atomically by the results store, with
+provenance columns) and a printed table. ``sirfshampoo`` (the authors' package, a test dependency) can be
+named as an optimizer: an external reference entry (``EXTERNAL``) that declares the same capabilities and
+takes rootbench's hyperparameter names (SIRFShampoo's own names mapped by ``SIRF_NAMES``), with an int T.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import gc
 import hashlib
+import importlib.util
 import json
 import math
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
 
-from rootbench.harness.registry import RegistryError
+from rootbench.harness import records
+from rootbench.harness.registry import UsageError
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 DTYPE_KNOBS = {"fp32": "float32", "bf16": "bfloat16"}
-EXTERNAL = ("sirfshampoo",)  # benchmarked for reference, not registered optimizers
 BATCH_SIZE = 128  # B for the root-free methods (the examples a loss is averaged over)
-KRON_HP = dict(lr=1e-3, lr_cov=1e-2, momentum=0.9, riemannian_momentum=0.5, damping=1e-3)  # = SIRF's defaults
+# Kronecker methods run at SIRFShampoo's defaults, so IF-Shampoo and the authors' package are timed in one
+# configuration; each method gets those of these (conventional) hyperparameter names it has
+KRON_HP = dict(lr=1e-3, lr_cov=1e-2, momentum=0.9, riemannian_momentum=0.5, damping=1e-3)
+# a strict period of T steps (IF-Shampoo's default warm-up updates more often early on, so the blocks
+# of T steps would not be whole periods)
+PERIODIC_HP = dict(schedule="every_T")
+FACTOR_DTYPE_HPARAM = "preconditioner_dtype"  # the conventional knob for the dtype of Kronecker factors
+
+
+# ---------------------------------------------------------------------------------------------
+# optimizers benchmarked for reference but not registered
+
+@dataclass(frozen=True)
+class ExternalOptimizer:
+    """An optimizer from an installed package, benchmarked for reference but not registered. It declares the
+    capabilities an ``OptimizerSpec`` declares, so every code path here treats it through them; ``factory``
+    takes (name, parameter) pairs and hyperparameters in rootbench's names (``defaults``)."""
+
+    name: str
+    package: str  # must be importable to use this entry
+    factory: Callable
+    defaults: dict
+    preconditioner: str
+    period_hparam: str | None = None
+    needs_batch_size: bool = False
+    family: str = "other"
+
+    def available(self) -> bool:
+        return importlib.util.find_spec(self.package) is not None
+
+
+SIRF_NAMES = {"lr_cov": "beta2", "momentum": "alpha1", "riemannian_momentum": "alpha2", "damping": "lam",
+              "weight_decay": "kappa", "preconditioner_dtype": "preconditioner_dtypes"}  # rootbench -> SIRFShampoo
+TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
+                "float64": torch.float64}
+
+
+def _sirfshampoo(named: list, **hparams):
+    """SIRFShampoo (the authors' package) on ``named`` parameters, held by a module as its API needs."""
+    import sirfshampoo
+
+    holder = torch.nn.Module()
+    for i, (_, p) in enumerate(named):
+        holder.register_parameter(f"p{i}", p)
+    hp = {SIRF_NAMES.get(k, k): v for k, v in hparams.items()}
+    dtype = hp.get("preconditioner_dtypes", "param")
+    if dtype != "param" and dtype not in TORCH_DTYPES:
+        raise UsageError(f"sirfshampoo: preconditioner_dtype={dtype!r}; valid: param, {', '.join(TORCH_DTYPES)}")
+    hp["preconditioner_dtypes"] = None if dtype == "param" else TORCH_DTYPES[dtype]  # None: the parameters' dtype
+    return sirfshampoo.SIRFShampoo(holder, **hp)
+
+
+EXTERNAL = {
+    "sirfshampoo": ExternalOptimizer(
+        "sirfshampoo", "sirfshampoo", _sirfshampoo, preconditioner="kronecker", period_hparam="T",
+        needs_batch_size=True, family="shampoo",
+        defaults={**KRON_HP, "weight_decay": 0.0, "T": 1, "preconditioner_dtype": "param", "structures": "dense"}),
+}
+
+
+def capabilities(name: str):
+    """What ``name`` declares (preconditioner, period_hparam, needs_batch_size, defaults): its ``OptimizerSpec``,
+    or the external reference entry of that name. Unknown names raise ``UsageError`` with close matches."""
+    if name in EXTERNAL:
+        return EXTERNAL[name]
+    from rootbench.optimizers import get_optimizer_spec
+
+    return get_optimizer_spec(name)
+
+
+def kronecker(name: str) -> bool:
+    return capabilities(name).preconditioner == "kronecker"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,7 +147,7 @@ KRON_HP = dict(lr=1e-3, lr_cov=1e-2, momentum=0.9, riemannian_momentum=0.5, damp
 
 @dataclass
 class Entry:
-    """One optimizer configuration in a case; ``T`` set for periodic methods."""
+    """One optimizer configuration in a case; ``T`` (the value of its ``period_hparam``) set for periodic methods."""
 
     name: str
     hparams: dict = field(default_factory=dict)
@@ -100,22 +181,6 @@ class Case:
         return Case(**d)
 
 
-def periodic(name: str) -> bool:
-    if name in EXTERNAL:
-        return True
-    from rootbench.optimizers import get_optimizer_spec
-
-    return "T" in get_optimizer_spec(name).defaults
-
-
-def family(name: str) -> str:
-    if name in EXTERNAL:
-        return "shampoo"
-    from rootbench.optimizers import get_optimizer_spec
-
-    return get_optimizer_spec(name).family
-
-
 def default_suite() -> list:
     """The acceptance cases: diagonal methods at the traffic floor, IF-Shampoo vs the authors' package,
     IF-Shampoo (bf16) vs Shampoo (fp32, eigh) on one 1024x1024 weight."""
@@ -123,7 +188,7 @@ def default_suite() -> list:
     for dt in ("fp32", "bf16"):  # 16 x 1024^2 = 16.8M parameters; rfrmsprop with momentum, like AdamW's two buffers
         cases.append(Case(f"diag-16x1024x1024-{dt}", dt, shapes=[[1024, 1024]] * 16, entries=[
             Entry("rfadamw"), Entry("rfrmsprop", {"momentum": 0.9}), Entry("sgd", {"impl": "fused"})]))
-    have_sirf = _have("sirfshampoo")
+    have_sirf = EXTERNAL["sirfshampoo"].available()
     for dt in ("fp32", "bf16"):
         entries = []
         for T in (1, 10):
@@ -138,19 +203,14 @@ def default_suite() -> list:
     return cases
 
 
-def _have(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
-
-
 # ---------------------------------------------------------------------------------------------
 # building parameters and optimizers (shared by the parent and the peak-memory subprocesses)
 
 def param_dtype(case: Case, entry: Entry) -> torch.dtype:
+    """fp32 parameters for Kronecker methods (``--dtype`` is their factor dtype), else the case's dtype."""
     if entry.param_dtype:
         return DTYPES[entry.param_dtype]
-    return torch.float32 if family(entry.name) == "shampoo" else DTYPES[case.dtype]
+    return torch.float32 if kronecker(entry.name) else DTYPES[case.dtype]
 
 
 def build_params(case: Case, dtype: torch.dtype, seed: int = 0) -> list:
@@ -173,36 +233,34 @@ def build_params(case: Case, dtype: torch.dtype, seed: int = 0) -> list:
     return named
 
 
+def benchmark_hparams(case: Case, entry: Entry) -> dict:
+    """The hyperparameters ``entry`` runs with: for Kronecker methods ``KRON_HP`` and the factor dtype, for
+    periodic ones the period (``period_hparam`` = T) and a strict schedule, then the entry's own; only those the
+    method has, plus B where it declares it needs one."""
+    caps = capabilities(entry.name)
+    hp = {}
+    if caps.preconditioner == "kronecker":
+        hp = dict(KRON_HP, momentum_dtype="param")  # the momentum buffer follows the (fp32) parameters
+        hp[FACTOR_DTYPE_HPARAM] = DTYPE_KNOBS[case.dtype]
+    if entry.T is not None:
+        if caps.period_hparam is None:
+            raise UsageError(f"{entry.name} declares no preconditioner period; it cannot run at T={entry.T}")
+        hp.update(PERIODIC_HP)
+        hp[caps.period_hparam] = entry.T
+    hp.update(entry.hparams)
+    hp = {k: v for k, v in hp.items() if k in caps.defaults}
+    if caps.needs_batch_size:
+        hp["batch_size"] = BATCH_SIZE
+    return hp
+
+
 def build_optimizer(case: Case, entry: Entry, named: list):
     """The optimizer of ``entry`` on ``named`` parameters (--dtype mapped onto its dtype knobs)."""
-    from rootbench.optimizers import create_optimizer, get_optimizer_spec
+    from rootbench.optimizers import create_optimizer
 
-    kind = family(entry.name)
-    if entry.name == "sirfshampoo":
-        import sirfshampoo
-
-        holder = torch.nn.Module()
-        for i, (_, p) in enumerate(named):
-            holder.register_parameter(f"p{i}", p)
-        hp = dict(lr=KRON_HP["lr"], beta2=KRON_HP["lr_cov"], alpha1=KRON_HP["momentum"],
-                  alpha2=KRON_HP["riemannian_momentum"], lam=KRON_HP["damping"], kappa=0.0,
-                  batch_size=BATCH_SIZE, T=entry.T or 1,
-                  preconditioner_dtypes=DTYPES[case.dtype] if case.dtype != "fp32" else None)
-        hp.update(entry.hparams)
-        return sirfshampoo.SIRFShampoo(holder, **hp)
-    spec = get_optimizer_spec(entry.name)
-    hp = {}
-    if entry.name.startswith("ifshampoo"):
-        hp = dict(KRON_HP, schedule="every_T", preconditioner_dtype=DTYPE_KNOBS[case.dtype], momentum_dtype="param")
-    elif kind == "shampoo":
-        hp = dict(lr=KRON_HP["lr"], lr_cov=KRON_HP["lr_cov"], momentum=KRON_HP["momentum"],
-                  preconditioner_dtype=DTYPE_KNOBS[case.dtype])
-    if entry.T is not None:
-        hp["T"] = entry.T
-    hp.update(entry.hparams)
-    hp = {k: v for k, v in hp.items() if k in spec.defaults}
-    if spec.needs_batch_size:
-        hp["batch_size"] = BATCH_SIZE
+    hp = benchmark_hparams(case, entry)
+    if entry.name in EXTERNAL:
+        return EXTERNAL[entry.name].factory(named, **hp)
     return create_optimizer(entry.name, named, **hp)
 
 
@@ -241,40 +299,98 @@ def _time_block(opt, T: int | None, min_run_time: float) -> float:
     return (m.mean if T and T > 1 else m.median) / (T or 1)
 
 
-def _update_phase(name: str, i: int, T: int) -> bool:
-    """Whether step number ``i`` (0-based, counting the untimed first step) refreshes the preconditioner."""
-    if name == "shampoo":
-        return (i + 1) % T == 0  # roots when the 1-based step count is a multiple of T
-    return i % T == 0  # IF-Shampoo every_T and SIRFShampoo: global_step % T == 0
+def _held_tensors(opt) -> dict:
+    """Every tensor the optimizer holds, by its path from the optimizer object: ``opt.state`` and state kept in
+    other attributes (stacked buckets, SIRFShampoo's factor lists); parameters and gradients excluded."""
+    skip = set()
+    for group in opt.param_groups:
+        for p in group["params"]:
+            skip.add(p.untyped_storage().data_ptr())
+            if p.grad is not None:
+                skip.add(p.grad.untyped_storage().data_ptr())
+    found, seen = {}, set()
+
+    def walk(obj, path):
+        if isinstance(obj, torch.Tensor):
+            if obj.untyped_storage().data_ptr() not in skip:
+                found[path] = obj
+            return
+        if id(obj) in seen or len(path) > 12:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, dict):
+            for k, v in obj.items():  # opt.state is keyed by parameters: the same objects at every call
+                walk(v, path + ((("id", id(k)) if isinstance(k, torch.Tensor) else k),))
+        elif isinstance(obj, (list, tuple)):
+            for i, v in enumerate(obj):
+                walk(v, path + (i,))
+        elif hasattr(obj, "__dict__") and not isinstance(obj, (type, torch.nn.Module)) and not callable(obj):
+            walk(vars(obj), path)
+
+    walk({k: v for k, v in vars(opt).items() if k not in ("param_groups", "defaults")}, ())
+    return found
 
 
-def _split_steps(entry: Entry, opt, steps_done: int, periods: int = 3) -> dict:
-    """Time update and regular steps one by one; for Shampoo also the share spent in eigh."""
-    T = entry.T or 1
-    eigh_total, real_eigh = [0.0], torch.linalg.eigh
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.is_floating_point() or a.is_complex():
+        return bool(torch.allclose(a, b, rtol=0.0, atol=0.0, equal_nan=True))  # exact, NaN equal to NaN
+    return torch.equal(a, b)
+
+
+def update_phase(opt, T: int) -> int | None:
+    """Which step of the next period of T steps updates the preconditioner, measured: T untimed steps, each
+    counting the optimizer's tensors it changes; the update step changes the most (the factors or roots besides
+    what every step changes: momentum, statistics). None when no single step stands out."""
+    if T == 1:
+        return 0
+    changed = []
+    for _ in range(T):
+        before = {path: t.detach().clone() for path, t in _held_tensors(opt).items()}
+        opt.step()
+        after = _held_tensors(opt)
+        changed.append(sum(1 for path in before.keys() | after.keys()
+                           if path not in before or path not in after or not _same(before[path], after[path])))
+    most = max(changed)
+    return changed.index(most) if changed.count(most) == 1 else None
+
+
+@contextlib.contextmanager
+def eigh_clock():
+    """Count and time the calls of ``torch.linalg.eigh`` made while active (``{"calls", "seconds"}``)."""
+    clock, real_eigh = {"calls": 0, "seconds": 0.0}, torch.linalg.eigh
 
     def timed_eigh(*args, **kwargs):
         t0 = time.perf_counter()
         try:
             return real_eigh(*args, **kwargs)
         finally:
-            eigh_total[0] += time.perf_counter() - t0
+            clock["calls"] += 1
+            clock["seconds"] += time.perf_counter() - t0
 
-    update, regular = [], []
     torch.linalg.eigh = timed_eigh
     try:
-        t_all = time.perf_counter()
-        for i in range(steps_done, steps_done + periods * T):
-            t0 = time.perf_counter()
-            opt.step()
-            (update if _update_phase(entry.name, i, T) else regular).append(time.perf_counter() - t0)
-        t_all = time.perf_counter() - t_all
+        yield clock
     finally:
         torch.linalg.eigh = real_eigh
-    med = lambda xs: statistics.median(xs) if xs else float("nan")  # noqa: E731
+
+
+def _split_steps(opt, T: int, periods: int = 3) -> dict:
+    """Time update and regular steps one by one over whole periods (after ``update_phase`` found which step of a
+    period updates), and the share of that time spent in ``torch.linalg.eigh`` (NaN when no step called it)."""
+    phase = update_phase(opt, T)  # the probe took T steps: the timed steps start at the same phase
+    update, regular = [], []
+    with eigh_clock() as eigh:
+        t_all = time.perf_counter()
+        for i in range(periods * T):
+            t0 = time.perf_counter()
+            opt.step()
+            (update if i % T == phase else regular).append(time.perf_counter() - t0)
+        t_all = time.perf_counter() - t_all
+    med = lambda xs: statistics.median(xs) if xs and phase is not None else float("nan")  # noqa: E731
     return {"update_step_s": med(update), "regular_step_s": med(regular),
-            "eigh_share": eigh_total[0] / t_all if entry.name == "shampoo" else float("nan"),
-            "steps_done": steps_done + periods * T}
+            "eigh_share": eigh["seconds"] / t_all if eigh["calls"] else float("nan")}
 
 
 def _probe(n: int, min_run_time: float) -> dict:
@@ -320,13 +436,15 @@ def run_case(case: Case, rounds: int, min_run_time: float, log=print) -> list:
     rows = []
     for b in built:
         e, opt, named = b["entry"], b["opt"], b["named"]
-        split = _split_steps(e, opt, _steps_taken(opt, e), periods=2) if e.T else {}
+        split = _split_steps(opt, e.T, periods=2) if e.T else {}
         step_s = statistics.median(b["times"])
         base = labels.get(e.baseline) if e.baseline else None
-        floor = traffic_floor(opt, named, diagonal=family(e.name) != "shampoo")
+        caps = capabilities(e.name)
+        floor = traffic_floor(opt, named, diagonal=caps.preconditioner != "kronecker")
         finite = all(bool(torch.isfinite(p).all()) for _, p in named)
         row = {
             "case": case.name, "optimizer": e.name, "label": e.label, "hparams": json.dumps(e.hparams, sort_keys=True),
+            "preconditioner": caps.preconditioner, "family": caps.family,
             "dtype": case.dtype, "param_dtype": str(named[0][1].dtype).replace("torch.", ""),
             "T": e.T if e.T else 1, "n_tensors": len(named), "n_params": b["n"],
             "shapes": json.dumps([list(p.shape) for _, p in named]) if not case.model else case.model,
@@ -357,17 +475,8 @@ def run_case(case: Case, rounds: int, min_run_time: float, log=print) -> list:
 
 def adamw_entry(case: Case) -> Entry:
     """Fused AdamW on the parameters the case's other entries use (fp32 in Kronecker cases)."""
-    kronecker = {family(e.name) for e in case.entries} <= {"shampoo"}
-    return Entry("adamw", {"impl": "fused"}, param_dtype="fp32" if kronecker else case.dtype)
-
-
-def _steps_taken(opt, entry: Entry) -> int:
-    """Steps this optimizer has taken (to know which step of its period comes next)."""
-    if entry.name == "sirfshampoo":
-        return opt.global_step
-    if entry.name == "shampoo":
-        return next(s["step"] for s in opt.state.values() if "step" in s)
-    return opt.param_groups[0].get("global_step", 0)
+    all_kronecker = all(kronecker(e.name) for e in case.entries)
+    return Entry("adamw", {"impl": "fused"}, param_dtype="fp32" if all_kronecker else case.dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -377,11 +486,14 @@ PEAK_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536"}  # large temporaries are mmapped,
 
 
 def peak_in_subprocess(case: Case, entry: Entry, threads: int, timeout: float = 600) -> dict:
-    """Transient bytes per parameter above the post-first-step RSS over 2 periods of steps."""
+    """Transient bytes per parameter above the post-first-step RSS over 2 periods of steps. The child loads
+    optimizers as any process does (ROOTBENCH_OPTIMIZERS, entry points); one registered only in this process
+    is unknown there and gives ``peak_kind`` "error: ..."."""
     one = Case(case.name, case.dtype, [entry], shapes=case.shapes, model=case.model)
     path = os.pathsep.join(filter(None, [_root(), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, **PEAK_ENV, "PYTHONPATH": path}
-    code = "import sys; from rootbench.harness.bench_optim import _peak_child; _peak_child(sys.argv[1], int(sys.argv[2]))"
+    code = ("import sys; from rootbench.harness.bench_optim import _peak_child; "
+            "_peak_child(sys.argv[1], int(sys.argv[2]))")
     cmd = [sys.executable, "-c", code, one.to_json(), str(threads)]
     try:
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=_root())
@@ -428,25 +540,13 @@ def _peak_child(case_json: str, threads: int) -> None:
 # output
 
 def write_results(rows: list, runs: str, tag: str) -> str:
-    """Atomically write ``<runs>/bench-optim/<UTC time>-<hash>.parquet``; returns the path."""
+    """Write ``<runs>/bench-optim/<UTC time>-<hash>.parquet`` through the results store (atomic); returns the path."""
     import pandas as pd
 
-    folder = os.path.join(runs, "bench-optim")
-    os.makedirs(folder, exist_ok=True)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     digest = hashlib.sha256(tag.encode()).hexdigest()[:8]
-    path = os.path.join(folder, f"{stamp}-{digest}.parquet")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".partial")
-    os.close(fd)
-    try:
-        pd.DataFrame(rows).to_parquet(tmp, index=False)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    path = os.path.join(runs, records.BENCH_OPTIM_DIR, f"{stamp}-{digest}.parquet")
+    return records.write_table(pd.DataFrame(rows), path)
 
 
 def _f(x, fmt: str) -> str:
@@ -480,7 +580,7 @@ def parse_opt(spec: str) -> tuple[str, dict]:
     hp = {}
     for pair in pairs:
         if "=" not in pair:
-            raise RegistryError(f"--opt {spec!r}: expected name:key=value, got {pair!r}")
+            raise UsageError(f"--opt {spec!r}: expected name:key=value, got {pair!r}")
         key, value = pair.split("=", 1)
         try:
             hp[key] = ast.literal_eval(value)
@@ -493,43 +593,43 @@ def parse_shape(text: str) -> list:
     try:
         shape = [int(x) for x in text.lower().split("x")]
     except ValueError:
-        raise RegistryError(f"--shape {text!r}: expected sizes joined by 'x', e.g. 1024x1024 or 512") from None
+        raise UsageError(f"--shape {text!r}: expected sizes joined by 'x', e.g. 1024x1024 or 512") from None
     if not shape or any(d < 1 for d in shape):
-        raise RegistryError(f"--shape {text!r}: sizes must be positive")
+        raise UsageError(f"--shape {text!r}: sizes must be positive")
     return shape
 
 
 def cases_from_args(args) -> list:
     """The default suite, or one custom case per dtype from --opt/--shape/--n-tensors/--T."""
-    from rootbench.optimizers import get_optimizer_spec
-
     if not args.opt and not args.shape:
         cases = [c for c in default_suite() if not args.case or any(k in c.name for k in args.case)]
         if not cases:
-            raise RegistryError(f"--case {' '.join(args.case)} matches none of the default cases: "
-                                f"{', '.join(c.name for c in default_suite())}")
+            raise UsageError(f"--case {' '.join(args.case)} matches none of the default cases: "
+                             f"{', '.join(c.name for c in default_suite())}")
         return cases
     if args.case:
-        raise RegistryError("--case selects default cases; it cannot be combined with --opt/--shape")
+        raise UsageError("--case selects default cases; it cannot be combined with --opt/--shape")
     specs = [parse_opt(s) for s in (args.opt or "rfadamw,rfrmsprop:momentum=0.9").split(",") if s.strip()]
     for name, hp in specs:
-        if name in EXTERNAL:
-            if not _have(name):
-                raise RegistryError(f"{name} is not installed (pip install -e '.[test]')")
-            continue
-        spec = get_optimizer_spec(name)  # unknown names raise with close matches
-        unknown = sorted(set(hp) - set(spec.defaults))
+        caps = capabilities(name)  # unknown names raise with close matches
+        if name in EXTERNAL and not EXTERNAL[name].available():
+            raise UsageError(f"{name} is not installed (pip install -e '.[test]')")
+        unknown = sorted(set(hp) - set(caps.defaults))
         if unknown:
-            raise RegistryError(f"--opt {name}: unknown hyperparameter(s) {unknown}")
+            raise UsageError(f"--opt {name}: unknown hyperparameter(s) {unknown}")
+        if caps.preconditioner == "kronecker" and set(args.dtype) != {"fp32"} and FACTOR_DTYPE_HPARAM not in hp \
+                and FACTOR_DTYPE_HPARAM not in caps.defaults:  # the row would claim a factor dtype that never ran
+            raise UsageError(f"--dtype {' '.join(args.dtype)}: {name} has no {FACTOR_DTYPE_HPARAM} hyperparameter "
+                             "to run its Kronecker factors in that dtype; use --dtype fp32")
     shapes = [parse_shape(s) for s in (args.shape or ["1024x1024"])]
     Ts = sorted({int(t) for chunk in (args.T or ["1"]) for t in str(chunk).split(",") if t.strip()})
     if any(t < 1 for t in Ts):
-        raise RegistryError("--T values must be positive integers")
+        raise UsageError("--T values must be positive integers")
     cases = []
     for dt in args.dtype:
         entries = []
         for name, hp in specs:
-            for T in (Ts if periodic(name) else [None]):
+            for T in (Ts if capabilities(name).period_hparam else [None]):
                 entries.append(Entry(name, hp, T=T))
         tensor_shapes = [s for _ in range(args.n_tensors) for s in shapes]
         cases.append(Case(f"custom-{args.n_tensors}x{'+'.join('x'.join(map(str, s)) for s in shapes)}-{dt}", dt,
@@ -538,12 +638,12 @@ def cases_from_args(args) -> list:
 
 
 def cmd_bench_optim(args) -> int:
-    from rootbench.harness.cli import _err
     from rootbench.harness.provenance import provenance
 
     if args.n_tensors < 1 or args.rounds < 1 or args.min_run_time <= 0:
-        return _err("--n-tensors and --rounds must be positive, --min-run-time > 0")
+        raise UsageError("--n-tensors and --rounds must be positive, --min-run-time > 0")
     cases = cases_from_args(args)
+    records.check_writable(os.path.join(args.runs, records.BENCH_OPTIM_DIR))  # fail now, not after the timing
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     log = (lambda *a, **k: None) if args.quiet else (lambda *a, **k: print(*a, **k, file=sys.stderr, flush=True))
@@ -583,13 +683,15 @@ def add_parser(sub) -> None:
     p = sub.add_parser("bench-optim", help="time optimizer.step() against fused AdamW and the memory-traffic floor",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--case", nargs="+", help="run only the default cases whose name contains one of these")
-    p.add_argument("--opt", help="comma-separated optimizers, each name[:key=value...] (also: sirfshampoo); "
+    p.add_argument("--opt", help="comma-separated optimizers, each name[:key=value...] (also, if installed: "
+                                 f"{', '.join(EXTERNAL)}); "
                                  "default with --shape: rfadamw,rfrmsprop:momentum=0.9")
     p.add_argument("--shape", nargs="+", help="parameter shapes, e.g. 1024x1024 512 (each repeated --n-tensors times)")
     p.add_argument("--n-tensors", type=int, default=16, help="copies of each --shape (default 16)")
     p.add_argument("--dtype", nargs="+", default=["fp32"], choices=sorted(DTYPES),
                    help="working precision (diagonal: params, grads, state; Kronecker: factors)")
-    p.add_argument("--T", nargs="+", help="preconditioner periods for periodic methods, e.g. 1,10 (default 1)")
+    p.add_argument("--T", nargs="+", help="preconditioner periods for periodic methods (the value of each one's "
+                                          "declared period hyperparameter), e.g. 1,10 (default 1)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, recorded)")
     p.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (medians are reported)")
     p.add_argument("--min-run-time", type=float, default=0.25, help="seconds per timed block (at least one period)")

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import re
 from dataclasses import dataclass, field
 
 from rootbench.harness.registry import RegistryError
 
 PRECISIONS = ("fp32", "bf16", "bf16-pure", "fp16")
+LR_SCHEDULES = ("constant", "cosine", "multistep")  # what a tier's lr_schedule may be (applied by the runner)
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,12 @@ class RunConfig:
             raise RegistryError(f"seed must be a non-negative integer, got {self.seed!r}")
         if self.time_limit is not None and not self.time_limit > 0:
             raise RegistryError(f"time_limit must be positive seconds, got {self.time_limit!r}")
+        if not isinstance(self.device, str) or not DEVICE_PATTERN.match(self.device):
+            raise RegistryError(f"unknown device {self.device!r}; use auto, cpu, cuda or cuda:N")
+        if not isinstance(self.ref_steps, int) or self.ref_steps < 0:
+            raise RegistryError(f"ref_steps must be a non-negative integer, got {self.ref_steps!r}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise RegistryError(f"threads must be a positive integer, got {self.threads!r}")
 
     def replace(self, **changes) -> "RunConfig":
         return dataclasses.replace(self, **changes)

@@ -5,7 +5,7 @@
 Every rank draws the same global batch (same seed, same order) and trains on its slice; DDP averages
 the gradients, so the update is the one of a single process on the global batch. The root-free
 methods therefore get B = the global batch: after the all-reduce their gradient is a mean over that
-many examples, exactly as with gradient accumulation (methods.md section 1.6, "B = k*b"). Only rank 0
+many examples, exactly as with gradient accumulation (B = k*b with k accumulated micro-batches of b). Only rank 0
 writes results; the loss used for the divergence check and the curves is the all-reduced mean, so
 all ranks stop at the same step.
 """

@@ -9,23 +9,24 @@
 - one computation per run id: a second identical request on this machine waits for the first (a file
   lock) and then finds its result.
 
-Worker hygiene (Linux): a worker dies with its parent, on any signal (``PR_SET_PDEATHSIG``); an
-interrupt of the parent (SIGINT, SIGTERM) stops the worker and raises ``KeyboardInterrupt`` here;
-a worker may be given a memory limit (``RLIMIT_DATA``, plus an RSS watchdog), past which the run ends
-as ``oom`` with the rows measured so far.
+Worker hygiene (Linux): a worker (``harness/worker.py``) runs in its own process group and dies with
+its parent on any signal, ``kill -9`` included (``PR_SET_PDEATHSIG``); an interrupt of the parent
+(SIGINT, SIGTERM) stops the worker (SIGTERM, then SIGKILL after ``GRACE_S``) and raises
+``KeyboardInterrupt`` here; a worker may be given a memory limit (``RLIMIT_DATA``, plus an RSS watchdog),
+past which the run ends as ``oom``.
 """
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
-import multiprocessing as mp
 import os
+import pickle
+import select
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
-import traceback
 from dataclasses import dataclass
 
 from rootbench.harness import records
@@ -101,42 +102,6 @@ def _rss_bytes(pid: int) -> int:
 # ---------------------------------------------------------------------------------------------
 # the worker process
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (kill -9 included)."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent_pid:  # the parent died before the request took effect
-        os._exit(1)
-
-
-def _worker(conn, request, parent_pid, show_progress, memory_limit):
-    """One run in a fresh process; its rows (or what went wrong) go back through ``conn``."""
-    _die_with_parent(parent_pid)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    if memory_limit:
-        import resource
-
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_DATA, (memory_limit, memory_limit))
-    try:
-        from rootbench.harness.resolve import resolve_run
-        from rootbench.harness.runner import run
-
-        spec = resolve_run(*request)
-        rows = run(spec, progress=progress_bar(spec) if show_progress else None)
-        msg = ("rows", rows)
-    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: an interruption, not a result
-        msg = ("interrupted",)
-    except UsageError as e:
-        msg = ("usage", str(e))
-    except BaseException as e:  # noqa: BLE001 - report everything to the parent
-        msg = ("exception", f"{type(e).__name__}: {e}", traceback.format_exc())
-    with contextlib.suppress(OSError, EOFError, BrokenPipeError):  # a gone parent: nothing to report to
-        conn.send(msg)
-        conn.close()
-
-
 def progress_bar(spec: RunSpec):
     """A tqdm bar on stderr: steps, the last loss, the last validation values."""
     from tqdm import tqdm
@@ -165,14 +130,37 @@ def progress_bar(spec: RunSpec):
 
 def _stop(proc) -> None:
     """SIGTERM the worker, SIGKILL it after ``GRACE_S``; always reaped."""
-    if proc.is_alive():
+    if proc.poll() is None:
         with contextlib.suppress(OSError):
             proc.terminate()
-        proc.join(GRACE_S)
-    if proc.is_alive():
-        with contextlib.suppress(OSError):
-            proc.kill()
-    proc.join()
+        try:
+            proc.wait(GRACE_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                proc.kill()
+    proc.wait()
+
+
+def _start_worker(spec: RunSpec, show_progress: bool, memory_limit: int | None):
+    """The worker process (``harness/worker.py``) and the read end of its result pipe."""
+    read_fd, write_fd = os.pipe()
+    try:
+        # its own process group: a terminal's Ctrl-C reaches the parent only, which stops the worker itself
+        proc = subprocess.Popen([sys.executable, "-m", "rootbench.harness.worker", str(write_fd)],
+                                stdin=subprocess.PIPE, pass_fds=(write_fd,), process_group=0)
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    request = {"request": spec.request(), "parent_pid": os.getpid(), "show_progress": show_progress,
+               "memory_limit": memory_limit}
+    try:
+        proc.stdin.write(pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
+        proc.stdin.close()
+    except (BrokenPipeError, OSError):
+        pass  # the worker died at start; its exit code says so below
+    return proc, read_fd
 
 
 def run_in_worker(spec: RunSpec, show_progress: bool = False, memory_limit: int | None = None,
@@ -183,26 +171,17 @@ def run_in_worker(spec: RunSpec, show_progress: bool = False, memory_limit: int 
     """
     from rootbench.harness.runner import failure_rows
 
-    ctx = mp.get_context("spawn")
-    parent_conn, child_conn = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_worker, args=(child_conn, spec.request(), os.getpid(), show_progress, memory_limit),
-                       daemon=True)
-    proc.start()
-    child_conn.close()
-    msg, over = None, None
+    proc, fd = _start_worker(spec, show_progress, memory_limit)
+    chunks, over = [], None
     try:
         while True:
-            if parent_conn.poll(POLL_S):
-                try:
-                    msg = parent_conn.recv()
-                except (EOFError, OSError):
-                    msg = None
-                break
-            if not proc.is_alive():
-                if parent_conn.poll(0.5):
-                    with contextlib.suppress(EOFError, OSError):
-                        msg = parent_conn.recv()
-                break
+            ready, _, _ = select.select([fd], [], [], POLL_S)
+            if ready:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:  # EOF: the worker closed its end (finished or died)
+                    break
+                chunks.append(chunk)
+                continue
             if stop is not None and stop.is_set():
                 raise KeyboardInterrupt
             # the watchdog backs up RLIMIT_DATA (which does not see every kind of mapping)
@@ -212,22 +191,34 @@ def run_in_worker(spec: RunSpec, show_progress: bool = False, memory_limit: int 
     except BaseException:
         _stop(proc)
         raise
-    _stop(proc) if over else proc.join()
-    parent_conn.close()
+    finally:
+        os.close(fd)
     if over:
+        _stop(proc)
         return failure_rows(spec, "oom", f"worker exceeded the memory limit of {memory_limit / 2**30:.2f} GiB "
                                          f"(RSS {over / 2**30:.2f} GiB); --memory-limit raises it")
+    proc.wait()
+    try:
+        msg = pickle.loads(b"".join(chunks)) if chunks else None
+    except (pickle.UnpicklingError, EOFError, ValueError):
+        msg = None
     if msg is None:
-        code = proc.exitcode
-        status = "oom" if code == -9 else "error"  # SIGKILL in a run is almost always the OOM killer
+        code = proc.returncode
+        status = "oom" if code == -signal.SIGKILL else "error"  # SIGKILL in a run is almost always the OOM killer
         return failure_rows(spec, status, f"worker process died (exit code {code})")
     if msg[0] == "interrupted":
         raise KeyboardInterrupt
     if msg[0] == "usage":
         raise UsageError(msg[1])
     if msg[0] == "exception":
-        return failure_rows(spec, "error", msg[1], traceback=msg[2][-4000:])
+        return failure_rows(spec, "oom" if _is_oom_text(msg[1]) else "error", msg[1], traceback=msg[2][-4000:])
     return msg[1]
+
+
+def _is_oom_text(text: str) -> bool:
+    t = text.lower()
+    return "out of memory" in t or "can't allocate memory" in t or "cannot allocate memory" in t or \
+        t.startswith("memoryerror")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Measurements that must survive scrutiny: optimizer-state bytes, peak memory, step-time ratios.
 
-Memory rules follow methods.md section 7.6: ``tracemalloc`` does not see tensors, so state bytes are
+Memory rules: ``tracemalloc`` does not see tensors, so state bytes are
 counted from the live tensors the optimizer holds (``opt.state`` and anything kept elsewhere on the
 object), deduplicated by storage and excluding parameters and gradients; the CPU peak is the
 process high-water mark (reset before training where Linux allows it), the CUDA peak is the

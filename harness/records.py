@@ -326,11 +326,8 @@ def read_run(path: str):
 
 
 def record_from_rows(rows: list[dict], path: str | None = None) -> Record:
-    import pandas as pd
-    import pyarrow as pa
-
-    df = _frame(rows)
-    return _from_arrow(pa.Table.from_pandas(df, preserve_index=False), path or "(in memory)")
+    """The record that ``rows`` will be (or were) stored as."""
+    return _from_arrow(_table(_frame(rows)), path or "(in memory)")
 
 
 def _frame(rows: list[dict]):
@@ -348,13 +345,55 @@ def _frame(rows: list[dict]):
     return df
 
 
+# Run-level columns that are often empty, with the one type they have in every file (an all-empty column
+# would otherwise be stored with parquet's null type in one file and a real type in the next).
+COLUMN_TYPES = {
+    "diverged_step": "int64", "steps_to_target": "int64", "time_to_target_s": "float64", "target": "float64",
+    "time_limit_s": "float64", "status_message": "string", "traceback": "string", "warmup_time_s": "float64",
+    "setup_time_s": "float64", "peak_mem_bytes": "int64", "peak_mem_total_bytes": "int64",
+    "baseline_mem_bytes": "int64", "peak_mem_kind": "string", "opt_state_bytes": "int64",
+    "opt_state_bytes_per_param": "float64", "n_params": "int64", "param_bytes": "int64", "grad_bytes": "int64",
+    "opt_step_time_s": "float64", "adamw_step_time_s": "float64", "step_time_ratio_adamw": "float64",
+    "opt_first_step_time_s": "float64", "opt_compile_time_s": "float64", "opt_impl": "string",
+    "data_wait_s": "float64", "data_wait_share": "float64", "data_source": "string", "world_size": "int64",
+    "fp16_skipped_steps": "int64", "wall_time_s": "float64", "total_train_time_s": "float64",
+    "total_eval_time_s": "float64", "steps_completed": "int64",
+}
+
+
+def _table(df):
+    """``df`` as a pyarrow table whose known columns have their one type (``COLUMN_TYPES``)."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    for name, type_name in COLUMN_TYPES.items():
+        i = table.schema.get_field_index(name)
+        if i < 0:
+            continue
+        wanted = getattr(pa, type_name)()
+        col = table.column(i)
+        if col.type != wanted:
+            try:
+                col = col.cast(wanted)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                continue  # a value that does not fit the type is kept as it is, never lost
+            table = table.set_column(i, name, col)
+    return table
+
+
+def _write_frame(df, path: str) -> str:
+    import pyarrow.parquet as pq
+
+    table = _table(df)
+    return atomic_write(path, lambda tmp, filesystem: pq.write_table(table, tmp, filesystem=filesystem))
+
+
 def write_run(rows: list[dict], root: str = "runs") -> str:
     """Write one run's rows to its file atomically; returns the path."""
     first = rows[0] if rows else {}
     df = _frame(rows)
     path = run_path(root, str(first["task"]), str(first["optimizer"]), str(first["run_id"]))
-    atomic_write(path, lambda tmp, filesystem: df.to_parquet(tmp, index=False, filesystem=filesystem))
-    return path
+    return _write_frame(df, path)
 
 
 def lookup(root: str, task: str, optimizer: str, rid: str) -> Record | None:
@@ -418,8 +457,7 @@ def upgrade_file(path: str) -> bool:
     curve = rec.curve
     run = {**rec.run, "schema_upgraded_from": int(rec.run["schema_version"])}
     rows = [{**run, **row} for row in curve.to_dict("records")]
-    df = _frame(rows)
-    atomic_write(path, lambda tmp, filesystem: df.to_parquet(tmp, index=False, filesystem=filesystem))
+    _write_frame(_frame(rows), path)
     return True
 
 

@@ -336,10 +336,10 @@ def has_baseline(root: str, opt: str) -> bool:
 # CLI
 
 def changed_optimizers(files: list[str]) -> list[str]:
-    """Registered optimizers whose code (their module and every rootbench module it imports) is among ``files``.
-
-    The same import closure as the run identity (``harness.identity``): an edit to a shared helper such as
-    ``optimizers/_compiled.py`` gates every optimizer that uses it.
+    """Registered optimizers whose code is among ``files``: the same closure as the run identity
+    (``harness.identity``): the optimizer's module, every rootbench module it imports, and the runner's. An
+    edit to a shared helper such as ``optimizers/_compiled.py`` gates every optimizer that uses it; an edit
+    to the runner or the measurements gates them all.
     """
     from rootbench.harness import identity
     from rootbench.optimizers import get_optimizer_spec, list_optimizers
@@ -347,7 +347,7 @@ def changed_optimizers(files: list[str]) -> list[str]:
     wanted = {os.path.realpath(f) for f in files}
     out = []
     for name in list_optimizers():
-        code = identity.closure([get_optimizer_spec(name).source_file], modules=())
+        code = identity.closure([get_optimizer_spec(name).source_file], identity.RUNNER_MODULES)
         if any(os.path.realpath(f) in wanted for f in code):
             out.append(name)
     return out

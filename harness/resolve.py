@@ -104,6 +104,8 @@ def resolve_run(task_name: str, optimizer_name: str, config: RunConfig | None = 
     hparams = resolve_hparams(opt_spec, config.hparams)
     task_spec, tier_config = resolve_tier(task_name, config.tier, **config.task_settings)
     check_hparam_values(opt_spec, hparams, tier_config.batch_size)
+    _dry_construct(opt_spec, {**hparams, **({"batch_size": tier_config.batch_size} if opt_spec.needs_batch_size
+                                             else {})})
     identity_ = {
         "task": task_name, "tier": config.tier, "task_config": dataclass_defaults(tier_config),
         "optimizer": optimizer_name, "hparams": hparams, "seed": config.seed, "precision": config.precision,
@@ -116,6 +118,20 @@ def resolve_run(task_name: str, optimizer_name: str, config: RunConfig | None = 
     return RunSpec(task=task_spec, optimizer=opt_spec, tier_config=tier_config,
                    hparams=MappingProxyType(dict(hparams)), config=config,
                    identity=MappingProxyType(identity_), run_id=rid)
+
+
+def _dry_construct(spec: OptimizerSpec, kwargs: dict) -> None:
+    """Build the optimizer on a 2x2 layer, so values its own checks reject fail now, not in a worker."""
+    import torch
+
+    from rootbench.optimizers import create_optimizer
+
+    try:
+        create_optimizer(spec.name, torch.nn.Linear(2, 2), **kwargs)
+    except UsageError:
+        raise
+    except (ValueError, TypeError, RuntimeError, AssertionError) as e:
+        raise UsageError(f"optimizer {spec.name} rejects its hyperparameters: {e}") from None
 
 
 def resolve_args(task: str, optimizer: str, overrides: dict, **config_fields) -> RunSpec:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from rootbench.harness import distributed, measure
+from rootbench.harness.config import LR_SCHEDULES
 from rootbench.harness.provenance import provenance
 from rootbench.harness.registry import UsageError
 from rootbench.harness.resolve import RunSpec
@@ -56,9 +57,6 @@ def pick_device(name: str) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"device {name!r} asked for, but CUDA is not available; use --device cpu")
     return dev
-
-
-LR_SCHEDULES = ("constant", "cosine", "multistep")
 
 
 def lr_factor(schedule: str, step: int, total: int, warmup: int) -> float:

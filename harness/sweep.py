@@ -4,7 +4,7 @@
                     [--stage2-trials M] [--backend local|ray] [--workers W] [--address ADDR]
                     [--runs DIR] [--retry-failed] [key=value ...]
 
-Protocol (the paper's, methods.md section 6.1: two-stage random search after Choi et al. 2019,
+Protocol (the paper's: two-stage random search after Choi et al. 2019,
 https://arxiv.org/abs/1910.05446; the paper ran 100 trials per stage and reported the best run):
 
 1. **Stage 1.** ``N`` configurations are drawn independently from the optimizer's declared

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import sys
 from importlib import metadata
 
 import torch
@@ -27,6 +28,20 @@ ENTRY_POINT_GROUP = "rootbench.optimizers"
 _loaded_plugins: set[str] = set()
 
 
+PLUGIN_ERRORS: dict[str, str] = {}  # plugin (file, module or entry point) -> why it failed to import
+
+
+def _plugin_failed(item: str, error: BaseException, before: set) -> None:
+    """One warning per broken plugin; what it registered before failing is withdrawn (a half-run module is
+    not trusted), the other optimizers stay usable, and only commands that name its optimizers fail."""
+    for name in set(OPTIMIZERS) - before:
+        del OPTIMIZERS[name]
+    message = f"{type(error).__name__}: {error}".splitlines()[0][:300]
+    PLUGIN_ERRORS[item] = message
+    print(f"rootbench: warning: optimizer plugin {item} failed to import ({message}); its optimizers are "
+          "unavailable", file=sys.stderr)
+
+
 def _load_plugins() -> None:
     """Import optimizer files/modules named by the environment and by installed entry points."""
     names = [x.strip() for x in os.environ.get(ENV_PLUGINS, "").replace(",", os.pathsep).split(os.pathsep)]
@@ -34,19 +49,27 @@ def _load_plugins() -> None:
         if item in _loaded_plugins:
             continue
         _loaded_plugins.add(item)
-        if item.endswith(".py") or os.path.sep in item:
-            if not os.path.isfile(item):
-                raise RegistryError(f"{ENV_PLUGINS} names {item!r}, which is not a file")
-            mod_name = "rootbench_plugin_" + os.path.splitext(os.path.basename(item))[0]
-            spec = importlib.util.spec_from_file_location(mod_name, item)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-        else:
-            importlib.import_module(item)
+        before = set(OPTIMIZERS)
+        try:
+            if item.endswith(".py") or os.path.sep in item:
+                if not os.path.isfile(item):
+                    raise FileNotFoundError(f"{ENV_PLUGINS} names {item!r}, which is not a file")
+                mod_name = "rootbench_plugin_" + os.path.splitext(os.path.basename(item))[0]
+                spec = importlib.util.spec_from_file_location(mod_name, item)
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+            else:
+                importlib.import_module(item)
+        except Exception as e:  # noqa: BLE001 - a broken plugin must not block every other optimizer
+            _plugin_failed(item, e, before)
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         if ep.value not in _loaded_plugins:
             _loaded_plugins.add(ep.value)
-            ep.load()
+            before = set(OPTIMIZERS)
+            try:
+                ep.load()
+            except Exception as e:  # noqa: BLE001
+                _plugin_failed(f"{ep.value} (entry point {ep.name})", e, before)
 
 
 def _ensure_loaded() -> None:
@@ -63,7 +86,11 @@ def list_optimizers() -> list[str]:
 def get_optimizer_spec(name: str) -> OptimizerSpec:
     _ensure_loaded()
     if name not in OPTIMIZERS:
-        raise unknown_name_error("optimizer", name, sorted(OPTIMIZERS))
+        error = unknown_name_error("optimizer", name, sorted(OPTIMIZERS))
+        if PLUGIN_ERRORS:
+            failed = "; ".join(f"{k}: {v}" for k, v in PLUGIN_ERRORS.items())
+            error = RegistryError(f"{error} (optimizer plugins that failed to import: {failed})")
+        raise error
     return OPTIMIZERS[name]
 
 
@@ -86,7 +113,7 @@ def create_optimizer(name: str, model_or_params, **hparams) -> torch.optim.Optim
     if spec.needs_batch_size:
         if batch_size is None:
             raise RegistryError(f"optimizer {name!r} needs batch_size=B, the number of examples the loss "
-                                "is averaged over (methods.md section 1.6); it has no default")
+                                "is averaged over (Lin et al. 2024: the root-free methods scale the squared gradient by B); it has no default")
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise RegistryError(f"batch_size must be a positive integer, got {batch_size!r}")
         resolved["batch_size"] = batch_size

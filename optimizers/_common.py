@@ -29,7 +29,7 @@ def check_batch_size(batch_size, optimizer: str) -> None:
     """Root-free methods scale the squared gradient by B, which has no sensible default."""
     if batch_size is None:
         raise ValueError(f"{optimizer} needs batch_size=B, the number of examples the loss is averaged "
-                         "over (methods.md section 1.6); it has no default")
+                         "over (Lin et al. 2024); it has no default")
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"{optimizer}: batch_size must be a positive integer, got {batch_size!r}")
 

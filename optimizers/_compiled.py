@@ -1,7 +1,7 @@
 """``torch.compile`` fast paths for the elementwise (diagonal) optimizers; not an optimizer itself.
 
 Why: a diagonal step is memory-bound. One fused pass per tensor reads p, g and the state and writes
-p and the state (28 B/param for RF-AdamW in fp32, methods.md section 7.4), while eager PyTorch makes
+p and the state (28 B/param for RF-AdamW in fp32: the traffic floor), while eager PyTorch makes
 one full pass over memory per elementwise op (an eager RF-AdamW step is about 4x that floor). A
 per-tensor update function compiled by Inductor (C++/OpenMP on CPU, Triton on CUDA) is one such pass.
 

@@ -1,7 +1,7 @@
 """AdamW, wrapped from ``torch.optim.AdamW`` with rootbench's common names.
 
 Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019, https://arxiv.org/abs/1711.05101.
-Mapping (methods.md section 5): betas = (momentum, 1 - lr_cov), eps = damping; bias correction on,
+Mapping (Lin et al. 2024): betas = (momentum, 1 - lr_cov), eps = damping; bias correction on,
 decoupled weight decay, state in the parameter dtype. The root-based partner of ``rfadamw``.
 """
 import torch

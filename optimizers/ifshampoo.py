@@ -2,7 +2,7 @@
 
 Lin, Dangel, Eschenhagen, Bae, Turner, Makhzani, "Can We Remove the Square-Root in Adaptive Gradient
 Methods? A Second-Order Perspective", ICML 2024, https://arxiv.org/abs/2402.03496 (Fig. 3; update rule
-as the authors ran it: methods.md section 3).
+as the authors ran it: Lin et al. 2024).
 
 What differs from AdamW: instead of a diagonal sqrt(v) the preconditioner is a Kronecker product of
 one dense factor per tensor axis, P = kron_n K_n K_n^T, which estimates the *inverse* of the
@@ -55,7 +55,7 @@ def _scalar_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 class IFShampoo(StateDtypeOptimizer):
-    """Inverse-free Shampoo (methods.md section 3.12); ``batch_size`` B is required.
+    """Inverse-free Shampoo (Lin et al. 2024); ``batch_size`` B is required.
 
     Hyperparameters: ``lr`` = beta1, ``momentum`` = alpha1 (heavy-ball on the preconditioned
     direction), ``lr_cov`` = beta2 (factor step), ``riemannian_momentum`` = alpha2, ``damping`` =

@@ -2,7 +2,7 @@
 
 Lin, Dangel, Eschenhagen, Bae, Turner, Makhzani, "Can We Remove the Square-Root in Adaptive Gradient
 Methods? A Second-Order Perspective", ICML 2024, https://arxiv.org/abs/2402.03496; this variant is the
-authors' ``MyAdamW`` (added after the paper), methods.md section 2.
+authors' ``MyAdamW`` (added to their code after the paper).
 
 What differs from AdamW, and nothing else: the second moment starts at v0 = 1/B instead of 0 (so
 s = B v starts at 1), the denominator is B v / bc2 + eps with no square root, and bias correction is
@@ -21,7 +21,7 @@ from rootbench.optimizers._compiled import (IMPLS, CompiledStepMixin, Kernel, ke
 
 
 class RFAdamW(CompiledStepMixin, StateDtypeOptimizer):
-    """Root-free AdamW (methods.md section 2); ``batch_size`` B is required.
+    """Root-free AdamW (Lin et al. 2024); ``batch_size`` B is required.
 
     b1 = ``momentum``, b2 = 1 - ``lr_cov``, eps = ``damping``; decoupled ``weight_decay``. Ablations:
     ``s0_zero`` (v0 = 0, dummy_init) and ``scale_by_batch=False`` (B := 1, dummy_scaling).
@@ -76,7 +76,7 @@ class RFAdamW(CompiledStepMixin, StateDtypeOptimizer):
         return state
 
     def _reference_update(self, p: torch.Tensor, group: dict) -> None:
-        """The readable reference step of one tensor (methods.md section 2)."""
+        """The readable reference step of one tensor (Lin et al. 2024)."""
         B = group["batch_size"] if group["scale_by_batch"] else 1  # dummy_scaling: B := 1 everywhere
         b1, b2 = group["momentum"], 1.0 - group["lr_cov"]
         lr, eps, wd = group["lr"], group["damping"], group["weight_decay"]

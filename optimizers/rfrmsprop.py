@@ -2,7 +2,7 @@
 
 Lin, Dangel, Eschenhagen, Bae, Turner, Makhzani, "Can We Remove the Square-Root in Adaptive Gradient
 Methods? A Second-Order Perspective", ICML 2024, https://arxiv.org/abs/2402.03496 (Fig. 4;
-update rule as the authors ran it: methods.md section 1.2).
+update rule as the authors ran it: Lin et al. 2024).
 
 What differs from AdamW: the second moment s <- (1-beta2) s + beta2 * B * g*g starts at s0 = 1 (not 0)
 and is scaled by the batch size B, so it estimates a batch-size-independent empirical Fisher; the
@@ -22,7 +22,7 @@ from rootbench.optimizers._compiled import (IMPLS, CompiledStepMixin, Kernel, ke
 
 
 class RFRMSProp(CompiledStepMixin, StateDtypeOptimizer):
-    """Root-free RMSProp (methods.md section 1.2); ``batch_size`` B is required.
+    """Root-free RMSProp (Lin et al. 2024); ``batch_size`` B is required.
 
     ``lr`` = beta1, ``lr_cov`` = beta2 (the constructor's alpha is 1 - lr_cov), ``damping`` = lambda
     (added to s, outside), ``momentum`` = alpha1 (heavy-ball), ``weight_decay`` = gamma (added after
@@ -69,7 +69,7 @@ class RFRMSProp(CompiledStepMixin, StateDtypeOptimizer):
         return loss
 
     def _reference_update(self, p: torch.Tensor, group: dict) -> None:
-        """The readable reference step of one tensor (methods.md section 1.2)."""
+        """The readable reference step of one tensor (Lin et al. 2024)."""
         B = group["batch_size"] if group["scale_by_batch"] else 1  # dummy_scaling: B := 1 everywhere
         alpha = 1.0 - group["lr_cov"]  # the reference's constructor argument; beta2 = 1 - alpha
         lr, lam, wd, mom = group["lr"], group["damping"], group["weight_decay"], group["momentum"]

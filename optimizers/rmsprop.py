@@ -1,7 +1,7 @@
 """RMSProp, wrapped from ``torch.optim.RMSprop`` with rootbench's common names.
 
 Tieleman & Hinton, "Lecture 6.5 - RMSProp", COURSERA: Neural Networks for Machine Learning, 2012.
-The paper's root-based diagonal baseline ("PyTorch's built-in RMSProp"; methods.md section 5):
+The paper's root-based diagonal baseline ("PyTorch's built-in RMSProp"; Lin et al. 2024):
 alpha = 1 - lr_cov, eps = damping (outside the square root), heavy-ball momentum, coupled L2 weight
 decay, v0 = 0, no bias correction, state in the parameter dtype. The root-based partner of ``rfrmsprop``.
 

@@ -1,7 +1,7 @@
 """SGD with heavy-ball momentum, wrapped from ``torch.optim.SGD``.
 
 Robbins & Monro (1951); Polyak (1964). Weight decay is coupled L2 (g + wd*mu before momentum), as in
-the paper's SGD baseline (methods.md section 5). The paper's generalisation reference for CNNs.
+the paper's SGD baseline (Lin et al. 2024). The paper's generalisation reference for CNNs.
 """
 import torch
 

@@ -3,7 +3,7 @@
 Gupta, Koren, Singer, "Shampoo: Preconditioned Stochastic Tensor Optimization", ICML 2018,
 https://arxiv.org/abs/1802.09568; configured as Meta's Distributed Shampoo was run in Lin et al.,
 "Can We Remove the Square-Root in Adaptive Gradient Methods?", ICML 2024, https://arxiv.org/abs/2402.03496
-(methods.md section 4.1). Implemented in-house from that description.
+(Lin et al. 2024). Implemented in-house from that description.
 
 What differs from AdamW: one factor per tensor axis, L_k <- beta2 L_k + (1-beta2) G_(k) G_(k)^T, and the
 direction is the filtered gradient (an EMA of g, betas[0] = momentum, no bias correction) multiplied on
@@ -45,7 +45,7 @@ def axis_sq_sum(G: torch.Tensor, k: int) -> torch.Tensor:
 
 
 class Shampoo(StateDtypeOptimizer):
-    """Shampoo with per-axis EMA factors and eigh inverse roots (methods.md section 4.1).
+    """Shampoo with per-axis EMA factors and eigh inverse roots (Lin et al. 2024).
 
     ``lr``; ``momentum`` = betas[0] (filtered-gradient EMA); ``lr_cov`` = 1 - betas[1] (factor EMA;
     0 sums, AdaGrad-style); ``damping`` = epsilon, added to the eigenvalues after a PSD shift;

@@ -33,6 +33,21 @@ class TierConfig:
     eval_examples: int = 2048  # cap on the examples of each eval split (val, test, train subset)
     eval_batch_size: int = 512
 
+    def __post_init__(self):
+        """Nonsense budgets fail here, before any work: steps=0 or batch_size=0 is no benchmark."""
+        from rootbench.harness.config import LR_SCHEDULES
+        from rootbench.harness.registry import UsageError
+
+        for name in ("steps", "batch_size", "eval_every", "eval_examples", "eval_batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UsageError(f"task setting {name}={value!r} must be a positive integer")
+        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise UsageError(f"task setting warmup_steps={self.warmup_steps!r} must be a non-negative integer")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise UsageError(f"task setting lr_schedule={self.lr_schedule!r} is unknown; use "
+                             f"{', '.join(LR_SCHEDULES)}")
+
 
 def replace_config(config, overrides: dict):
     from rootbench.harness.registry import check_keys, dataclass_defaults

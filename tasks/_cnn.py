@@ -2,7 +2,7 @@
 
 timm's ResNet, VGG and DenseNet carry the ImageNet stem (7x7 stride-2 conv + max-pool, or VGG's
 4096-wide FC stack), which wastes a 32-px input, so the CIFAR variants that the paper's CNN runs use
-(methods.md 6.2) are defined here. ``width`` scales every stage (64 = the published networks; the
+(the paper's CIFAR-100 networks) are defined here. ``width`` scales every stage (64 = the published networks; the
 DenseNet's growth rate is ``width // 2``, 32 published), so quick tiers can run the same shapes thin.
 
 - ResNet: He et al., "Deep Residual Learning for Image Recognition", CVPR 2016, https://arxiv.org/abs/1512.03385

@@ -1,6 +1,6 @@
 """CIFAR-10 and CIFAR-100 classification: CIFAR-stem CNNs (in-house) and a small patch-4 ViT (timm).
 
-Full tiers follow the paper's CNN protocol (methods.md 6.2; Lin et al., ICML 2024,
+Full tiers follow the paper's CNN protocol (Lin et al., ICML 2024,
 https://arxiv.org/abs/2402.03496): batch 128; 210 epochs with the learning rate divided by 10 at
 epochs 70 and 140 (ResNet-50: 120 epochs, at 40 and 80), i.e. the runner's ``multistep`` schedule,
 which decays at 1/3 and 2/3 of the budget; RandomCrop(32, padding 4) + horizontal flip; CIFAR-100
@@ -8,7 +8,7 @@ normalised with mean (0.5071, 0.4867, 0.4408), std (0.2675, 0.2565, 0.2761). Del
 from the authors' scripts, recorded here: 5,000 training images are held out as the validation
 split (fixed seed), so an epoch is 351 steps of 45,000 images; the decays happen exactly at epochs
 70/140 (the scripts call ``scheduler.step()`` at the start of each epoch, so theirs come one epoch
-early, methods.md 6.3). The CIFAR-10 tasks use the same CNN protocol with CIFAR-10's statistics.
+early). The CIFAR-10 tasks use the same CNN protocol with CIFAR-10's statistics.
 ``cifar10-vit`` uses a ViT protocol instead (200 epochs, cosine schedule with 10 warm-up epochs,
 label smoothing 0.1, drop-path 0.1, random erasing 0.25, as the paper's ViT runs) on timm's
 VisionTransformer with 4x4 patches, 192 wide, 9 blocks of 3 heads, MLP ratio 2 (2.7M parameters).
@@ -92,7 +92,7 @@ def _build(model_for):
 
 
 def cnn_full(arch: str, dataset: str, epochs: int = 210) -> CnnConfig:
-    """The paper's CNN protocol (methods.md 6.2): batch 128, multistep decays at 1/3 and 2/3 of the epochs."""
+    """The paper's CNN protocol: batch 128, multistep decays at 1/3 and 2/3 of the epochs."""
     return CnnConfig(steps=epochs * EPOCH, batch_size=128, eval_every=EPOCH, lr_schedule="multistep",
                      eval_examples=10_000, eval_batch_size=256, dataset=dataset, n_val=CIFAR_VAL, arch=arch,
                      width=64, pad=4, flip=True)

@@ -71,7 +71,7 @@ class ImageSet:
 IMAGE_SETS = {s.name: s for s in [
     ImageSet("cifar10", 10, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
              torchvision="CIFAR10", torchvision_dir="cifar-10-batches-py"),
-    # CIFAR-100 is not in the offline pack: torchvision's download is its source (methods.md 6.2 stats)
+    # CIFAR-100 is not in the offline pack: torchvision's download is its source
     ImageSet("cifar100", 100, 32, (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761),
              torchvision="CIFAR100", torchvision_dir="cifar-100-python",
              produce="python -c \"import torchvision; torchvision.datasets.CIFAR100('$ROOTBENCH_DATA', "

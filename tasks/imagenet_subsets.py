@@ -1,7 +1,7 @@
 """ImageNet subsets: Tiny-ImageNet-32, Imagenette-64 and the paper's ImageWoof-10 vision transformers.
 
 ImageWoof (fastai; 10 dog breeds, https://github.com/fastai/imagenette) at 224 px is the paper's ViT
-benchmark (methods.md 6.2; Lin et al., ICML 2024, https://arxiv.org/abs/2402.03496). Full tiers:
+benchmark (Lin et al., ICML 2024, https://arxiv.org/abs/2402.03496). Full tiers:
 timm's ``swin_tiny_patch4_window7_224``, ``gcvit_xxtiny`` and ``focalnet_tiny_srf`` from scratch,
 batch 128, label smoothing 0.1, random erasing 0.25 (pixel mode), colour jitter 0.4, no mixup,
 cutmix or AutoAugment, a cosine schedule with linear warm-up (Swin 300 epochs, warm-up 30, drop-path

@@ -132,6 +132,8 @@ def test_only_the_store_writes_under_runs():
     found = []
     for n, p, t in MODULES:
         for callee, fn, call in _calls(t):
+            if callee.startswith("records."):  # the store's own functions: writing through it is the point
+                continue
             writes = callee in WRITERS or callee.split(".")[-1] in ("to_parquet", "write_table", "write_text") or (
                 callee == "open" and _opens_for_writing(call))
             if writes and n not in ALLOWED:

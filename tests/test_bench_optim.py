@@ -30,7 +30,7 @@ def run_cli(tmp_path, *extra):
 
 def test_bench_optim_runs_and_reports_sane_numbers(tmp_path, capsys):
     opts = "rfadamw,rfrmsprop:momentum=0.9,sgd,ifshampoo,shampoo"
-    opts += ",sirfshampoo" if bench_optim._have("sirfshampoo") else ""
+    opts += ",sirfshampoo" if bench_optim.EXTERNAL["sirfshampoo"].available() else ""
     code, files = run_cli(tmp_path, "--opt", opts, "--shape", "16x8", "8", "--n-tensors", "2", "--T", "1,2")
     assert code == 0 and len(files) == 1
     out = capsys.readouterr().out
@@ -52,7 +52,7 @@ def test_bench_optim_runs_and_reports_sane_numbers(tmp_path, capsys):
     assert by.loc["rfrmsprop[momentum=0.9]", "state_bytes_per_param"] == 8.0
     assert by.loc["sgd", "state_bytes_per_param"] == 4.0
     assert by.loc["adamw[impl=fused]", "state_bytes"] == 8 * n + 4 * 4
-    # traffic floors of methods.md 7.4 (fp32): AdamW / RF-AdamW / RF-RMSProp+momentum 28, SGD+momentum 20
+    # traffic floors of the paper (fp32): AdamW / RF-AdamW / RF-RMSProp+momentum 28, SGD+momentum 20
     assert list(by.loc[["adamw[impl=fused]", "rfadamw", "rfrmsprop[momentum=0.9]", "sgd"],
                        "traffic_floor_bytes_per_param"]) == [28, 28, 28, 20]
     # IF-Shampoo: K and m_K per axis plus the momentum buffer, fp32 (a 16x8 weight: 16^2 + 8^2; a bias: 8^2)
@@ -73,7 +73,7 @@ def test_bench_optim_bf16_diagonal_state_is_half(tmp_path):
     by = pd.read_parquet(files[0]).set_index("label")
     assert by.loc["rfadamw", "param_dtype"] == "bfloat16"
     assert by.loc["rfadamw", "state_bytes_per_param"] == 4.0
-    assert by.loc["rfadamw", "traffic_floor_bytes_per_param"] == 14  # methods.md 7.4, all bf16
+    assert by.loc["rfadamw", "traffic_floor_bytes_per_param"] == 14  # the paper, all bf16
 
 
 def test_transient_peak_is_measured_in_a_fresh_process():

@@ -155,12 +155,14 @@ def test_atomic_write_leaves_no_final_file_when_writing_fails(tmp_path, monkeypa
 
     rows = [{"run_id": "abc", "task": "t", "optimizer": "o", "value": 1.0}]
 
-    def explode(self, path, **kw):
+    def explode(table, path, **kw):
         with open(path, "wb") as f:
             f.write(b"PAR1 partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", explode)
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(pq, "write_table", explode)
     with pytest.raises(OSError):
         records.write_run(rows, str(tmp_path))
     assert files_under(str(tmp_path)) == []

@@ -1,4 +1,4 @@
-"""Memory and state-byte measurement (methods.md section 7.6)."""
+"""Memory and state-byte measurement."""
 import torch
 
 from rootbench.harness import measure

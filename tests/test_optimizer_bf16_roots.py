@@ -1,6 +1,6 @@
 """IF-Shampoo needs no matrix decomposition and so runs with bf16 factors; Shampoo cannot.
 
-The paper's claim (methods.md sections 3 and 3.8): IF-Shampoo uses only matmuls, traces and norms, so
+The paper's claim (Lin et al. 2024): IF-Shampoo uses only matmuls, traces and norms, so
 its factors, momenta and preconditioned step can live in bf16. Shampoo's inverse roots need eigh,
 which PyTorch runs only in fp32/fp64. rootbench's Shampoo therefore *falls back to float64 visibly*
 for 16-bit factors: a RuntimeWarning plus the per-parameter counter state["eigh_fp64_fallbacks"]

@@ -1,4 +1,4 @@
-"""Fast paths bound to the readable reference steps (methods.md sections 1-4, 7.1).
+"""Fast paths bound to the readable reference steps .
 
 - rfrmsprop / rfadamw ``impl="compiled"`` (one ``torch.compile`` pass per tensor) vs ``impl="reference"``:
   each step taken from the *same* state by both, in fp32 and bf16 and under every ablation switch.

@@ -1,8 +1,8 @@
-"""Parity of the paper's optimizers with independent oracles (methods.md section 7.1).
+"""Parity of the paper's optimizers with independent oracles (Lin et al. 2024 and their reference code).
 
 - sgd / adamw / rmsprop wrap torch.optim: the hyperparameter mapping is checked bit-exactly against
   torch.optim built by hand (impl="forloop" vs foreach=False).
-- rfrmsprop / rfadamw: a float64 transcription of the equations of methods.md sections 1.2 and 2,
+- rfrmsprop / rfadamw: a float64 transcription of the equations of the paper's RF-RMSProp and RF-AdamW updates,
   written here in the paper's s-form (s = B a), loop by loop over the parameters.
 - ifshampoo: the authors' package sirfshampoo==0.0.1 configured as section 7.1 says, float64 and
   float32, both schedules, with and without the 0.25 x lr_cov name discount.
@@ -118,7 +118,7 @@ def test_rmsprop_has_no_fused_path_and_auto_is_foreach():
 
 
 # ---------------------------------------------------------------------------------------------
-# root-free diagonal methods vs a float64 transcription of methods.md
+# root-free diagonal methods vs a float64 transcription of the paper's equations
 
 
 def rfrmsprop_oracle(params, grads_of, steps, lr, lr_cov, damping, momentum, weight_decay, batch_size,

@@ -101,6 +101,10 @@ def test_changed_files_name_the_optimizers_whose_code_they_touch(capsys):
     assert _changed(capsys, "optimizers/_compiled.py") >= {"rfadamw", "rfrmsprop"}
     assert "sgd" not in _changed(capsys, "optimizers/_compiled.py")
     assert _changed(capsys, "optimizers/_common.py") >= {"rfadamw", "rfrmsprop", "ifshampoo", "shampoo"}
+    # the runner is part of every run's code (and of its run id): a change to it gates every optimizer
+    from rootbench.optimizers import list_optimizers
+
+    assert _changed(capsys, "harness/measure.py") == {n for n in list_optimizers() if not n.startswith("planted")}
 
 
 def test_compare_applies_the_stated_rules():

@@ -1,6 +1,6 @@
 """Recorded optimizer-state bytes equal what each method must hold, computed here independently.
 
-The expected sizes follow methods.md sections 7.3 and 3.10: the diagonal methods hold one or two
+The expected sizes follow the paper: the diagonal methods hold one or two
 parameter-sized buffers in the state dtype; the Kronecker methods one d x d factor (plus momentum and
 cache) per tensor axis. The run records ``opt_state_bytes`` by walking the live optimizer.
 """
@@ -75,7 +75,7 @@ def test_shampoo_state_is_its_factors_roots_and_filtered_gradient():
     r = run("shampoo", "fp32")
     expected = 0
     for shape in shapes():
-        dims = list(shape)  # Shampoo keeps one factor per axis of the unsqueezed tensor (methods.md 4.1)
+        dims = list(shape)  # Shampoo keeps one factor per axis of the unsqueezed tensor (the paper)
         expected += sum(2 * d * d * 4 for d in dims)  # factor L_k and its inverse root, float32
         expected += math.prod(shape) * 4  # the filtered gradient (momentum 0.9)
     assert r["opt_state_bytes"] == expected

@@ -1,4 +1,4 @@
-"""Full tiers reproduce the paper's protocols (methods.md 6.2): models, schedules, augmentation."""
+"""Full tiers reproduce the paper's protocols (the paper): models, schedules, augmentation."""
 import importlib
 import inspect
 

@@ -1,0 +1,98 @@
+"""One schema for every run file: the committed runs read as one table in DuckDB and polars.
+
+Schema 2 stores list, tuple and dict values (Swin's per-stage ``num_heads``) as JSON strings and gives
+often-empty columns one type everywhere; schema-1 files (lists as parquet lists) are still read,
+upgraded in memory, and ``records.upgrade_file`` rewrites them with values unchanged.
+"""
+import glob
+import json
+import os
+
+import pandas as pd
+import pytest
+
+from rootbench.harness import records
+from rootbench.harness.config import RunConfig
+from tests.conftest import ROOT
+
+RUNS = os.path.join(ROOT, "runs")
+RUN_GLOB = os.path.join(RUNS, "*", "*", "*.parquet")  # the leaderboard's runs; baselines one level deeper
+
+
+def _committed_run_files() -> list[str]:
+    return records.find_runs(RUNS) + records.find_runs(os.path.join(RUNS, records.BASELINES_DIR))
+
+
+def test_the_run_glob_holds_exactly_the_leaderboard_runs():
+    assert sorted(glob.glob(RUN_GLOB)) == records.find_runs(RUNS)
+    assert not glob.glob(os.path.join(RUNS, records.BASELINES_DIR, "probes", "*.parquet"))  # probes are JSON
+
+
+def test_duckdb_reads_every_committed_run_file_as_one_table():
+    duckdb = pytest.importorskip("duckdb")
+    files = _committed_run_files()
+    n_rows = sum(records.read_record(f).curve_table.num_rows for f in files)
+    got = duckdb.sql(f"SELECT count(*), count(DISTINCT run_id) FROM read_parquet({files!r}, union_by_name=true)"
+                     ).fetchall()[0]
+    assert got == (n_rows, len(files))
+    # the README's one-liner
+    best = duckdb.sql(f"SELECT task, optimizer, max(value) FROM read_parquet('{RUN_GLOB}', union_by_name=true) "
+                      "WHERE split = 'test' AND metric = 'accuracy' GROUP BY ALL").df()
+    assert len(best) > 10
+
+
+def test_polars_reads_every_committed_run_file_as_one_table():
+    pl = pytest.importorskip("polars")
+    files = _committed_run_files()
+    df = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+    assert df["run_id"].n_unique() == len(files)
+    assert df.schema["task_num_heads"] in (pl.String, pl.Int64)
+
+
+def _smoke_rows(**settings):
+    from rootbench.harness import run
+
+    return run("quadratic", "sgd", RunConfig(tier="smoke", ref_steps=0, task_settings=settings))
+
+
+def test_list_values_are_json_strings_and_empty_columns_keep_their_type(tmp_path):
+    import pyarrow.parquet as pq
+
+    rows = _smoke_rows()
+    rows = [{**r, "task_num_heads": [1, 2, 4]} for r in rows]  # a per-stage setting
+    path = records.write_run(rows, str(tmp_path))
+    schema = pq.read_schema(path)
+    assert str(schema.field("task_num_heads").type) in ("string", "large_string")
+    assert str(schema.field("steps_to_target").type) == "int64"  # empty here, int64 everywhere
+    rec = records.read_record(path)
+    assert json.loads(rec.run["task_num_heads"]) == [1, 2, 4] and rec.run["schema_version"] == records.SCHEMA_VERSION
+    assert rec.final("val", "loss") == pytest.approx(rec.curve.query("split == 'val'").sort_values("step")
+                                                     ["value"].iloc[-1])
+
+
+def test_schema_1_files_are_read_and_upgraded_without_changing_values(tmp_path):
+    rows = _smoke_rows()
+    df = pd.DataFrame([{**r, "task_num_heads": [3, 6], "schema_version": 1} for r in rows])
+    path = records.run_path(str(tmp_path), rows[0]["task"], rows[0]["optimizer"], rows[0]["run_id"])
+    os.makedirs(os.path.dirname(path))
+    df.to_parquet(path, index=False)  # as rootbench 0.1 wrote it: a parquet list column
+    old = records.read_record(path)
+    assert old.run["task_num_heads"] == "[3, 6]" and old.run["schema_version"] == 1
+    assert records.upgrade_file(path) and not records.upgrade_file(path)
+    new = records.read_record(path)
+    assert new.run["schema_version"] == 2 and new.run["schema_upgraded_from"] == 1
+    assert {k: v for k, v in new.run.items() if k not in ("schema_version", "schema_upgraded_from")} == \
+        {k: v for k, v in old.run.items() if k != "schema_version"}
+    pd.testing.assert_frame_equal(new.curve, old.curve)
+
+
+def test_a_file_of_another_schema_is_a_clear_error(tmp_path):
+    path = str(tmp_path / "foreign.parquet")
+    pd.DataFrame({"a": [1]}).to_parquet(path)
+    with pytest.raises(records.ResultsError, match="foreign.parquet: missing columns"):
+        records.read_record(path)
+    rows = _smoke_rows()
+    path = records.write_run([{**r, "schema_version": 99} for r in rows], str(tmp_path))
+    pd.DataFrame([{**r, "schema_version": 99} for r in rows]).to_parquet(path, index=False)
+    with pytest.raises(records.ResultsError, match="schema version"):
+        records.read_record(path)
