@@ -10,18 +10,32 @@ PRECISION ?= fp32
 ARGS      ?=
 RUNS      ?= runs
 
-.PHONY: install test test-all bench bench-optim list clean site
+.PHONY: install test lint format bench bench-optim list clean site faults
 
 install: $(BIN)/rootbench
 
+# pip prints what it collects and installs (the torch wheels are the long part), so progress is visible
 $(BIN)/rootbench: pyproject.toml
+	@echo "make install: [1/3] virtual environment $(VENV)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "make install: [2/3] pip"
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	@echo "make install: [3/3] rootbench with its test extra (torch and friends: the long step)"
+	$(BIN)/pip install --progress-bar on -e '.[test]'
 	@touch $@
+	@echo "make install: done; run commands as $(BIN)/rootbench ..., or 'source $(VENV)/bin/activate' first"
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# ruff: lint and format check (CI runs this); `make format` rewrites the files
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 bench: install
 	$(BIN)/rootbench bench --task $(TASK) --opt $(OPT) --tier $(TIER) --seed $(SEED) --precision $(PRECISION) --runs $(RUNS) $(ARGS)
@@ -35,6 +49,10 @@ bench-optim: install
 
 list: install
 	$(BIN)/rootbench list
+
+# kill runs and sweeps at random points and check the store (README, "Faults"); N rounds
+faults: install
+	$(BIN)/python -m tests.faults --kills $(or $(N),40)
 
 clean:
 	rm -rf site .pytest_cache

@@ -156,11 +156,13 @@ def cmd_bench(args) -> int:
     from rootbench.harness.config import parse_overrides
     from rootbench.harness.execute import get_or_run, parse_memory
     from rootbench.harness.resolve import resolve_args
+    from rootbench.harness.runner import pick_device
     from rootbench.tasks import check_data
 
     # everything that can be wrong with the request fails here, before a worker starts or a file is written
     spec = resolve_args(args.task, args.opt, parse_overrides(args.overrides), seed=args.seed, **config_fields(args))
     memory_limit = parse_memory(args.memory_limit)
+    pick_device(spec.config.device)  # asked for CUDA where there is none: now, not in a worker
     check_data(args.task, args.tier, **spec.config.task_settings)
     from rootbench.harness import distributed
 
@@ -257,11 +259,11 @@ def _on_sigterm(signum, frame):
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    previous = None
-    if hasattr(signal, "SIGTERM") and _in_main_thread():
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    # SIGTERM becomes an exception from the first instruction on (imports included), so a command
+    # terminated at any point stops its workers and ends with one line and exit 143
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _in_main_thread() else None
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except UsageError as e:
         return _err(str(e))

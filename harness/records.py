@@ -88,21 +88,27 @@ def exists(path: str) -> bool:
 
 
 def check_writable(folder: str) -> None:
-    """Raise ``UsageError`` unless files can be created in ``folder`` (made if missing); a URI is not checked."""
+    """Raise ``UsageError`` unless files can be created under ``folder`` (it need not exist yet).
+
+    Tried, not inferred from permission bits: a file is created and removed in ``folder`` or its nearest
+    existing ancestor, so read-only mounts and root's privileges are judged right. A URI is not checked.
+    """
     filesystem, inner = storage(folder)
     if filesystem is not None:
         return
-    target = os.path.abspath(inner)
-    probe = target
-    while not os.path.exists(probe):  # the nearest existing ancestor must let us create the rest
+    probe = os.path.abspath(inner)
+    while not os.path.exists(probe):
         parent = os.path.dirname(probe)
         if parent == probe:
             break
         probe = parent
     if not os.path.isdir(probe):
         raise UsageError(f"cannot write under {folder}: {probe} is not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write under {folder}: {probe} is not writable")
+    try:
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".rootbench-probe-"):
+            pass
+    except OSError as e:
+        raise UsageError(f"cannot write under {folder}: {probe} is not writable ({e.strerror})") from None
 
 
 def atomic_write(path: str, write) -> str:

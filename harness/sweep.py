@@ -270,6 +270,11 @@ class Sweep:
                          task_settings=dict(self.settings), time_limit=cfg.time_limit, device=cfg.device,
                          ref_steps=cfg.ref_steps, threads=threads)
         self.base = resolve_run(cfg.task, cfg.optimizer, base)  # bad names/values fail here, before any run
+        from rootbench.harness.runner import pick_device
+        from rootbench.tasks import check_data
+
+        pick_device(cfg.device)
+        check_data(cfg.task, cfg.tier, **self.settings)
         self.opt_spec, self.task_spec = self.base.optimizer, self.base.task
         self.pinned = {k: self.base.hparams[k] for k in self.pinned}
         self.space = search_space(self.opt_spec, self.pinned)

@@ -4,8 +4,7 @@ Every data set is looked up in this order (``$ROOTBENCH_DATA``, see ``tasks.data
 
 1. a plain file in the data root: ``<name>.npz`` for images (keras convention: ``x_train``,
    ``y_train``, ``x_test``, ``y_test``; uint8 HWC images, integer labels), ``<name>_<split>.txt`` or
-   ``<name>.txt`` for text. ``python ../shared/data/materialize.py $ROOTBENCH_DATA`` writes the offline
-   pack's files (cifar10, mnist, imagenette64, tinyimagenet32, tinyshakespeare, wikitext2 valid/test);
+   ``<name>.txt`` for text: the way to bring data to a machine without network;
 2. the native source: a torchvision folder (``cifar-10-batches-py``, ``cifar-100-python``) or an
    ImageFolder directory (``<root>/imagewoof2-320/{train,val}/<class>/*``) already in the data root,
    else a download when the network is there (torchvision, fastai's archives, Hugging Face
@@ -33,7 +32,8 @@ import numpy as np
 from rootbench.harness.registry import RegistryError
 
 OFFLINE_ENV = "ROOTBENCH_OFFLINE"
-MATERIALIZE = "python ../shared/data/materialize.py $ROOTBENCH_DATA"  # the offline data pack's decoder
+NPZ = ("or place {name}.npz in $ROOTBENCH_DATA (arrays x_train, y_train, x_test, y_test; uint8 images N x H x W "
+       "[x C] at {size} px, integer labels)")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -64,24 +64,32 @@ class ImageSet:
     torchvision_dir: str = ""
     folders: tuple = ()  # ImageFolder roots under the data root, each with train/ and val/
     archive: str = ""  # URL of an archive that unpacks into one of ``folders``
-    produce: str = MATERIALIZE  # the command that writes <name>.npz
+    produce: str = ""  # how to get it: a download command, or which plain file to place
     test_is_val: bool = False  # the published split used as test is called 'val'
 
 
 IMAGE_SETS = {s.name: s for s in [
     ImageSet("cifar10", 10, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
-             torchvision="CIFAR10", torchvision_dir="cifar-10-batches-py"),
+             torchvision="CIFAR10", torchvision_dir="cifar-10-batches-py",
+             produce="let torchvision download it (needs network: python -c \"import torchvision; "
+                     "torchvision.datasets.CIFAR10('$ROOTBENCH_DATA', download=True)\"), " + NPZ.format(name="cifar10", size=32)),
     # CIFAR-100 is not in the offline pack: torchvision's download is its source
     ImageSet("cifar100", 100, 32, (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761),
              torchvision="CIFAR100", torchvision_dir="cifar-100-python",
              produce="python -c \"import torchvision; torchvision.datasets.CIFAR100('$ROOTBENCH_DATA', "
                      "download=True)\""),
-    ImageSet("mnist", 10, 28, (0.1307,), (0.3081,), torchvision="MNIST", torchvision_dir="MNIST"),
+    ImageSet("mnist", 10, 28, (0.1307,), (0.3081,), torchvision="MNIST", torchvision_dir="MNIST",
+             produce="let torchvision download it (needs network), " + NPZ.format(name="mnist", size=28)),
     ImageSet("tinyimagenet32", 200, 32, (0.4806, 0.4486, 0.3983), (0.2521, 0.2448, 0.2590),
-             folders=("tinyimagenet",), test_is_val=True),  # val/ sorted into <wnid>/ folders
+             folders=("tinyimagenet",), test_is_val=True,  # val/ sorted into <wnid>/ folders
+             produce="unpack Tiny-ImageNet-200 (http://cs231n.stanford.edu/tiny-imagenet-200.zip) as "
+                     "$ROOTBENCH_DATA/tinyimagenet/{train,val}/<wnid>/*.JPEG (val sorted into class folders), "
+                     + NPZ.format(name="tinyimagenet32", size=32)),
     ImageSet("imagenette64", 10, 64, (0.4624, 0.4579, 0.4300), (0.2728, 0.2696, 0.2927),
              folders=("imagenette2-160", "imagenette2-320", "imagenette2", "imagenette"), test_is_val=True,
-             archive="https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz"),
+             archive="https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz",
+             produce="let rootbench download fastai's imagenette2-160.tgz (needs network), "
+                     + NPZ.format(name="imagenette64", size=64)),
     # ImageWoof (fastai, 10 dog breeds) at 224 px is read from its folder with worker processes
     ImageSet("imagewoof", 10, 0, IMAGENET_MEAN, IMAGENET_STD,
              folders=("imagewoof2-320", "imagewoof2", "imagewoof2-160", "imagewoof"), test_is_val=True,
@@ -100,15 +108,19 @@ class TextSet:
     hf: tuple = ()  # (path, config) for Hugging Face datasets
     hf_splits: tuple = ()  # Hugging Face split name for each of ``splits``
     url: str = ""  # raw download of a single-file corpus
-    produce: str = MATERIALIZE
+    produce: str = ""
 
 
 TEXT_SETS = {s.name: s for s in [
     TextSet("tinyshakespeare", ("",),
             url="https://raw.githubusercontent.com/karpathy/char-rnn/6f9487a6fe5b420b7ca9afb0d7c078e37c1d1b4e/"
-                "data/tinyshakespeare/input.txt"),
+                "data/tinyshakespeare/input.txt",
+            produce="let rootbench download it (needs network), or place tinyshakespeare.txt (karpathy's "
+                    "char-rnn input.txt) in $ROOTBENCH_DATA"),
     TextSet("wikitext2", ("valid", "test"), hf=("Salesforce/wikitext", "wikitext-2-v1"),
-            hf_splits=("validation", "test")),
+            hf_splits=("validation", "test"),
+            produce="let Hugging Face `datasets` download it (needs network), or place wikitext2_valid.txt and "
+                    "wikitext2_test.txt (wiki.valid.tokens, wiki.test.tokens of WikiText-2 v1) in $ROOTBENCH_DATA"),
     TextSet("wikitext103", ("train", "valid", "test"), hf=("Salesforce/wikitext", "wikitext-103-v1"),
             hf_splits=("train", "validation", "test"),
             produce="let Hugging Face `datasets` download it (needs network), or place wikitext103_train.txt, "
