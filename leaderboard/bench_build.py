@@ -85,7 +85,8 @@ def make_rows(spec: dict) -> dict:
             break
         last_step = step
         progress = 1 - math.exp(-3 * quality * step / steps)
-        acc = {split: min(0.999, 0.1 + 0.8 * progress * quality + 0.01 * rng.standard_normal() - (0.03 if split == "test" else 0))
+        acc = {split: min(0.999, 0.1 + 0.8 * progress * quality + 0.01 * rng.standard_normal()
+                          - (0.03 if split == "test" else 0))
                for split in ("train", "val", "test")}
         loss = {split: max(1e-3, 2.3 * (1 - progress * quality) + 0.02 * rng.standard_normal()) for split in acc}
         t = step * step_time
@@ -127,7 +128,8 @@ def make_rows(spec: dict) -> dict:
         "diverged_step": diverge_at, "n_params": n_params, "param_bytes": 4 * n_params, "grad_bytes": 4 * n_params,
         "opt_step_time_s": step_time * 0.2, "adamw_step_time_s": step_time * 0.2 / ratio,
         "step_time_ratio_adamw": ratio * (1 + 0.03 * rng.standard_normal()), "setup_time_s": 3.0,
-        "peak_mem_total_bytes": int(n_params * (8 + state_bpp) * 1.5), "peak_mem_bytes": int(n_params * (4 + state_bpp)),
+        "peak_mem_total_bytes": int(n_params * (8 + state_bpp) * 1.5),
+        "peak_mem_bytes": int(n_params * (4 + state_bpp)),
         "peak_mem_kind": "synthetic", "baseline_mem_bytes": 4 * n_params, "fp16_skipped_steps": 0,
         "opt_state_bytes": int(state_bpp * n_params), "opt_state_bytes_per_param": state_bpp,
         "data_wait_s": 0.1, "data_wait_share": 0.01, "data_source": "synthetic (leaderboard/bench_build.py)",
@@ -142,8 +144,24 @@ def make_rows(spec: dict) -> dict:
     return {**{k: [v] * n for k, v in run.items()}, **cols}
 
 
-def _write_chunk(args) -> int:
+def schema2_table(cols: dict):
+    """The columns as a table typed the way ``harness.records`` writes schema 2: the often-empty run-level
+    columns in their one type (``records.COLUMN_TYPES``; an all-empty column would otherwise be parquet's null
+    type), strings as large_string (what pandas, the runner's writer, stores)."""
     import pyarrow as pa
+
+    from rootbench.harness.records import COLUMN_TYPES
+
+    table = pa.table(cols)
+    fields = []
+    for f in table.schema:
+        if f.name in COLUMN_TYPES:
+            f = pa.field(f.name, getattr(pa, COLUMN_TYPES[f.name])())
+        fields.append(pa.field(f.name, pa.large_string()) if f.type == pa.string() else f)
+    return table.cast(pa.schema(fields))
+
+
+def _write_chunk(args) -> int:
     import pyarrow.parquet as pq
 
     root, specs = args
@@ -152,11 +170,7 @@ def _write_chunk(args) -> int:
         rid, task, opt = cols["run_id"][0], cols["task"][0], cols["optimizer"][0]
         folder = os.path.join(root, task, opt)
         os.makedirs(folder, exist_ok=True)
-        table = pa.table(cols)
-        # pandas (the runner's writer) stores strings as large_string; so do these files
-        table = table.cast(pa.schema([pa.field(f.name, pa.large_string()) if f.type == pa.string() else f
-                                      for f in table.schema]))
-        pq.write_table(table, os.path.join(folder, f"{rid}.parquet"))
+        pq.write_table(schema2_table(cols), os.path.join(folder, f"{rid}.parquet"))
     return len(specs)
 
 

@@ -8,21 +8,21 @@ Lin et al., ICML 2024 (https://arxiv.org/abs/2402.03496) claim that removing the
 vision transformers, and (3) lets the inverse-free Kronecker method run in bf16 where Shampoo needs
 high precision, with less memory and time. Every number printed here is computed by
 ``leaderboard.aggregate`` (the functions behind ``rootbench site``) from the run files, with the run
-ids of each selected configuration, so RESULTS.md can quote it and anyone can regenerate it.
+ids of each selected configuration, so RESULTS.md can quote it and anyone can regenerate it. Which tasks
+are CNNs and which optimizers pair up across the square root is what the task and optimizer registries
+declare (``leaderboard.model``), so a plugin's task or pair is counted without editing this file.
 """
 from __future__ import annotations
 
 import argparse
 import glob
-import json
 import os
 import sys
 
-from rootbench.harness import stats
-from rootbench.harness.records import SWEEPS_DIR
+from rootbench.harness import records, stats
 from rootbench.leaderboard import load as loader
 from rootbench.leaderboard.aggregate import CNN_REFERENCE, both_sides_ran
-from rootbench.leaderboard.build import compute
+from rootbench.leaderboard.model import compute
 
 
 def _num(v, digits=4) -> str:
@@ -56,12 +56,14 @@ def tables(model: dict, tier: str) -> str:
         sgd = _cell(r.get("sgd_test_mean", float("nan")), r.get("sgd_test_half", float("nan")),
                     r.get("sgd_test_n", 0) or 0) if r.get("sgd_reference") else ""
         diff = _diff(r["diff"], r["diff_half"])
-        out.append(f"| {r['task']} | {r['root']} | {r['free']} | {_cell(r['root_test_mean'], r['root_test_half'], r['root_test_n'])} "
+        out.append(f"| {r['task']} | {r['root']} | {r['free']} "
+                   f"| {_cell(r['root_test_mean'], r['root_test_half'], r['root_test_n'])} "
                    f"| {_cell(r['free_test_mean'], r['free_test_half'], r['free_test_n'])} "
                    f"| {diff} | {_num(r['p'], 3)} | {sgd} |")
     out += against_sgd(model, tier)
     out += ["", f"## Precision, memory and step time, {tier} tier", "",
-            "| task | optimizer | fp32 test | bf16-pure − fp32 | bf16-pure diverged | state B/param | peak memory MiB | "
+            "| task | optimizer | fp32 test | bf16-pure − fp32 | bf16-pure diverged | state B/param "
+            "| peak memory MiB | "
             "step time ×fused AdamW | train−test gap | selected run ids |",
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in ov.sort_values(["task", "optimizer"]).to_dict("records"):
@@ -79,7 +81,8 @@ def tables(model: dict, tier: str) -> str:
 def against_sgd(model: dict, tier: str, tasks=None) -> list[str]:
     """Claim 1's table: every selected optimizer minus SGD (``CNN_REFERENCE``) on the CNN tasks (Welch 95 % CI and p).
 
-    ``tasks`` defaults to the model's CNN tasks; tasks without a selected SGD configuration are skipped.
+    ``tasks`` defaults to the model's CNN tasks (those registered with ``model_kind="cnn"``); tasks without a
+    selected SGD configuration are skipped.
     """
     ov = model["overview"]
     ov = ov[(ov["tier"] == tier) & ov["selected"].astype(bool)]
@@ -102,6 +105,11 @@ def against_sgd(model: dict, tier: str, tasks=None) -> list[str]:
     return out
 
 
+def manifest_paths(runs_root: str) -> list[str]:
+    """The sweep manifests under ``runs_root`` (``sweeps/<task>/<optimizer>/<sweep_id>.json``), sorted."""
+    return sorted(glob.glob(os.path.join(runs_root, records.SWEEPS_DIR, "*", "*", "*.json")))
+
+
 def sweep_run_ids(runs_root: str, stages: int) -> dict[tuple[str, str, str], set[str]]:
     """Run ids of the sweeps with ``stages`` search stages, per (tier, task, optimizer), from their manifests.
 
@@ -109,18 +117,20 @@ def sweep_run_ids(runs_root: str, stages: int) -> dict[tuple[str, str, str], set
     other-precision run a manifest lists counts (they are the sweep's whole budget).
     """
     out: dict[tuple[str, str, str], set[str]] = {}
-    for path in sorted(glob.glob(os.path.join(runs_root, SWEEPS_DIR, "*", "*", "*.json"))):
+    for path in manifest_paths(runs_root):
         try:
-            with open(path) as f:
-                m = json.load(f)
+            m = records.read_json(path)
             if m.get("budget", {}).get("stages") != stages:
                 continue
             ids = {t["run_id"] for t in m["trials"]} | {s["run_id"] for s in m["seeds"]}
             for more in (m.get("other_precisions") or {}).values():
                 ids |= set(more)
             key = (m["tier"], m["task"], m["optimizer"])
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise SystemExit(f"error: cannot read sweep manifest {path} ({e}); restore it from git or delete it")
+        except records.ResultsError as e:
+            raise SystemExit(f"error: cannot read sweep manifest {e}; restore it from git or delete it") from None
+        except (AttributeError, KeyError, TypeError) as e:
+            raise SystemExit(f"error: cannot read sweep manifest {path} ({type(e).__name__}: {e}); "
+                             "restore it from git or delete it") from None
         out.setdefault(key, set()).update(i for i in ids if i)
     return out
 
@@ -148,7 +158,7 @@ def table_rows(markdown: str) -> list[str]:
     Other tables (a summary in prose, say) are not what ``claims`` prints, so they are not checked.
     """
     rows, in_task_table = [], False
-    for line in (l.rstrip() for l in markdown.splitlines()):
+    for line in (raw.rstrip() for raw in markdown.splitlines()):
         if not line.startswith("|"):
             in_task_table = False
         elif line.startswith("| task |"):
@@ -188,14 +198,16 @@ def main(argv=None) -> int:
             with open(args.check, encoding="utf-8") as f:
                 document = f.read()
         except OSError as e:
-            raise SystemExit(f"error: cannot read {args.check} ({e.strerror}); give the path of a Markdown file")
+            raise SystemExit(f"error: cannot read {args.check} ({e.strerror}); "
+                             "give the path of a Markdown file") from None
         missing = unprinted_rows(document, results, args.runs, args.tier)
         for row in missing:
             print(f"not printed: {row}", file=sys.stderr)
         n = len(table_rows(document))
         if missing:
             print(f"error: {len(missing)} of {n} table rows in {args.check} are not what the runs in {args.runs} "
-                  f"aggregate to; regenerate them with python -m rootbench.leaderboard.claims [--stages N]", file=sys.stderr)
+                  f"aggregate to; regenerate them with python -m rootbench.leaderboard.claims [--stages N]",
+                  file=sys.stderr)
             return 1
         print(f"ok: all {n} table rows in {args.check} are printed from {args.runs}")
         return 0

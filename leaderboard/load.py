@@ -13,7 +13,6 @@ with one warning line naming it, in ``read_record``'s own words, so the CLI and 
 """
 from __future__ import annotations
 
-import math
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field

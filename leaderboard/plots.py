@@ -13,13 +13,18 @@ PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8
 
 
 def styles(optimizers, pairs=()) -> dict:
-    """A stable colour, dash and marker per optimizer: a pair shares a colour, root-free is dashed."""
+    """A stable colour, dash and marker per optimizer: a pair shares a colour, root-free is dashed.
+
+    An optimizer keeps the colour of its first pair; a further partner (a variant declaring the same
+    counterpart) gets a colour of its own, so no two pairs are drawn alike.
+    """
     out, colour = {}, iter(PALETTE * 8)
     for root, free in pairs:
-        if root in optimizers or free in optimizers:
-            c = next(colour)
-            out[root] = {"color": c, "dash": False, "marker": "o"}
-            out[free] = {"color": c, "dash": True, "marker": "s"}
+        if (root not in optimizers and free not in optimizers) or (root in out and free in out):
+            continue
+        c = next(colour)
+        out.setdefault(root, {"color": c, "dash": False, "marker": "o"})
+        out.setdefault(free, {"color": c, "dash": True, "marker": "s"})
     for o in sorted(optimizers):
         if o not in out:
             out[o] = {"color": next(colour), "dash": False, "marker": "o"}

@@ -29,6 +29,8 @@ from rootbench.harness import records, stats
 from rootbench.leaderboard import aggregate as agg
 from rootbench.leaderboard import build as site_build
 from rootbench.leaderboard import load as site_load
+from rootbench.leaderboard import model as site_model
+from rootbench.leaderboard import tables as site_tables
 
 SCRIPT = "<script>alert(1)</script>"
 
@@ -39,7 +41,10 @@ SCRIPT = "<script>alert(1)</script>"
 @pytest.fixture(scope="session")
 def lb_runs(tmp_path_factory):
     """~24 smoke runs: 2-3 optimizers x 2 configs x 2 seeds on two tasks, precision twins, a diverged
-    run and a run whose hyperparameter is an HTML script (it fails as an error run)."""
+    run and an error run whose hyperparameter is an HTML script.
+
+    The runner now rejects such a value before running, so the error run is one real run stored again with
+    the hostile value and an error status: what a run recorded by an older runner, or edited, would hold."""
     from rootbench.harness.config import RunConfig
     from rootbench.harness import run
     from rootbench.optimizers import get_optimizer_spec, list_optimizers
@@ -53,7 +58,7 @@ def lb_runs(tmp_path_factory):
     plan += [("mnist1d-mlp", o, {"lr": lr}, s, "fp32") for o, lrs in (("adamw", (1e-3, 1e-2)), ("sgd", (0.1, 0.03)))
              for lr in lrs for s in (0, 1)]
     plan += [("mnist1d-mlp", "adamw", {"lr": 1e-2}, 0, "bf16-pure"), ("mnist1d-mlp", "adamw", {"lr": 1e-2}, 0, "bf16"),
-             ("quadratic", "sgd", {"lr": 1e3}, 0, "fp32"), ("quadratic", "adamw", {"impl": SCRIPT}, 0, "fp32")]
+             ("quadratic", "sgd", {"lr": 1e3}, 0, "fp32")]
     import torch
 
     threads = torch.get_num_threads()
@@ -62,6 +67,10 @@ def lb_runs(tmp_path_factory):
             rows = run(task, opt, RunConfig(tier="smoke", seed=seed, precision=precision, hparams=hp, ref_steps=2,
                                             threads=1))
             records.write_run(rows, root)
+            if (task, opt, hp["lr"], seed) == ("quadratic", "adamw", 1e-3, 0):
+                message = f"ValueError: impl must be one of ('auto', 'fused'), got {SCRIPT!r}"
+                records.write_run([{**r, "run_id": "hostile00000", "hp_impl": SCRIPT, "status": "error",
+                                    "status_message": message} for r in rows], root)
     finally:
         torch.set_num_threads(threads)
     return root
@@ -78,7 +87,7 @@ def lb_site(lb_runs, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def model(lb_runs):
-    return site_build.compute(site_load.load(lb_runs))
+    return site_model.compute(site_load.load(lb_runs))
 
 
 def _read_all(root):
@@ -193,7 +202,7 @@ def test_selection_prefers_replicated_fp32_configurations():
 def test_overview_cells_and_significance(lb_runs, model):
     files = _read_all(lb_runs)
     ov = model["overview"]
-    for (tier, task), g in ov.groupby(["tier", "task"]):
+    for (tier, task), g in ov.groupby(["tier", "task"]):  # noqa: B007 - the query below reads them
         g = g.reset_index(drop=True)
         higher = bool(g["higher_is_better"].iloc[0])
         shown = g[g["test_mean"].notna()]
@@ -242,7 +251,8 @@ def test_precision_robustness_and_divergence(model):
 
 def test_root_vs_free_pairs(model):
     rvf = model["root_vs_free"]
-    assert {("adamw", "rfadamw"), ("rmsprop", "rfrmsprop"), ("shampoo", "ifshampoo")} <= set(zip(rvf["root"], rvf["free"]))
+    shown = set(zip(rvf["root"], rvf["free"]))  # the registry's pairs; a variant's one-sided pair where it ran
+    assert {("adamw", "rfadamw"), ("rmsprop", "rfrmsprop"), ("shampoo", "ifshampoo")} <= shown <= set(model["pairs"])
     assert set(rvf["task"]) == {"quadratic", "mnist1d-mlp"}  # the paper's pairs appear on every task
     ov = model["overview"].set_index(["task", "optimizer"])
     for r in rvf.to_dict("records"):
@@ -332,7 +342,7 @@ def test_site_pages_links_and_downloads(lb_runs, lb_site):
 def test_result_strings_are_escaped(lb_site, model):
     out, _ = lb_site
     bad = model["summary"].query("task == 'quadratic' and status == 'error'").iloc[0]
-    assert bad["hp_impl"] == SCRIPT  # the runner recorded the hostile value as given
+    assert bad["hp_impl"] == SCRIPT  # the store kept the hostile value as given
     found = 0
     for dirpath, _, files in os.walk(out):
         for f in files:
@@ -428,6 +438,12 @@ def test_cli_markdown_and_refusing_foreign_out(lb_runs, tmp_path, capsys):
     (foreign / "keep.txt").write_text("mine")
     assert main(["site", "--runs", lb_runs, "--out", str(foreign)]) == 2
     assert os.listdir(foreign) == ["keep.txt"]
+    capsys.readouterr()
+    # an --out that cannot be written is refused before anything is read or rendered: one line, exit 2
+    blocked = foreign / "keep.txt" / "site"
+    assert main(["site", "--runs", lb_runs, "--out", str(blocked)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "keep.txt is not a folder" in err and os.listdir(foreign) == ["keep.txt"]
 
 
 def test_empty_runs_folder_builds_an_empty_site(tmp_path):
@@ -597,7 +613,7 @@ def test_claims_against_sgd_recomputes_from_the_run_files(model, lb_runs):
             if name == "sgd":
                 continue
             mine = [_final(by_run[i], "test") for i in r["run_ids"]]
-            row = next(l for l in lines if l.startswith(f"| {task} | {name} |"))
+            row = next(line for line in lines if line.startswith(f"| {task} | {name} |"))
             cells = [c.strip() for c in row.split("|")]
             assert cells[5].startswith(f"{np.mean(mine) - np.mean(sgd):+.4f}")
             if len(mine) > 1 and len(sgd) > 1:
@@ -605,7 +621,7 @@ def test_claims_against_sgd_recomputes_from_the_run_files(model, lb_runs):
                 assert cells[6] == f"{p:.3f}"
             checked += 1
     assert checked >= 2
-    assert not any(l.startswith("| quadratic | sgd |") for l in lines)
+    assert not any(line.startswith("| quadratic | sgd |") for line in lines)
 
 
 def test_list_valued_settings_reach_the_csv_exports(tmp_path):
@@ -678,7 +694,7 @@ def test_pairs_page_tables_only_comparable_pairs_and_lists_the_rest(model, lb_si
     """A pair with runs on both sides is a table row; one missing a side is listed, naming the missing side."""
     rvf = model["root_vs_free"]
     smoke = rvf[rvf["tier"] == "smoke"]
-    table, missing = site_build.pairs_view(smoke)
+    table, missing = site_tables.pairs_view(smoke)
     both = smoke[smoke["root_present"].astype(bool) & smoke["free_present"].astype(bool)]
     assert len(table["rows"]) == len(both) >= 1
     assert {r["cells"][0].t for r in table["rows"]} == set(both["task"])

@@ -141,3 +141,11 @@ def test_lr_schedules():
         [1, 1, 0.1, 0.1, 0.01, 0.01])
     with pytest.raises(RegistryError):
         runner.lr_factor("wavy", 0, 10, 0)
+
+
+def test_the_overhead_script_times_the_runner_and_a_bare_loop_over_the_same_steps():
+    from rootbench.harness import overhead
+
+    r = overhead.measure("mnist1d-mlp", "sgd", steps=12, repeats=1)
+    assert r["steps_timed"] == 11 and r["runner_s"] > 0 and r["bare_s"] > 0
+    assert r["overhead"] == r["runner_s"] / r["bare_s"] - 1
