@@ -69,6 +69,8 @@ class OptimizerSpec:
     preconditioner: str = "diagonal"  # none (SGD) | diagonal (Adam, RMSProp) | kronecker (Shampoo family)
     period_hparam: str | None = None  # e.g. "T": the preconditioner is updated every T steps
     bounds: dict = field(default_factory=dict)  # hyperparameter -> interval such as "(0, inf)" or "[0, 1)"
+    # the paper's published best configuration per task model_kind ("cnn", "vit"): a fixed trial of every sweep
+    published: dict = field(default_factory=dict)
     source_file: str = ""
 
     @property

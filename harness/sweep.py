@@ -4,18 +4,21 @@
                     [--stage2-trials M] [--backend local|ray] [--workers W] [--address ADDR]
                     [--runs DIR] [--retry-failed] [key=value ...]
 
-Protocol (the paper's: two-stage random search after Choi et al. 2019,
-https://arxiv.org/abs/1910.05446; the paper ran 100 trials per stage and reported the best run):
+Protocol (the paper's two-stage random search after Choi et al. 2019, https://arxiv.org/abs/1910.05446,
+which ran 100 trials per stage and reported the best run; here quasi-random and horizon-aware):
 
-1. **Stage 1.** ``N`` configurations are drawn independently from the optimizer's declared
-   ``search_space``: ``log`` log-uniform, ``uniform`` uniform, ``choice`` uniform over the options.
-   The generator is numpy's PCG64 seeded with ``(--seed, stage)``, so the same command draws the same
-   configurations. Floats are rounded to 4 significant digits (readable configs; clipped to the range),
-   integer hyperparameters to integers. ``key=value`` arguments pin a hyperparameter (it leaves the
-   search) or a task setting (``steps=200``) for every run of the sweep.
+1. **Stage 1.** ``N`` configurations are drawn from the optimizer's declared ``search_space``
+   (``harness/search.py``): fixed ``log``/``uniform``/``choice`` ranges, ``log1m`` momenta and
+   ``horizon`` EMA rates whose time constant is a share of this run's length, resolved before drawing.
+   Draws are a scrambled Halton sequence seeded per (task, optimizer, ``--seed``), so the same command
+   draws the same configurations and different pairs get independent points. Where the optimizer
+   declares the paper's published configuration for the task's model kind (``published``), it is one
+   more stage-1 trial (``kind: published`` in the manifest; ``--no-published`` leaves it out). Floats are
+   rounded to 4 significant digits, integer hyperparameters to integers. ``key=value`` arguments pin a
+   hyperparameter (it leaves the search) or a task setting (``steps=200``) for every run of the sweep.
 2. **Stage 2** (``--stage2-trials M``, optional). The ranges narrow around the best stage-1 trials:
    the top ``k = max(3, ceil(N / 5))`` trials with status ok (fewer if fewer are ok) give, for each
-   ``log`` (``uniform``) hyperparameter, the [min, max] of their values in log (linear) space, widened
+   ``log`` (``uniform``; ``log1m``: 1 - m) hyperparameter, the [min, max] of their values in log (linear) space, widened
    by 10% of the declared width on each side and clipped to the declared range; a ``choice`` keeps the
    options those trials used. With fewer than 2 ok trials the stage-1 space is reused. ``M`` more
    configurations are drawn from the narrowed space.
@@ -61,67 +64,34 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from rootbench.harness import search
 from rootbench.harness.config import RunConfig
 from rootbench.harness.records import ResultsError
 from rootbench.harness.registry import UsageError
 from rootbench.harness.resolve import RunSpec
 
-SIG_DIGITS = 4  # sampled floats are rounded to this many significant digits
 TOP_FRACTION, TOP_MIN = 0.2, 3  # stage 2 narrows around the top max(3, ceil(N/5)) stage-1 trials
 WIDEN = 0.1  # ... widened by this fraction of the declared (log-)width on each side
-PROTOCOL = (f"two-stage random search; stage 2 narrows to the top max({TOP_MIN}, ceil({TOP_FRACTION}*N)) ok "
-            f"stage-1 trials widened by {WIDEN:g} of the declared width; trials at run seed 0; selection "
-            "on the final validation metric; the selected config rerun with seeds 0..K-1")
-MANIFEST_VERSION = 1
+PROTOCOL = (f"two-stage quasi-random search ({search.SAMPLER}); ranges resolved for the run's length (horizon "
+            "dimensions); the paper's published configuration for the task's model kind as one more stage-1 "
+            f"trial where there is one; stage 2 narrows to the top max({TOP_MIN}, ceil({TOP_FRACTION}*N)) ok "
+            f"stage-1 trials widened by {WIDEN:g} of the width; trials at run seed 0; selection on the final "
+            "validation metric; the selected config rerun with seeds 0..K-1")
+MANIFEST_VERSION = 2
 EXIT_OK, EXIT_RUN_FAILED = 0, 1
 
 
 # ---------------------------------------------------------------------------------------------
-# sampling
+# sampling (harness/search.py)
 
-def _check_dim(key: str, dim) -> tuple:
-    """A validated search dimension: ("log"|"uniform", low, high) or ("choice", [options])."""
-    if not isinstance(dim, (tuple, list)) or not dim or dim[0] not in ("log", "uniform", "choice"):
-        raise UsageError(f"search-space entry {key}={dim!r}: expected ('log'|'uniform', low, high) "
-                            "or ('choice', [options])")
-    if dim[0] == "choice":
-        if len(dim) != 2 or not list(dim[1]):
-            raise UsageError(f"search-space entry {key}={dim!r}: a choice needs a non-empty list")
-        return ("choice", list(dim[1]))
-    if len(dim) != 3:
-        raise UsageError(f"search-space entry {key}={dim!r}: expected ({dim[0]!r}, low, high)")
-    lo, hi = sorted((float(dim[1]), float(dim[2])))  # a reversed range (it happens: 6.1) is read as meant
-    if dim[0] == "log" and lo <= 0:
-        raise UsageError(f"search-space entry {key}={dim!r}: a log range needs positive bounds")
-    return (dim[0], lo, hi)
+def search_space(opt_spec, pinned: dict, steps: int | None = None, period: int = 1) -> dict:
+    """The optimizer's declared search space without the pinned (``key=value``) hyperparameters; with
+    ``steps``, resolved for a run of that length (horizon dimensions become concrete ranges)."""
+    space = {k: search.check_dim(k, v) for k, v in opt_spec.search_space.items() if k not in pinned}
+    return search.resolve(space, steps, period) if steps is not None else space
 
 
-def search_space(opt_spec, pinned: dict) -> dict:
-    """The optimizer's declared search space without the pinned (``key=value``) hyperparameters."""
-    return {k: _check_dim(k, v) for k, v in opt_spec.search_space.items() if k not in pinned}
-
-
-def _round_sig(x: float, digits: int = SIG_DIGITS) -> float:
-    return float(f"{x:.{digits - 1}e}")
-
-
-def _draw(dim: tuple, rng: np.random.Generator, default):
-    kind = dim[0]
-    if kind == "choice":
-        return dim[1][int(rng.integers(len(dim[1])))]
-    lo, hi = dim[1], dim[2]
-    value = math.exp(rng.uniform(math.log(lo), math.log(hi))) if kind == "log" else rng.uniform(lo, hi)
-    if isinstance(default, int) and not isinstance(default, bool):
-        return int(min(max(round(value), math.ceil(lo)), math.floor(hi)))
-    return min(max(_round_sig(value), lo), hi)
-
-
-def sample_configs(space: dict, n: int, seed: int, stage: int = 1, defaults: dict | None = None) -> list[dict]:
-    """``n`` configurations drawn from ``space``; a pure function of (space, n, seed, stage)."""
-    rng = np.random.default_rng([int(seed), int(stage)])
-    defaults = defaults or {}
-    dims = {k: _check_dim(k, space[k]) for k in sorted(space)}
-    return [{k: _draw(dim, rng, defaults.get(k)) for k, dim in dims.items()} for _ in range(n)]
+sample_configs = search.sample_configs
 
 
 def top_k(n_stage1: int) -> int:
@@ -130,24 +100,15 @@ def top_k(n_stage1: int) -> int:
 
 def narrow_space(space: dict, best: list[dict]) -> dict:
     """Stage-2 ranges: per dimension, the span of the ``best`` configs, widened and clipped (see module doc)."""
-    if len(best) < 2:
-        return dict(space)
-    out = {}
-    for key, dim in space.items():
-        dim = _check_dim(key, dim)
-        values = [b[key] for b in best if key in b]
-        if dim[0] == "choice":
-            kept = [o for o in dim[1] if o in values]
-            out[key] = ("choice", kept or list(dim[1]))
-            continue
-        lo, hi = dim[1], dim[2]
-        fwd, inv = (math.log, math.exp) if dim[0] == "log" else (float, float)
-        margin = WIDEN * (fwd(hi) - fwd(lo))
-        new_lo = inv(min(fwd(v) for v in values) - margin)
-        new_hi = inv(max(fwd(v) for v in values) + margin)
-        new_lo, new_hi = max(lo, _round_sig(new_lo)), min(hi, _round_sig(new_hi))
-        out[key] = (dim[0], new_lo, new_hi) if new_lo < new_hi else dim
-    return out
+    return search.narrow(space, best, WIDEN)
+
+
+def published_trial(opt_spec, task_spec, pinned: dict) -> dict | None:
+    """The paper's best configuration for this task's model kind (declared on the optimizer), minus pins."""
+    config = opt_spec.published.get(task_spec.model_kind)
+    if not config:
+        return None
+    return {k: v for k, v in config.items() if k not in pinned and k in opt_spec.defaults}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,6 +176,7 @@ class SweepConfig:
     quiet: bool = False
     also_precisions: tuple = ()  # rerun the selected config's seeds at these precisions (robustness)
     memory_limit: int | None = None  # bytes per run (None: no limit); past it a run ends as oom
+    published: bool = True  # add the paper's published configuration as one more stage-1 trial
 
 
 @dataclass
@@ -223,6 +185,7 @@ class Trial:
     index: int  # 0-based within the stage
     hparams: dict  # the sampled values only
     spec: RunSpec
+    kind: str = "drawn"  # drawn | published (the paper's configuration for the task's model kind)
 
     @property
     def run_id(self) -> str:
@@ -277,14 +240,18 @@ class Sweep:
         check_data(cfg.task, cfg.tier, **self.settings)
         self.opt_spec, self.task_spec = self.base.optimizer, self.base.task
         self.pinned = {k: self.base.hparams[k] for k in self.pinned}
-        self.space = search_space(self.opt_spec, self.pinned)
+        period_key = self.opt_spec.period_hparam
+        self.period = int(self.base.hparams.get(period_key, 1)) if period_key else 1
+        self.declared = search_space(self.opt_spec, self.pinned)
+        self.space = search_space(self.opt_spec, self.pinned, steps=self.base.tier_config.steps, period=self.period)
+        self.published = published_trial(self.opt_spec, self.task_spec, self.pinned) if cfg.published else None
         self.defaults = dict(self.base.hparams)
         identity = self.base.identity
         self.sweep_id = _hash({
             "task": cfg.task, "optimizer": cfg.optimizer, "tier": cfg.tier, "precision": cfg.precision,
             "trials": cfg.trials, "stage2_trials": cfg.stage2_trials, "seeds": cfg.seeds, "sampler_seed": cfg.seed,
             "pinned": self.pinned, "task_config": identity["task_config"], "time_limit": cfg.time_limit,
-            "space": self.space, "protocol": PROTOCOL, "code": identity["code"]})
+            "space": self.space, "published": self.published, "protocol": PROTOCOL, "code": identity["code"]})
         self.root = cfg.runs if "://" in cfg.runs else os.path.abspath(cfg.runs)
         records.check_writable(self.root)  # a read-only store fails now, not after the first run has trained
         self.trials: list[Trial] = []
@@ -299,9 +266,12 @@ class Sweep:
 
     def _trials(self, stage: int, space: dict, n: int) -> list[Trial]:
         out = []
-        for i, hp in enumerate(sample_configs(space, n, self.cfg.seed, stage, self.defaults)):
-            spec = self.base.replace(hparams={**self.pinned, **hp})
-            out.append(Trial(stage, i, hp, spec))
+        draws = sample_configs(space, n, self.cfg.seed, stage, self.defaults, stream=(self.cfg.task, self.cfg.optimizer))
+        for i, hp in enumerate(draws):
+            out.append(Trial(stage, i, hp, self.base.replace(hparams={**self.pinned, **hp})))
+        if stage == 1 and self.published:  # the paper's point: one more stage-1 trial, recorded as such
+            out.append(Trial(1, n, dict(self.published), self.base.replace(hparams={**self.pinned, **self.published}),
+                             kind="published"))
         return out
 
     def _log(self, msg: str) -> None:
@@ -452,22 +422,25 @@ class Sweep:
                  f"{cfg.workers} worker(s), {self.base.config.threads} thread(s) per run")
         if self.pinned:
             self.out("pinned: " + ", ".join(f"{k}={_fmt(v)}" for k, v in self.pinned.items()))
-        self.out("stage 1 space: " + _space_str(self.space))
-        total = cfg.trials + cfg.stage2_trials + cfg.seeds  # seed 0 is counted again, as a cache hit
+        self.out(f"stage 1 space (resolved for {self.base.tier_config.steps} steps): " + search.describe(self.space))
+        if self.published:
+            self.out(f"published configuration ({self.task_spec.model_kind}): "
+                     + " ".join(f"{k}={_fmt(v)}" for k, v in self.published.items()))
+        total = cfg.trials + bool(self.published) + cfg.stage2_trials + cfg.seeds  # seed 0 counted again (cache hit)
         self.bar = tqdm(total=total, unit="run", desc=f"sweep {cfg.task}/{cfg.optimizer}", file=sys.stderr,
                         dynamic_ncols=True, disable=cfg.quiet, smoothing=0.1)
         try:
             stage1 = self._trials(1, self.space, cfg.trials)
             self.trials = list(stage1)
-            self.execute([(f"s1 trial {t.index}", t.spec) for t in stage1])
+            self.execute([(f"s1 {'paper' if t.kind == 'published' else 'trial'} {t.index}", t.spec) for t in stage1])
             space2 = None
             if cfg.stage2_trials:
                 ranked = self._table(stage1)
                 ok = ranked[ranked["valid"]]
-                by_id = {t.run_id: t.hparams for t in stage1}
+                by_id = {t.run_id: {**self.defaults, **t.hparams} for t in stage1}
                 best = [by_id[r] for r in ok["run_id"].head(top_k(cfg.trials))]
                 space2 = narrow_space(self.space, best)
-                self._log(f"stage 2 space (top {len(best)} of stage 1): " + _space_str(space2))
+                self._log(f"stage 2 space (top {len(best)} of stage 1): " + search.describe(space2))
                 stage2 = self._trials(2, space2, cfg.stage2_trials)
                 self.trials += stage2
                 self.execute([(f"s2 trial {t.index}", t.spec) for t in stage2])
@@ -506,8 +479,10 @@ class Sweep:
 
         cfg = self.cfg
         trials = []
+        kinds = {t.run_id: t.kind for t in self.trials}
         for _, r in ranked.sort_values(["stage", "trial"]).iterrows():
             trials.append({"run_id": r["run_id"], "stage": int(r["stage"]), "trial": int(r["trial"]),
+                           "kind": kinds.get(r["run_id"], "drawn"),
                            "hparams": r["hparams"], "val": _num(r["val"]), "status": r["status"],
                            "rank": int(r["rank"]), "wall_time_s": _num(r["wall_time_s"])})
         seeds = []
@@ -528,8 +503,11 @@ class Sweep:
             "time_limit": cfg.time_limit,
             "selection": {"split": "val", "metric": self.task_spec.metric, "statistic": "final",
                           "higher_is_better": self.task_spec.higher_is_better},
-            "search_space": {"stage1": _jsonable_space(self.space),
-                             "stage2": _jsonable_space(space2) if space2 is not None else None},
+            "search_space": {"declared": search.as_json(self.declared), "stage1": search.as_json(self.space),
+                             "stage2": search.as_json(space2) if space2 is not None else None,
+                             "resolved_for_steps": self.base.tier_config.steps, "period": self.period,
+                             "sampler": search.SAMPLER},
+            "published": self.published,
             "trials": trials,
             "selected": None if selected is None else {
                 "run_id": selected["run_id"], "stage": int(selected["stage"]), "trial": int(selected["trial"]),
@@ -574,17 +552,6 @@ def _float(x) -> float:
 def _num(x):
     x = float(x)
     return x if math.isfinite(x) else None
-
-
-def _jsonable_space(space: dict) -> dict:
-    return {k: list(v) if v[0] != "choice" else ["choice", list(v[1])] for k, v in space.items()}
-
-
-def _space_str(space: dict) -> str:
-    if not space:
-        return "(empty: every searched hyperparameter is pinned)"
-    return ", ".join(f"{k} {v[0]} {v[1]}" if v[0] == "choice" else f"{k} {v[0]} [{_fmt(v[1])}, {_fmt(v[2])}]"
-                     for k, v in space.items())
 
 
 def write_manifest(manifest: dict, root: str, task: str, optimizer: str, sweep_id: str) -> str:
@@ -645,7 +612,7 @@ def cmd_sweep(args) -> int:
                       ref_steps=args.ref_steps, runs=args.runs, retry_failed=args.retry_failed,
                       backend=args.backend, workers=args.workers, threads=args.threads, address=args.address,
                       cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run, quiet=args.quiet,
-                      also_precisions=tuple(args.also_precisions),
+                      also_precisions=tuple(args.also_precisions), published=args.published,
                       memory_limit=parse_memory(args.memory_limit) if args.memory_limit is not None
                       else _share_of_memory(args.workers))
     manifest = Sweep(cfg).run()
@@ -687,6 +654,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--ref-steps", type=int, default=20, help="steps timed against fused AdamW per run (0 skips)")
     p.add_argument("--runs", default="runs", help="results folder or pyarrow URI (file:///..., s3://...)")
     p.add_argument("--retry-failed", action="store_true", help="rerun cached runs that failed (oom/timeout/error)")
+    p.add_argument("--no-published", dest="published", action="store_false",
+                   help="leave out the paper's published configuration (a fixed stage-1 trial where declared)")
     p.add_argument("--memory-limit", default=None,
                    help="per run: 8G, 512M, a share (0.25) or none; default 80%% of the memory split over the workers")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
