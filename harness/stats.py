@@ -216,3 +216,38 @@ def average_ranks(scores: Mapping[str, float], higher_is_better: bool) -> dict:
             ranks[items[k][0]] = (i + j) / 2 + 1
         i = j + 1
     return ranks
+
+
+# ---------------------------------------------------------------------------------------------
+# many tests at once
+
+def benjamini_hochberg(pvalues: Sequence[float]) -> list[float]:
+    """Benjamini-Hochberg q-values (false discovery rate) of ``pvalues``, in their order; NaN stays NaN.
+
+    q_(i) = min over j >= i of p_(j) * m / j over the m finite p-values sorted ascending, capped at 1: a
+    comparison is a discovery at FDR level alpha when q <= alpha.
+    """
+    p = np.asarray([float(v) if v is not None else float("nan") for v in pvalues], dtype=float)
+    q = np.full(len(p), float("nan"))
+    ok = np.flatnonzero(np.isfinite(p))
+    m = len(ok)
+    if m == 0:
+        return q.tolist()
+    order = ok[np.argsort(p[ok], kind="stable")]
+    ranked = p[order] * m / np.arange(1, m + 1)
+    q[order] = np.minimum(1.0, np.minimum.accumulate(ranked[::-1])[::-1])
+    return q.tolist()
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (family-wise error rate), in the order given; NaN stays NaN."""
+    p = np.asarray([float(v) if v is not None else float("nan") for v in pvalues], dtype=float)
+    out = np.full(len(p), float("nan"))
+    ok = np.flatnonzero(np.isfinite(p))
+    m = len(ok)
+    if m == 0:
+        return out.tolist()
+    order = ok[np.argsort(p[ok], kind="stable")]
+    adjusted = np.maximum.accumulate(p[order] * (m - np.arange(m)))
+    out[order] = np.minimum(1.0, adjusted)
+    return out.tolist()
