@@ -66,7 +66,9 @@ class Rules:
 
 
 RULES = Rules()
-_STEPS = {"steps": 1000, "eval_every": 50}  # a fine cadence: steps-to-target is read at eval points
+# a fine cadence (steps-to-target is read at eval points) and a constant learning rate: the gate's own
+# protocol, pinned so that a change of a task's quick-tier schedule does not move the stored baselines
+_STEPS = {"steps": 1000, "eval_every": 50, "lr_schedule": "constant"}
 SUITES = {
     # chosen so that one optimizer's gate takes a few minutes on 2 cores: see README "Regression gate"
     "default": (
@@ -78,7 +80,8 @@ SUITES = {
     # a half-minute version for rootbench's own tests of the gate (the default suite's MLP case)
     "smoke": (
         Case("mlp", "mnist1d-mlp", _STEPS, ("quality", "time_to_target"), baseline_seeds=3, candidate_seeds=3),
-        Case("mlp-bf16-pure", "mnist1d-mlp", {"steps": 300, "eval_every": 50}, ("divergence",),
+        Case("mlp-bf16-pure", "mnist1d-mlp", {"steps": 300, "eval_every": 50, "lr_schedule": "constant"},
+             ("divergence",),
              precision="bf16-pure", baseline_seeds=1, candidate_seeds=1),
     ),
 }

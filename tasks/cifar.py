@@ -27,7 +27,11 @@ validation split is 2,000 training images (fixed seed), the rest (48,000) is tra
 metrics use 2,000 images each (test: a fixed random subset of the 10,000). Reference runs (default
 hyperparameters: sgd lr 0.1 momentum 0.9; adamw lr 1e-3 wd 0.01; seed 0; one thread on a shared
 2-core Xeon, so the wall-clock train times are inflated 2-3x by other jobs; CPU = whole-process CPU
-seconds) gave final validation / test accuracy; each target is about 90% of the better final value:
+seconds) gave final validation / test accuracy; each target is about 90% of the better final value.
+These were measured with a constant learning rate; the CNN quick tiers now decay it 10x at 1/3 and 2/3
+of their steps (the paper's CNN protocol scaled to the budget), so that the last iterate is not read at
+a constant rate's noise level. The CIFAR-100 stand-in tasks (Tiny-ImageNet-32, 100 classes) stay within
+10x chance: ``leaderboard.verdicts`` does not use them for the claims' verdicts.
 
   task                  model (width), params     steps x batch  sgd val/test   adamw val/test  target  CPU s
   cifar10-resnet        ResNet-18 (16), 0.70M      700 x 64      0.449/0.426    0.551/0.528     0.50    265/249
@@ -118,14 +122,14 @@ register_cnn(
     "cifar10-resnet", "CIFAR-10, ResNet-18 with a CIFAR stem (in-house); CNN protocol",
     smoke=cnn_smoke("resnet18"),
     quick=CnnConfig(steps=700, batch_size=64, eval_every=175, target=0.50, dataset="cifar10", n_val=2000,
-                    eval_examples=2000, eval_batch_size=128, arch="resnet18", width=16),
+                    eval_examples=2000, eval_batch_size=128, arch="resnet18", width=16, lr_schedule="multistep"),
     full=cnn_full("resnet18", "cifar10"), data="cifar10")
 
 register_cnn(
     "cifar10-vgg", "CIFAR-10, VGG-BN (CIFAR variant, one linear classifier; VGG-16 at full tier)",
     smoke=cnn_smoke("vgg11"),
     quick=CnnConfig(steps=1300, batch_size=64, eval_every=325, target=0.55, dataset="cifar10", n_val=2000,
-                    eval_examples=2000, eval_batch_size=128, arch="vgg16", width=16),
+                    eval_examples=2000, eval_batch_size=128, arch="vgg16", width=16, lr_schedule="multistep"),
     full=cnn_full("vgg16", "cifar10"), data="cifar10")
 
 register_task(
@@ -164,5 +168,6 @@ for _name, _arch, _epochs, _desc in [
         smoke=cnn_smoke(_arch, width=4 if _arch != "densenet121" else 8, classes=100),
         quick=CnnConfig(steps=QUICK_STEPS[_arch], batch_size=64, eval_every=QUICK_STEPS[_arch] // 4,
                         target=QUICK_TARGET[_arch], dataset="tinyimagenet32", class_subset=100, n_val=2000,
-                        eval_examples=2000, eval_batch_size=128, arch=_arch, width=QUICK_WIDTH[_arch]),
+                        eval_examples=2000, eval_batch_size=128, arch=_arch, width=QUICK_WIDTH[_arch],
+                        lr_schedule="multistep"),
         full=cnn_full(_arch, "cifar100", _epochs))

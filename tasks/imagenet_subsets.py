@@ -38,6 +38,10 @@ of the better final value:
   imagewoof-focalnet_tiny_srf  FocalNet (32; 1-1-2-1), 1.45M     520   0.317/0.308   0.422/0.391     0.38    183/181
 
 (The three ImageWoof rows are the Imagenette-64 stand-in; chance is 0.1, and 0.005 for Tiny-ImageNet.)
+The CNN quick tiers decay the learning rate 10x at 1/3 and 2/3 of their steps (the paper's CNN
+protocol scaled to the budget); the reference runs above were measured with a constant rate.
+``tinyimagenet32-resnet`` quick stays within 10x chance (4-6 % against 0.5 %, where 0.01 is 20 images):
+``leaderboard.verdicts`` does not use it for the claims' verdicts, and the site says so.
 Data wait was 0.8-1.2% of the train time for the CNNs and 4-9% for the ViTs, whose steps are cheap
 (a rerun of imagenette64-vit/adamw after batching the crop and erasing as gathers: 6.4%, val 0.496).
 """
@@ -73,7 +77,7 @@ register_task(
         "smoke": CnnConfig(steps=3, batch_size=16, eval_every=3, eval_examples=16, eval_batch_size=16,
                            dataset="synthetic", image_size=16, n_val=16, classes=200, arch="resnet18", width=4),
         "quick": CnnConfig(steps=700, batch_size=64, eval_every=175, target=0.04, dataset="tinyimagenet32",
-                           n_val=2000, eval_examples=2000, eval_batch_size=128, arch="resnet18", width=16),
+                           n_val=2000, eval_examples=2000, eval_batch_size=128, arch="resnet18", width=16, lr_schedule="multistep"),
         "full": CnnConfig(steps=120 * TIN_EPOCH, batch_size=128, eval_every=TIN_EPOCH, lr_schedule="multistep",
                           eval_examples=10_000, eval_batch_size=256, dataset="tinyimagenet32", n_val=5_000,
                           arch="resnet18", width=64),
@@ -89,7 +93,7 @@ register_task(
         # quick: the 64-px images resized to 32 px once on load (4x cheaper convolutions)
         "quick": CnnConfig(steps=700, batch_size=64, eval_every=175, target=0.55, dataset="imagenette64",
                            image_size=32, n_val=NETTE_VAL, eval_examples=2000, eval_batch_size=128, arch="resnet18",
-                           width=16),
+                           width=16, lr_schedule="multistep"),
         "full": CnnConfig(steps=120 * NETTE_EPOCH, batch_size=128, eval_every=NETTE_EPOCH, lr_schedule="multistep",
                           eval_examples=4_000, eval_batch_size=256, dataset="imagenette64", image_size=64,
                           n_val=NETTE_VAL, pad=8, arch="resnet18", width=64),

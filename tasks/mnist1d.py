@@ -97,7 +97,8 @@ for _model, _tiers in {
     "cnn": {
         "smoke": Mnist1dConfig(steps=40, batch_size=64, eval_every=20, target=0.3, num_samples=2000, n_val=200,
                                width=8, eval_examples=256),
-        "quick": Mnist1dConfig(steps=1500, batch_size=128, eval_every=150, target=0.85, width=32),
+        "quick": Mnist1dConfig(steps=1500, batch_size=128, eval_every=150, target=0.85, width=32,
+                               lr_schedule="multistep"),
         "full": Mnist1dConfig(steps=12000, batch_size=128, eval_every=500, target=0.95, num_samples=40000,
                               width=64, lr_schedule="cosine", eval_examples=8000),
     },

@@ -108,8 +108,15 @@ def test_text_batches_are_next_token_windows(fake_root, monkeypatch):
 def test_char_splits_and_word_tokens():
     text = "".join(chr(97 + i % 7) for i in range(1000))
     streams, vocab = char_streams(text)
-    assert vocab == 7 and [len(streams[k]) for k in ("train", "val", "test")] == [850, 50, 100]
-    assert "".join(chr(97 + int(i)) for i in np.concatenate(list(streams.values()))) == text
+    assert vocab == 7 and [len(streams[k]) for k in ("train", "val", "test")] == [850, 54, 96]
+    # train is the first 85 %; the held-out 150 characters are dealt in 12-character blocks, every third
+    # to validation, so val and test interleave over the same stretch of text
+    held = text[850:]
+    blocks = [held[i:i + 12] for i in range(0, 150, 12)]
+    decode = lambda ids: "".join(chr(97 + int(i)) for i in ids)  # noqa: E731
+    assert decode(streams["train"]) == text[:850]
+    assert decode(streams["val"]) == "".join(blocks[0::3])
+    assert decode(streams["test"]) == "".join(b for i, b in enumerate(blocks) if i % 3)
     lines = text_lines(" a b\n\n a c a \n")
     assert lines == [" a b", "", " a c a "]
     assert sum(len(w) for w in word_lines(lines)) == 2 + 0 + 3 + 3, "every line ends with <eos>"
