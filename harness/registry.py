@@ -71,6 +71,12 @@ class OptimizerSpec:
     bounds: dict = field(default_factory=dict)  # hyperparameter -> interval such as "(0, inf)" or "[0, 1)"
     # the paper's published best configuration per task model_kind ("cnn", "vit"): a fixed trial of every sweep
     published: dict = field(default_factory=dict)
+    # the preconditioner starts from a nonzero initial value (RF-RMSProp's s0 = 1): its runs must record how
+    # much of the preconditioner is still owed to it (``optimizer.warm_start_share()``), or no verdict uses them
+    warm_start: bool = False
+    # hyperparameters that are EMA rates r of the preconditioner (the state decays by 1 - r per step): in a
+    # 16-bit state, 1 - r can round to 1 and freeze the decay; the runner checks and records it
+    ema_rates: tuple = ()
     source_file: str = ""
 
     @property
@@ -141,6 +147,9 @@ def register_optimizer(name: str, factory: Callable | None = None, *, defaults: 
         for key in spec.search_space:
             if key not in merged:
                 raise RegistryError(f"optimizer {name!r}: search-space key {key!r} is not a hyperparameter")
+        for key in spec.ema_rates:
+            if key not in merged:
+                raise RegistryError(f"optimizer {name!r}: ema_rates key {key!r} is not a hyperparameter")
         if spec.period_hparam is not None and spec.period_hparam not in merged:
             raise RegistryError(f"optimizer {name!r}: period_hparam {spec.period_hparam!r} is not a hyperparameter")
         for key, interval in spec.bounds.items():

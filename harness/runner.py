@@ -9,6 +9,11 @@ synchronised before each reading), and **finish** (peak memory, state bytes, run
 Failures are data: a non-finite loss, or a finite training loss above ``EXPLODE_FACTOR`` times the
 first step's loss, ends the run as ``diverged`` (the step is recorded); ``oom``, ``timeout`` and
 ``error`` runs return the rows measured so far.
+
+Diagnostics: at each evaluation an optimizer that reports ``warm_start_share()`` (the share of its
+preconditioner still owed to its initial value) gets rows with split ``optimizer``; after the first step
+the runner records whether a declared EMA rate (``OptimizerSpec.ema_rates``) is frozen by rounding in the
+state's dtype (``state_frozen``).
 """
 from __future__ import annotations
 
@@ -150,6 +155,8 @@ class _Run:
                 self.emit(step, split, metric, value)
                 if split == "val":
                     val[metric] = value
+        for metric, value_ in self.warm_start().items():  # how much of the preconditioner is still its start
+            self.emit(step, "optimizer", metric, value_)
         value = val.get(spec.task.metric)
         if value is not None and target is not None and not self.reached:
             if (value >= target) if spec.task.higher_is_better else (value <= target):
@@ -157,6 +164,39 @@ class _Run:
         self.eval_time += measure.now(self.device) - t0
         if self.progress:
             self.progress(step, None, {"eval": val})
+
+    def warm_start(self) -> dict:
+        """``warm_start_share`` (and friends) from an optimizer that reports them, else nothing."""
+        report = getattr(self.opt, "warm_start_share", None)
+        if report is None:
+            return {}
+        values = {k: float(v) for k, v in (report() or {}).items()}
+        if "warm_start_share" in values:
+            self.cols["warm_start_share"] = values["warm_start_share"]
+        return values
+
+    def check_frozen_state(self) -> None:
+        """After the first step (state exists): does 1 - r round to 1 in the state's dtype for a declared EMA
+        rate r? Then the preconditioner never decays (bf16 keeps 8 bits: r below ~4e-3 freezes). Warns once
+        and records ``state_frozen`` and the reason."""
+        import warnings
+
+        dtypes = {t.dtype for st in self.opt.state.values() for t in st.values()
+                  if torch.is_tensor(t) and t.is_floating_point() and t.numel() > 1}
+        frozen = []
+        for key in self.spec.optimizer.ema_rates:
+            rate = self.spec.hparams.get(key)
+            if not isinstance(rate, (int, float)) or isinstance(rate, bool):
+                continue
+            for dt in sorted(dtypes, key=str):
+                one = torch.ones((), dtype=dt)
+                if bool(one * (1.0 - rate) == one):
+                    frozen.append(f"{key}={rate:g}: 1 - {key} rounds to 1 in {str(dt).replace('torch.', '')}")
+        self.cols["state_frozen"] = bool(frozen)
+        if frozen:
+            self.cols["state_frozen_reason"] = "; ".join(frozen)
+            warnings.warn(f"{self.spec.optimizer_name}: the preconditioner's EMA cannot decay ({'; '.join(frozen)})",
+                          RuntimeWarning, stacklevel=2)
 
     def diverged(self, step: int, why: str) -> None:
         self.cols.update(status="diverged", diverged_step=step, status_message=why)
@@ -243,6 +283,7 @@ class _Run:
                     break
             if step == 1:  # the first step pays lazy state allocation and any compilation: its own column
                 self.cols["warmup_time_s"] = measure.now(device) - t0
+                self.check_frozen_state()
                 t0 = measure.now(device)
             if self.progress:
                 self.progress(step, cfg.steps, {"loss": loss})
