@@ -3,6 +3,7 @@
     rootbench bench-optim                                    # the default suite (below)
     rootbench bench-optim --opt rfadamw,rfrmsprop:momentum=0.9 --shape 1024x1024 --n-tensors 16 --dtype bf16
     rootbench bench-optim --opt ifshampoo,sirfshampoo,shampoo --shape 512x512 512 --n-tensors 2 --T 1,10
+    rootbench bench-optim --task mnist1d-cnn cifar10-resnet cifar10-vit shakespeare-char-gpt --dtype fp32 bf16
 
 A micro-benchmark of ``optimizer.step()`` alone. Every case builds
 its parameters and gradients once per optimizer (same values), takes one untimed step (lazy state,
@@ -24,6 +25,17 @@ diagonal methods (and SGD) the traffic floor (bytes read + written per parameter
 param-sized state tensor twice, g once) and the achieved bandwidth against the ``add_``
 probe; for periodic methods whose steps call ``torch.linalg.eigh`` (Shampoo) the share of their step spent
 in it (NaN when no step called it).
+
+The Kronecker floor (every Kronecker entry; ``--task`` runs every registered Kronecker method that is not a
+variant, plus ``--opt``, at its default period on the parameter shapes of a task's quick-tier model): one whole
+period of steps is recorded below autograd (``GemmRecorder``: every matrix multiply with its shape and dtype,
+every eigh input, the count of aten ops), giving the matrix-multiply FLOPs per step amortised over T
+(``gemm_flops``, next to the optimizer's own analytic count ``matmul_flops()`` where it declares one). In every
+timing round, right after the entry's timed block, those multiplies are replayed alone, one ``bmm`` per distinct
+shape and dtype batching all of that shape (the GEMM throughput at these shapes, here, now), and the recorded
+matrices decomposed again by one batched eigh per size; ``achieved`` is the median over rounds of (GEMM + eigh
+replay) / step time. ``gemm_calls`` and ``aten_ops`` times the cost of an empty call are the per-call floors:
+where they approach the step time, tiny factors make call overhead, not FLOPs, the floor.
 
 How a method is treated follows what it declares (``OptimizerSpec.preconditioner``, ``period_hparam``,
 ``needs_batch_size``), so an optimizer registered from outside the repository is benchmarked like the
@@ -61,6 +73,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from rootbench.harness import records
 from rootbench.harness.registry import UsageError
@@ -170,6 +183,8 @@ class Case:
     entries: list
     shapes: list = field(default_factory=list)
     model: str | None = None  # "mlp512": Linear(512, 512) -> tanh -> Linear(512, 512), gradients of a batch of 128
+    names: list = field(default_factory=list)  # parameter names for ``shapes`` (a task's model); default p0, p1, ...
+    task: str | None = None  # the task whose quick-tier model gave ``shapes`` (``--task``)
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "entries": [asdict(e) for e in self.entries]})
@@ -229,7 +244,7 @@ def build_params(case: Case, dtype: torch.dtype, seed: int = 0) -> list:
     for i, shape in enumerate(case.shapes):
         p = torch.nn.Parameter((torch.randn(shape, generator=g) * 0.02).to(dtype))
         p.grad = (torch.randn(shape, generator=g) * 1e-3).to(dtype)
-        named.append((f"p{i}", p))
+        named.append((case.names[i] if case.names else f"p{i}", p))
     return named
 
 
@@ -406,6 +421,167 @@ def _probe(n: int, min_run_time: float) -> dict:
     return {"add": 12 * n / t_add, "copy": 8 * n / t_copy}
 
 
+# ---------------------------------------------------------------------------------------------
+# the Kronecker floor: the matrix multiplies a period performs, timed alone at the same shapes
+
+# aten's matrix multiplies (what matmul, tensordot and einsum decompose into) -> their two operands' positions
+GEMM_OPERANDS = {"mm": (0, 1), "bmm": (0, 1), "addmm": (1, 2), "addmm_": (1, 2), "baddbmm": (1, 2),
+                 "baddbmm_": (1, 2), "addbmm": (1, 2), "addbmm_": (1, 2), "mv": (0, 1), "addmv": (1, 2),
+                 "addmv_": (1, 2), "dot": (0, 1), "vdot": (0, 1)}
+EIGH_OPS = ("_linalg_eigh", "linalg_eigh")
+
+
+def gemm_dims(a: torch.Tensor, b: torch.Tensor) -> tuple:
+    """(batch, m, k, n, dtype) of a @ b for 1-D, 2-D and batched 3-D operands."""
+    batch = a.shape[0] if a.dim() == 3 else 1
+    return batch, a.shape[-2] if a.dim() >= 2 else 1, a.shape[-1], b.shape[-1] if b.dim() >= 2 else 1, a.dtype
+
+
+class GemmRecorder(TorchDispatchMode):
+    """Records what runs below autograd: every matrix multiply (batch, m, k, n, dtype), the input of every eigh
+    (a copy, as a batch of matrices) and the count of aten ops."""
+
+    def __init__(self):
+        super().__init__()
+        self.gemms, self.eighs, self.ops = [], [], 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        self.ops += 1
+        if name in GEMM_OPERANDS:
+            i, j = GEMM_OPERANDS[name]
+            self.gemms.append(gemm_dims(args[i], args[j]))
+        elif name in EIGH_OPS:  # kept: eigh's time depends on the matrices (their spectrum), not only on the shape
+            self.eighs.append(args[0].detach().clone().reshape(-1, args[0].shape[-2], args[0].shape[-1]))
+        return func(*args, **(kwargs or {}))
+
+    @property
+    def flops(self) -> int:
+        return sum(2 * b * m * k * n for b, m, k, n, _ in self.gemms)
+
+
+def _best_time(fn, min_run_time: float, repeats: int = 1) -> float:
+    from torch.utils.benchmark import Timer
+
+    timer = Timer("fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    return min(timer.blocked_autorange(min_run_time=min_run_time).median for _ in range(repeats))
+
+
+def gemm_replay(gemms: list):
+    """A function that runs ``gemms`` as one ``bmm`` per distinct (m, k, n, dtype), batching every multiply of that
+    shape (random operands): their time is the multiplies' floor at the best batching the shapes allow."""
+    batches: dict = {}
+    for b, m, k, n, dt in gemms:
+        batches[(m, k, n, dt)] = batches.get((m, k, n, dt), 0) + b
+    g = torch.Generator().manual_seed(0)
+    work = [(torch.randn(b, m, k, generator=g).to(dt), torch.randn(b, k, n, generator=g).to(dt),
+             torch.empty(b, m, n, dtype=dt)) for (m, k, n, dt), b in batches.items()]
+
+    def run():
+        for A, B, C in work:
+            torch.bmm(A, B, out=C)
+
+    return run
+
+
+def eigh_replay(eighs: list):
+    """A function that decomposes the recorded matrices again, one batched ``torch.linalg.eigh`` per distinct
+    (d, dtype)."""
+    batches: dict = {}
+    for A in eighs:
+        batches.setdefault((A.shape[-1], A.dtype), []).append(A)
+    work = [torch.cat(As) for As in batches.values()]
+    return lambda: [torch.linalg.eigh(A) for A in work]
+
+
+_OVERHEAD: dict = {}
+
+
+def call_overheads(min_run_time: float) -> dict:
+    """Seconds of one ``bmm`` call on 1x1 matrices and of one tiny elementwise op (``add`` on one element,
+    ``out=``): what every call costs before any arithmetic (measured once per process and thread count)."""
+    key = torch.get_num_threads()
+    if key not in _OVERHEAD:
+        a, c, x, y = torch.ones(1, 1, 1), torch.empty(1, 1, 1), torch.ones(1), torch.empty(1)
+        _OVERHEAD[key] = {"gemm_call_s": _best_time(lambda: torch.bmm(a, a, out=c), min_run_time, repeats=3),
+                          "op_call_s": _best_time(lambda: torch.add(x, x, out=y), min_run_time, repeats=3)}
+    return _OVERHEAD[key]
+
+
+def declared_matmul_flops(opt, T: int) -> float:
+    """The optimizer's own analytic count (``opt.matmul_flops()`` -> {"update", "regular"} FLOPs of one step)
+    amortised over a period of T steps with one update; NaN when it declares none."""
+    count = getattr(opt, "matmul_flops", None)
+    if not callable(count):
+        return float("nan")
+    c = count()
+    return (c["update"] + (T - 1) * c["regular"]) / T
+
+
+@dataclass
+class Floor:
+    """What one whole period of an optimizer's steps ran (``GemmRecorder``), replayable alone; ``gemm_s`` and
+    ``eigh_s`` collect the replays' times per period, one per timing round."""
+
+    T: int
+    rec: GemmRecorder
+    analytic: float
+    gemm: Callable
+    eigh: Callable | None
+    gemm_s: list = field(default_factory=list)
+    eigh_s: list = field(default_factory=list)
+
+    def time(self, min_run_time: float) -> None:
+        self.gemm_s.append(_best_time(self.gemm, min_run_time) if self.rec.gemms else 0.0)
+        if self.eigh is not None:
+            self.eigh_s.append(_best_time(self.eigh, min_run_time))
+
+
+def record_floor(opt, T: int) -> Floor:
+    """Record one whole period (T steps: one preconditioner update under a strict schedule), after one period
+    untimed: past a warm-up such as Shampoo's (no roots before step T), the period is the steady state."""
+    for _ in range(T):
+        opt.step()
+    rec = GemmRecorder()
+    with rec:
+        for _ in range(T):
+            opt.step()
+    return Floor(T, rec, declared_matmul_flops(opt, T), gemm_replay(rec.gemms),
+                 eigh_replay(rec.eighs) if rec.eighs else None)
+
+
+def floor_columns(floor: Floor, step_times: list, min_run_time: float) -> dict:
+    """Per step, amortised over the period: ``gemm_flops`` (what ran) next to ``gemm_flops_analytic`` (declared),
+    the GEMM throughput at these shapes and dtypes, ``gemm_floor_s`` = FLOPs / throughput, ``eigh_floor_s``;
+    ``achieved`` = (GEMM + eigh floor) / step time, the median over rounds of the ratio of a round's replays to
+    that round's step time (both timed back to back); the per-call floors (calls x the cost of an empty call)
+    say when tiny factors make overhead the floor."""
+    T, rec = floor.T, floor.rec
+    gemm_s = [t / T for t in floor.gemm_s]
+    eigh_s = [t / T for t in floor.eigh_s] or [0.0] * len(gemm_s)
+    over = call_overheads(min_run_time / 2)
+    calls, ops = len(rec.gemms) / T, rec.ops / T
+    med_gemm = statistics.median(gemm_s)
+    return {
+        "gemm_flops": rec.flops / T, "gemm_flops_analytic": floor.analytic,
+        "gemm_dtypes": ",".join(sorted({str(g[-1]).replace("torch.", "") for g in rec.gemms})),
+        "gemm_GFLOPs": rec.flops / T / med_gemm / 1e9 if med_gemm > 0 else float("nan"),
+        "gemm_floor_s": med_gemm,
+        "eigh_floor_s": statistics.median(eigh_s) if floor.eigh_s else float("nan"),
+        "eigh_calls": len(rec.eighs) / T, "eigh_matrices": sum(A.shape[0] for A in rec.eighs) / T,
+        "achieved_gemm": statistics.median(g / t for g, t in zip(gemm_s, step_times, strict=True)),
+        "achieved": statistics.median((g + e) / t for g, e, t in zip(gemm_s, eigh_s, step_times, strict=True)),
+        "gemm_calls": calls, "aten_ops": ops, **over,
+        "gemm_call_floor_s": calls * over["gemm_call_s"], "op_call_floor_s": ops * over["op_call_s"],
+    }
+
+
+FLOOR_COLUMNS = ("gemm_flops", "gemm_flops_analytic", "gemm_GFLOPs", "gemm_floor_s", "eigh_floor_s", "eigh_calls",
+                 "eigh_matrices",
+                 "achieved_gemm", "achieved", "gemm_calls", "aten_ops", "gemm_call_s", "op_call_s",
+                 "gemm_call_floor_s", "op_call_floor_s")
+
+
 def run_case(case: Case, rounds: int, min_run_time: float, log=print) -> list:
     """Time every entry of ``case`` interleaved with fused AdamW; one row per entry."""
     from rootbench.harness import measure
@@ -419,7 +595,9 @@ def run_case(case: Case, rounds: int, min_run_time: float, log=print) -> list:
         opt = build_optimizer(case, e, named)
         opt.step()  # untimed first step: lazy state, compilation
         first = time.perf_counter() - t0
-        built.append({"entry": e, "named": named, "opt": opt, "first": first, "times": [],
+        # Kronecker methods: one period recorded for the floor, its replays timed right after each timed block
+        floor = record_floor(opt, e.T or 1) if capabilities(e.name).preconditioner == "kronecker" else None
+        built.append({"entry": e, "named": named, "opt": opt, "first": first, "times": [], "floor": floor,
                       "n": sum(p.numel() for _, p in named)})
         log(f"  {case.name}: {e.label} built, first step {first:.2f} s")
     n_params = built[0]["n"]
@@ -428,6 +606,8 @@ def run_case(case: Case, rounds: int, min_run_time: float, log=print) -> list:
         order = built[r % len(built):] + built[:r % len(built)]
         for b in order:
             b["times"].append(_time_block(b["opt"], b["entry"].T, min_run_time))
+            if b["floor"] is not None:
+                b["floor"].time(min_run_time)
         probes.append(_probe(n_params, min_run_time / 2))
     bw_add = statistics.median(p["add"] for p in probes)
     bw_copy = statistics.median(p["copy"] for p in probes)
@@ -443,7 +623,8 @@ def run_case(case: Case, rounds: int, min_run_time: float, log=print) -> list:
         floor = traffic_floor(opt, named, diagonal=caps.preconditioner != "kronecker")
         finite = all(bool(torch.isfinite(p).all()) for _, p in named)
         row = {
-            "case": case.name, "optimizer": e.name, "label": e.label, "hparams": json.dumps(e.hparams, sort_keys=True),
+            "case": case.name, "task": case.task or "", "optimizer": e.name, "label": e.label,
+            "hparams": json.dumps(e.hparams, sort_keys=True),
             "preconditioner": caps.preconditioner, "family": caps.family,
             "dtype": case.dtype, "param_dtype": str(named[0][1].dtype).replace("torch.", ""),
             "T": e.T if e.T else 1, "n_tensors": len(named), "n_params": b["n"],
@@ -467,6 +648,8 @@ def run_case(case: Case, rounds: int, min_run_time: float, log=print) -> list:
             "finite": finite,
         }
         row["state_bytes_per_param"] = row["state_bytes"] / b["n"]
+        if b["floor"] is not None:
+            row.update(floor_columns(b["floor"], b["times"], min_run_time))
         rows.append(row)
     del built
     gc.collect()
@@ -572,6 +755,26 @@ def format_table(rows: list) -> str:
 # ---------------------------------------------------------------------------------------------
 # command line
 
+def format_floor_table(rows: list) -> str:
+    """The Kronecker floor per row that has one: FLOPs, GEMM throughput at the shapes, achieved fraction."""
+    head = (f"{'case':<28} {'optimizer':<24} {'ms/step':>8} {'xAdamW':>6} {'GFLOP/st':>8} {'analytic':>8} "
+            f"{'gemm dtype':>15} {'GFLOP/s':>7} {'floor ms':>8} {'eigh ms':>7} {'achieved':>8} {'eigh shr':>8} "
+            f"{'calls':>6} {'call ms':>7} {'ops':>6} {'op ms':>6}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        if not math.isfinite(r.get("gemm_flops", float("nan"))):
+            continue
+        lines.append(
+            f"{r['case'][:28]:<28} {r['label'][:24]:<24} {_f(r['step_time_s'] * 1e3, '8.2f')} "
+            f"{_f(r['ratio_adamw'], '6.1f')} {_f(r['gemm_flops'] / 1e9, '8.4f')} "
+            f"{_f(r['gemm_flops_analytic'] / 1e9, '8.4f')} {r['gemm_dtypes'][:15]:>15} {_f(r['gemm_GFLOPs'], '7.1f')} "
+            f"{_f(r['gemm_floor_s'] * 1e3, '8.3f')} {_f(r['eigh_floor_s'] * 1e3, '7.2f')} "
+            f"{_f(r['achieved'], '8.2f')} {_f(r['eigh_share'], '8.2f')} {_f(r['gemm_calls'], '6.0f')} "
+            f"{_f(r['gemm_call_floor_s'] * 1e3, '7.3f')} {_f(r['aten_ops'], '6.0f')} "
+            f"{_f(r['op_call_floor_s'] * 1e3, '6.2f')}")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def parse_opt(spec: str) -> tuple[str, dict]:
     """``name[:key=value[:key=value]]`` -> (name, hparams); values parsed as Python literals."""
     import ast
@@ -599,8 +802,80 @@ def parse_shape(text: str) -> list:
     return shape
 
 
+def task_parameters(task: str) -> tuple[list, list]:
+    """(names, shapes) of the trainable parameters of ``task``'s quick-tier model, built without reading data: a
+    tier that names a data set is built on the synthetic stand-in (shapes then follow the tier config; a
+    vocabulary-sized axis takes the stand-in's vocabulary, 65 = tinyshakespeare's alphabet)."""
+    from rootbench.tasks import create_task, get_task_spec
+
+    config = get_task_spec(task).tiers["quick"]
+    overrides = {"dataset": "synthetic"} if hasattr(config, "dataset") else {}
+    model = create_task(task, "quick", **overrides).build_model()
+    named = [(n, list(p.shape)) for n, p in model.named_parameters() if p.requires_grad]
+    return [n for n, _ in named], [s for _, s in named]
+
+
+def default_period(name: str) -> int:
+    caps = capabilities(name)
+    T = caps.defaults.get(caps.period_hparam) if caps.period_hparam else None
+    return T if isinstance(T, int) and not isinstance(T, bool) and T >= 1 else 1
+
+
+def kronecker_names() -> list:
+    """Every registered Kronecker optimizer that is not a variant of another (a variant's ``parent`` runs the same
+    update; ``KRON_HP`` and the strict period override what a variant changes)."""
+    from rootbench.optimizers import get_optimizer_spec, list_optimizers
+
+    return [n for n in list_optimizers()
+            if get_optimizer_spec(n).preconditioner == "kronecker" and get_optimizer_spec(n).parent is None]
+
+
+def task_cases(args, specs: list) -> list:
+    """One case per --task and --dtype: the Kronecker optimizers (``kronecker_names``) and those named with --opt,
+    each at --T or its own default period, on the shapes of the task's quick-tier model."""
+    named = {(n, json.dumps(hp, sort_keys=True)): (n, hp) for n, hp in [(n, {}) for n in kronecker_names()] + specs}
+    cases = []
+    for task in args.task:
+        names, shapes = task_parameters(task)
+        for dt in args.dtype:
+            entries = []
+            for name, hp in named.values():
+                periods = (_periods(args) or [default_period(name)]) if capabilities(name).period_hparam else [None]
+                entries += [Entry(name, hp, T=T) for T in periods]
+            cases.append(Case(f"{task}-{dt}", dt, entries, shapes=shapes, names=names, task=task))
+    return cases
+
+
+def _periods(args) -> list:
+    Ts = sorted({int(t) for chunk in (args.T or []) for t in str(chunk).split(",") if t.strip()})
+    if any(t < 1 for t in Ts):
+        raise UsageError("--T values must be positive integers")
+    return Ts
+
+
+def _check_specs(specs: list, dtypes: list) -> None:
+    for name, hp in specs:
+        caps = capabilities(name)  # unknown names raise with close matches
+        if name in EXTERNAL and not EXTERNAL[name].available():
+            raise UsageError(f"{name} is not installed (pip install -e '.[test]')")
+        unknown = sorted(set(hp) - set(caps.defaults))
+        if unknown:
+            raise UsageError(f"--opt {name}: unknown hyperparameter(s) {unknown}")
+        if caps.preconditioner == "kronecker" and set(dtypes) != {"fp32"} and FACTOR_DTYPE_HPARAM not in hp \
+                and FACTOR_DTYPE_HPARAM not in caps.defaults:  # the row would claim a factor dtype that never ran
+            raise UsageError(f"--dtype {' '.join(dtypes)}: {name} has no {FACTOR_DTYPE_HPARAM} hyperparameter "
+                             "to run its Kronecker factors in that dtype; use --dtype fp32")
+
+
 def cases_from_args(args) -> list:
-    """The default suite, or one custom case per dtype from --opt/--shape/--n-tensors/--T."""
+    """The default suite, one case per --task and dtype, or one custom case per dtype from
+    --opt/--shape/--n-tensors/--T."""
+    if getattr(args, "task", None):
+        if args.shape or args.case:
+            raise UsageError("--task takes its shapes from the task's model; it cannot be combined with --shape/--case")
+        specs = [parse_opt(s) for s in (args.opt or "").split(",") if s.strip()]
+        _check_specs(specs, args.dtype)
+        return task_cases(args, specs)
     if not args.opt and not args.shape:
         cases = [c for c in default_suite() if not args.case or any(k in c.name for k in args.case)]
         if not cases:
@@ -610,21 +885,9 @@ def cases_from_args(args) -> list:
     if args.case:
         raise UsageError("--case selects default cases; it cannot be combined with --opt/--shape")
     specs = [parse_opt(s) for s in (args.opt or "rfadamw,rfrmsprop:momentum=0.9").split(",") if s.strip()]
-    for name, hp in specs:
-        caps = capabilities(name)  # unknown names raise with close matches
-        if name in EXTERNAL and not EXTERNAL[name].available():
-            raise UsageError(f"{name} is not installed (pip install -e '.[test]')")
-        unknown = sorted(set(hp) - set(caps.defaults))
-        if unknown:
-            raise UsageError(f"--opt {name}: unknown hyperparameter(s) {unknown}")
-        if caps.preconditioner == "kronecker" and set(args.dtype) != {"fp32"} and FACTOR_DTYPE_HPARAM not in hp \
-                and FACTOR_DTYPE_HPARAM not in caps.defaults:  # the row would claim a factor dtype that never ran
-            raise UsageError(f"--dtype {' '.join(args.dtype)}: {name} has no {FACTOR_DTYPE_HPARAM} hyperparameter "
-                             "to run its Kronecker factors in that dtype; use --dtype fp32")
+    _check_specs(specs, args.dtype)
     shapes = [parse_shape(s) for s in (args.shape or ["1024x1024"])]
-    Ts = sorted({int(t) for chunk in (args.T or ["1"]) for t in str(chunk).split(",") if t.strip()})
-    if any(t < 1 for t in Ts):
-        raise UsageError("--T values must be positive integers")
+    Ts = _periods(args) or [1]
     cases = []
     for dt in args.dtype:
         entries = []
@@ -667,9 +930,16 @@ def cmd_bench_optim(args) -> int:
         r.setdefault("peak_bytes_per_param", float("nan"))
         r.setdefault("peak_bytes", float("nan"))
         r.setdefault("peak_kind", "skipped")
+        for col in FLOOR_COLUMNS:
+            r.setdefault(col, float("nan"))
+        r.setdefault("gemm_dtypes", "")
         r.update(prov, threads=threads, load_avg_start=load_start, load_avg_end=load_end)
     path = write_results(rows, args.runs, json.dumps(vars(args), sort_keys=True, default=str) + prov["started_at"])
     print(format_table(rows))
+    floor = format_floor_table(rows)
+    if floor:
+        print("\nKronecker floor (per step, amortised over T: the period's matrix multiplies replayed alone as one "
+              "bmm per shape; achieved = (GEMM + eigh floor) / step)\n" + floor)
     print(f"\n{threads} thread(s); load average {load_start:.2f} -> {load_end:.2f}; "
           f"add_ bandwidth {statistics.median(r['probe_add_GBps'] for r in rows):.1f} GB/s; wrote {path}")
     if threads > 1 and max(load_start, load_end) > (os.cpu_count() or threads) - threads + 0.5:
@@ -686,6 +956,9 @@ def add_parser(sub) -> None:
     p.add_argument("--opt", help="comma-separated optimizers, each name[:key=value...] (also, if installed: "
                                  f"{', '.join(EXTERNAL)}); "
                                  "default with --shape: rfadamw,rfrmsprop:momentum=0.9")
+    p.add_argument("--task", nargs="+", help="time the Kronecker optimizers (and --opt) on the parameter shapes of "
+                                             "these tasks' quick-tier models, each at its default period (or --T), "
+                                             "and report their floor, e.g. cifar10-vit shakespeare-char-gpt")
     p.add_argument("--shape", nargs="+", help="parameter shapes, e.g. 1024x1024 512 (each repeated --n-tensors times)")
     p.add_argument("--n-tensors", type=int, default=16, help="copies of each --shape (default 16)")
     p.add_argument("--dtype", nargs="+", default=["fp32"], choices=sorted(DTYPES),

@@ -14,6 +14,7 @@ is averaged over) is required, as for every root-free method.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -73,7 +74,9 @@ class IFShampoo(StateDtypeOptimizer):
     K K^T) or "batched" (parameters of equal squeezed shape and dtypes stacked, every product one
     ``bmm``, K K^T never formed, no host syncs, state no larger than [R2]'s: K, m_K, momentum);
     "auto" is "batched" except for float16 factors, which keep the reference's rescaling trick.
-    The two agree up to round-off (tests/test_optimizer_fastpaths.py).
+    The two agree up to round-off (tests/test_optimizer_fastpaths.py, tests/test_kronecker_fastpaths.py).
+    Where PyTorch has no fast bf16 GEMM (CPUs without AVX-512), bf16 products run as fp32 GEMMs rounded once to
+    bf16, which is what its bf16 kernel computes, ~20x faster; ``matmul_flops()`` states the FLOPs of a step.
     """
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.9, lr_cov: float = 5e-2,
@@ -130,6 +133,24 @@ class IFShampoo(StateDtypeOptimizer):
                 self._step_param(p, name, group, update)
             self._advance(group, update)
         return loss
+
+    def matmul_flops(self) -> dict:
+        """FLOPs of the matrix multiplies of one update step and of one regular step, over all parameters (the
+        analytic count ``bench-optim`` compares with what runs). A tensor of squeezed sizes d_n, D = prod d_n:
+        Z = G x_n K_n^T and Z_(n) Z_(n)^T take 2 D d_n each per axis, K^T K and K m_K 2 d_n^3 each; the
+        direction G x_n K_n K_n^T takes 4 D d_n per axis batched (as K_n (K_n^T .)), 2 D d_n on the reference
+        path, whose cached K K^T costs 2 d_n^3 per update."""
+        update = regular = 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                dims = [d for d in p.shape if d != 1] or [1]
+                D, sizes, cubes = math.prod(dims), sum(dims), sum(d ** 3 for d in dims)
+                reference = not self._batched(group) or resolve_dtype(group["preconditioner_dtype"], p) not in (
+                    torch.float32, torch.float64, torch.bfloat16)
+                direction = (2 if reference else 4) * D * sizes
+                update += 4 * D * sizes + 4 * cubes + direction + (2 * cubes if reference else 0)
+                regular += direction
+        return {"update": update, "regular": regular}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self._buckets = {}  # the loaded state is new tensors: buckets are rebuilt from it
@@ -270,23 +291,67 @@ class IFShampoo(StateDtypeOptimizer):
         state["outer_scale"] = scale
 
 
-def _batched_mode_product(X: torch.Tensor, M: torch.Tensor, n: int, transpose: bool = False) -> torch.Tensor:
-    """X x_n M per batch element (axis 0 of X and M is the batch); ``transpose`` uses M^T.
+@functools.cache
+def _slow_bf16_gemm(device_type: str) -> bool:
+    """Whether PyTorch multiplies bf16 matrices on this device with its scalar fallback kernel: CPUs without
+    oneDNN's bf16 path (no AVX-512). That kernel accumulates in fp32 and rounds once, as an fp32 GEMM of the
+    upcast operands rounded to bf16 does (equal up to summation order), at ~1.5 instead of ~50 GFLOP/s
+    (AVX2 EPYC, one thread: ``bench-optim --task ... --dtype bf16``)."""
+    if device_type != "cpu":
+        return False
+    try:
+        return not torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    except (AttributeError, RuntimeError):
+        return True
 
-    The first and last tensor axes are one ``bmm`` on a view (no copies); middle axes of 3-D+
-    tensors move their axis last and back.
-    """
+
+def _upcast(X: torch.Tensor) -> torch.Tensor:
+    """X as the GEMMs below take it: bf16 in fp32 where bf16 GEMMs are the slow kernel (a factor used in several
+    products is upcast once), else X itself."""
+    return X.float() if X.dtype == torch.bfloat16 and _slow_bf16_gemm(X.device.type) else X
+
+
+def _bmm(A: torch.Tensor, B: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A B per batch element in ``dtype`` (default A's): bf16 where that is the slow kernel as an fp32 GEMM of the
+    (upcast) operands and one rounding, which is what that kernel computes, at the fp32 GEMM's speed."""
+    dtype = dtype or A.dtype
+    if dtype == torch.bfloat16 and _slow_bf16_gemm(A.device.type):
+        return torch.bmm(_upcast(A), _upcast(B)).to(dtype)
+    return torch.bmm(A, B)
+
+
+def _baddbmm_(C: torch.Tensor, A: torch.Tensor, B: torch.Tensor | None = None, beta: float = 1.0,
+              alpha: float = 1.0) -> torch.Tensor:
+    """C <- beta C + alpha A B in place (B None: A A^T, A converted once), rounded once as ``_bmm``; beta = 0
+    ignores C (NaN included)."""
+    if C.dtype == torch.bfloat16 and _slow_bf16_gemm(C.device.type):
+        A = _upcast(A)
+        B = A.transpose(1, 2) if B is None else _upcast(B)
+        return C.copy_(torch.baddbmm(C.float(), A, B, beta=beta, alpha=alpha))
+    return C.baddbmm_(A, A.transpose(1, 2) if B is None else B, beta=beta, alpha=alpha)
+
+
+def _rotate(X: torch.Tensor, M: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+    """X x_N M on the last axis of X (M^T with ``transpose``; axis 0 of X and M is the batch), returned with that
+    axis first, in X's dtype: (b, d_1, ..., d_N) -> (b, d_N, d_1, ..., d_N-1). One ``bmm`` of M with a transposed
+    view of X; N rotations multiply every axis and restore the layout, with no copies (moving a middle axis last
+    and back copied the tensor twice per product: 2.6x the time of a bucket of 128x128x3x3 convolutions)."""
     b, dims = X.shape[0], X.shape[1:]
-    if n == 0:  # Y = M X_(0)
-        A = M.transpose(1, 2) if transpose else M
-        return torch.bmm(A, X.reshape(b, dims[0], -1)).view(X.shape)
-    if n == len(dims) - 1:  # Y = X M^T on the last axis
-        A = M if transpose else M.transpose(1, 2)
-        return torch.bmm(X.reshape(b, -1, dims[-1]), A).view(X.shape)
-    Xm = X.movedim(n + 1, -1)
-    A = M if transpose else M.transpose(1, 2)
-    Y = torch.bmm(Xm.reshape(b, -1, dims[n]), A)
-    return Y.view(Xm.shape).movedim(-1, n + 1)
+    A = M.transpose(1, 2) if transpose else M
+    return _bmm(A, X.reshape(b, -1, dims[-1]).transpose(1, 2), X.dtype).view((b, dims[-1]) + dims[:-1])
+
+
+def _all_axes(X: torch.Tensor, Ms: list, transpose: bool = False) -> torch.Tensor:
+    """X x_1 M_1 ... x_N M_N per batch element (M_n^T with ``transpose``), in X's layout. Matrices take
+    M_1 X M_2^T on views (two rotations measured 0-20% slower at the transformer tasks' shapes); the other
+    orders rotate (vectors: 2.2x faster than the product on a view; 3-D+ tensors: no copies)."""
+    if X.dim() == 3:
+        A, C = (M.transpose(1, 2) for M in Ms) if transpose else (Ms[0], Ms[1])
+        Y = _bmm(A, X, X.dtype)
+        return _bmm(Y, C.transpose(1, 2), X.dtype)
+    for M in reversed(Ms):
+        X = _rotate(X, M, transpose)
+    return X
 
 
 def _discounted(name: str) -> bool:
@@ -356,12 +421,8 @@ class _Bucket:
         if update:
             self._update_factors(G, Ks, group)
         # V = G x_1 (K_1 K_1^T) ... x_N (K_N K_N^T), as K_n (K_n^T .): 2N products, no K K^T kept
-        V = G
-        for n, K in enumerate(Ks):
-            V = _batched_mode_product(V, K, n, transpose=True)
-        for n, K in enumerate(Ks):
-            V = _batched_mode_product(V, K, n)
-        Vs = [v.view(p.shape) for v, p in zip(V.unbind(0), self.params)]
+        Kc = [_upcast(K) for K in Ks]
+        V = _all_axes(_all_axes(G, Kc, transpose=True), Kc)
         lr, wd, mom = group["lr"], group["weight_decay"], group["momentum"]
         if mom != 0:
             buf = self.stacked["momentum_buffer"]
@@ -373,7 +434,7 @@ class _Bucket:
         else:
             if wd != 0:
                 torch._foreach_mul_(self.params, 1.0 - lr * wd)  # p - lr (V + wd p)
-            torch._foreach_add_(self.params, Vs, alpha=-lr)
+            torch._foreach_add_(self.params, [v.view(p.shape) for v, p in zip(V.unbind(0), self.params)], alpha=-lr)
 
     def _update_factors(self, G: torch.Tensor, Ks: list, group: dict) -> None:
         """Section 3.2 for every bucket member at once, in the unscaled form (no host syncs):
@@ -385,35 +446,32 @@ class _Bucket:
         sdt = _scalar_dtype(self.pdt)
         lam, alpha2, B = group["damping"], group["riemannian_momentum"], group["batch_size"]
         numel = math.prod(shape)
-        Z = G
-        for n, K in enumerate(Ks):
-            Z = _batched_mode_product(Z, K, n, transpose=True)
+        Kc = [_upcast(K) for K in Ks]  # the factors as the products take them, converted once
+        Z = _all_axes(G, Kc, transpose=True)
         # Frobenius norms reduce in fp32 inside; a 16-bit result is rounded like the reference's trace
         traces = [_fro_norm(K, sdt).square() / d for K, d in zip(Ks, shape)] if N > 1 else []
         momenta = []
-        for n, (K, d) in enumerate(zip(Ks, shape)):
+        for n, (K, Kn, d) in enumerate(zip(Ks, Kc, shape, strict=True)):
             target = self.stacked[f"factor_momentum_{n}"] if alpha2 != 0 else torch.empty_like(K)
             # target <- alpha2 target + (1 - alpha2) (B / (2 D_-n)) Z_(n) Z_(n)^T   (beta=0 ignores target)
             U = self._unfolding(Z, n)
-            target.baddbmm_(U, U.transpose(1, 2), beta=alpha2, alpha=(1 - alpha2) * B * d / (2 * numel))
+            _baddbmm_(target, U, beta=alpha2, alpha=(1 - alpha2) * B * d / (2 * numel))  # U U^T
             # ... + (1 - alpha2) (lam / 2) prod_{m!=n} t_m K^T K
             c = (1 - alpha2) * lam / 2
             if N == 1:
-                target.baddbmm_(K.transpose(1, 2), K, alpha=c)
+                _baddbmm_(target, Kn.transpose(1, 2), alpha=c)  # K^T K
             else:
-                others = torch.ones(b, dtype=sdt, device=K.device)
-                for m in range(N):
-                    if m != n:
-                        others = others * traces[m]
-                target.baddbmm_(K.transpose(1, 2), K * (others * c).view(b, 1, 1).to(K.dtype))
+                others = functools.reduce(torch.mul, [t for m, t in enumerate(traces) if m != n])
+                _baddbmm_(target, Kn.transpose(1, 2), K * (others * c).view(b, 1, 1).to(K.dtype))
             target.diagonal(dim1=1, dim2=2).sub_((1 - alpha2) / 2)  # ... - (1 - alpha2) I / 2
             momenta.append(target)
-        for K, m_K in zip(Ks, momenta):
+        for K, Kn, m_K in zip(Ks, Kc, momenta, strict=True):
             # first-order truncation of K exp(-beta2 m_K), the step clamped by max(1, |m_K|_F)
             step = -group["lr_cov"] / _fro_norm(m_K, sdt).clamp(min=1.0)
-            step[:self.n_discounted] *= DISCOUNT_FACTOR
+            if self.n_discounted:
+                step[:self.n_discounted] *= DISCOUNT_FACTOR
             # the step is rounded to the factor dtype, as the reference's 0-d scalar is
-            K.addcmul_(torch.bmm(K, m_K), step.view(b, 1, 1).to(K.dtype))
+            K.addcmul_(_bmm(Kn, m_K, K.dtype), step.view(b, 1, 1).to(K.dtype))
 
     @staticmethod
     def _unfolding(Z: torch.Tensor, n: int) -> torch.Tensor:

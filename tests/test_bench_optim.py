@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import math
 import os
 
@@ -44,9 +45,12 @@ def test_bench_optim_runs_and_reports_sane_numbers(tmp_path, capsys):
     assert df["finite"].all()
     by = df.set_index("label")
     assert by.loc["adamw[impl=fused]", "ratio_adamw"] == 1.0
-    # what ran: tensors this small keep the reference step under impl=auto
+    # what ran: the implementation the optimizer says it used (rfadamw's impl=auto picks one by size)
     assert by.loc["adamw[impl=fused]", "impl"] == "fused" and by.loc["sgd", "impl"] == "fused"
-    assert by.loc["rfadamw", "impl"] == "reference" and by.loc["ifshampoo T=1", "impl"] == "batched"
+    case = bench_optim.Case("c", "fp32", [], shapes=[[16, 8], [8]] * 2)
+    rf = bench_optim.build_optimizer(case, bench_optim.Entry("rfadamw"), bench_optim.build_params(case, torch.float32))
+    rf.step()
+    assert by.loc["rfadamw", "impl"] == rf.impl_used and by.loc["ifshampoo T=1", "impl"] == "batched"
     # exact state bytes: two fp32 buffers per parameter; fused AdamW adds a 4-byte step per tensor
     assert by.loc["rfadamw", "state_bytes_per_param"] == 8.0
     assert by.loc["rfrmsprop[momentum=0.9]", "state_bytes_per_param"] == 8.0
@@ -65,6 +69,15 @@ def test_bench_optim_runs_and_reports_sane_numbers(tmp_path, capsys):
     assert periodic[periodic["T"] == 2]["regular_step_s"].gt(0).all()
     shampoo = df[df["optimizer"] == "shampoo"]
     assert shampoo["eigh_share"].between(0, 1).all() and shampoo["eigh_share"].gt(0).all()
+    # the Kronecker floor: what ran equals what the method's math needs; diagonal rows have none
+    assert (periodic["gemm_flops"] > 0).all() and (periodic["gemm_GFLOPs"] > 0).all()
+    assert (periodic["achieved"] > 0).all() and (periodic["gemm_calls"] > 0).all()
+    ours = periodic[periodic["optimizer"] != "sirfshampoo"]
+    assert (ours["gemm_flops"] == ours["gemm_flops_analytic"]).all()
+    assert (shampoo["eigh_floor_s"] > 0).all() and (shampoo["eigh_calls"] > 0).all()
+    assert df[df["optimizer"] == "ifshampoo"]["eigh_floor_s"].isna().all()
+    assert df[df["preconditioner"] != "kronecker"]["gemm_flops"].isna().all()
+    assert "Kronecker floor" in out
 
 
 def test_bench_optim_bf16_diagonal_state_is_half(tmp_path):
@@ -107,3 +120,58 @@ def test_default_suite_covers_the_acceptance_cases():
     assert all({e.T for e in c.entries if e.name == "ifshampoo"} == {1, 10} for c in mlp)
     square = [c for c in cases.values() if c.name.startswith("square1024")]
     assert square and {e.name for e in square[0].entries} == {"ifshampoo", "shampoo"}
+
+
+def test_task_floor_table_runs_the_kronecker_methods_on_the_task_shapes(tmp_path, capsys):
+    code, files = run_cli(tmp_path, "--task", "quadratic")
+    assert code == 0 and len(files) == 1
+    df = pd.read_parquet(files[0])
+    kron = df[df["preconditioner"] == "kronecker"]
+    # every registered Kronecker method that is not a variant of another, at its default period
+    assert set(kron["optimizer"]) == set(bench_optim.kronecker_names()) >= {"ifshampoo", "shampoo"}
+    assert "ifshampoo_paper" not in set(kron["optimizer"])
+    assert set(kron["T"]) == {2} and set(df["task"]) == {"quadratic"}
+    assert json.loads(kron["shapes"].iloc[0]) == [[4, 32], [4]]  # the quick tier's Linear(32, 4)
+    assert (kron["gemm_flops"] == kron["gemm_flops_analytic"]).all() and kron["achieved"].gt(0).all()
+    out = capsys.readouterr().out
+    assert "Kronecker floor" in out and "quadratic-fp32" in out
+
+
+def test_task_shapes_come_from_the_quick_tier_model_without_its_data():
+    names, shapes = bench_optim.task_parameters("cifar10-resnet")  # CIFAR-10 is not read: the synthetic stand-in
+    assert len(names) == len(shapes) == 62 and [128, 128, 3, 3] in shapes and names[0].startswith("stem")
+    names, shapes = bench_optim.task_parameters("shakespeare-char-gpt")
+    assert shapes[0] == [65, 128]  # tinyshakespeare's 65 characters, tied head
+
+
+@pytest.mark.parametrize("name,hp", [("ifshampoo", {}), ("ifshampoo", {"impl": "reference"}),
+                                     ("ifshampoo", {"preconditioner_dtype": "bfloat16"}), ("shampoo", {}),
+                                     ("shampoo", {"impl": "reference"})])
+@pytest.mark.parametrize("T", [1, 3])
+def test_recorded_matmul_flops_equal_the_declared_count(name, hp, T):
+    """The multiplies a period runs (all of them, at any shape) are exactly those the method's math needs."""
+    case = bench_optim.Case("c", "fp32", [], shapes=[[6, 5], [6, 5], [4, 3, 2, 2], [7], [], [1, 1, 5], [3, 1]])
+    entry = bench_optim.Entry(name, hp, T=T)
+    opt = bench_optim.build_optimizer(case, entry, bench_optim.build_params(case, torch.float32))
+    opt.step()  # as the benchmark: one untimed step; record_floor steps past Shampoo's first root (step T)
+    floor = bench_optim.record_floor(opt, T)
+    assert floor.rec.flops / T == floor.analytic > 0
+    assert bool(floor.rec.eighs) == (name == "shampoo")
+
+
+def test_gemm_recorder_counts_what_matmul_tensordot_and_einsum_become():
+    a, b, v = torch.randn(3, 4), torch.randn(4, 5), torch.randn(4)
+    with bench_optim.GemmRecorder() as rec:
+        torch.tensordot(a, b, dims=([1], [0]))  # mm 3x4x5
+        a @ v  # mv
+        v @ v  # dot
+        torch.einsum("bij,bjk->bik", torch.randn(2, 3, 4), torch.randn(2, 4, 5))  # bmm
+        torch.randn(2, 3, 5).baddbmm_(torch.randn(2, 3, 4), torch.randn(2, 4, 5))
+        torch.linalg.eigh(torch.eye(3))
+    assert rec.flops == 2 * (3 * 4 * 5 + 3 * 4 + 4 + 2 * 3 * 4 * 5 + 2 * 3 * 4 * 5)
+    assert len(rec.gemms) == 5 and [A.shape for A in rec.eighs] == [(1, 3, 3)]
+
+
+def test_task_cannot_be_combined_with_shapes(tmp_path, capsys):
+    code, files = run_cli(tmp_path, "--task", "quadratic", "--shape", "4x4")
+    assert code == 2 and not files and "--task" in capsys.readouterr().err
