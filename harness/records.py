@@ -364,7 +364,7 @@ COLUMN_TYPES = {
     "data_wait_s": "float64", "data_wait_share": "float64", "data_source": "string", "world_size": "int64",
     "fp16_skipped_steps": "int64", "wall_time_s": "float64", "total_train_time_s": "float64",
     "total_eval_time_s": "float64", "steps_completed": "int64", "warm_start_share": "float64",
-    "state_frozen": "bool", "state_frozen_reason": "string",
+    "state_frozen": "bool_", "state_frozen_reason": "string",
 }
 
 
