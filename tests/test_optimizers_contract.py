@@ -93,10 +93,21 @@ def test_metadata_is_complete(name):
     assert spec.wd_kind in ("l2", "decoupled", "post_precond")
     assert spec.parent is None or spec.parent in NAMES
     assert spec.pair is None or spec.pair in NAMES
+    from rootbench.harness import search
+    from rootbench.harness.registry import check_hparam_values
+
     for key, dist in spec.search_space.items():
-        assert dist[0] in ("log", "uniform", "choice"), (key, dist)
-        if dist[0] == "log":
+        search.check_dim(key, dist)  # a declared kind with valid bounds
+        if dist[0] in ("log", "log1m"):
             assert 0 < dist[1] < dist[2], (key, dist)
+    resolved = search.resolve(spec.search_space, steps=1000, period=2)
+    for config in search.sample_configs(resolved, 16, seed=0, defaults=spec.defaults):  # draws are valid values
+        check_hparam_values(spec, {**spec.defaults, **config})
+    for kind, config in spec.published.items():  # the paper's points are hyperparameters with valid values
+        assert set(config) <= set(spec.defaults), (kind, config)
+        check_hparam_values(spec, {**spec.defaults, **config})
+    for key in spec.ema_rates:
+        assert key in spec.defaults
     assert "batch_size" in spec.defaults if spec.needs_batch_size else True
 
 
