@@ -61,3 +61,40 @@ class StateDtypeOptimizer(torch.optim.Optimizer):
         for i, p in zip(saved_ids, params):
             for key, value in saved[i].items():
                 self.state[p][key] = value.to(device=p.device, copy=True)
+
+
+@torch.no_grad()
+def diagonal_warm_start_share(optimizer, state_key: str) -> dict:
+    """How much of a root-free diagonal preconditioner is still its start, per coordinate.
+
+    The state a (``state_key``) starts at a0 = 1/B (s = B a = 1; 0 for ``s0_zero``) and decays by 1 - lr_cov
+    per step, so after t steps it holds a0 (1 - lr_cov)^t of its start (``group["s0_weight"]`` tracks the
+    factor) beside the data term a - a0 (1 - lr_cov)^t. ``warm_start_share`` is the fraction of coordinates
+    where the start still exceeds the data term (the method acts as SGD with step lr / s there);
+    ``warm_start_median_share`` the median of start / a. Before the first step the start is everything.
+    """
+    shares, started = [], False
+    for group in optimizer.param_groups:
+        if group["s0_zero"]:
+            continue
+        started = True
+        B = group["batch_size"] if group["scale_by_batch"] else 1
+        residual = group.get("s0_weight", 1.0) / B
+        for p in group["params"]:
+            a = optimizer.state.get(p, {}).get(state_key)
+            if a is not None:
+                shares.append((residual / a.float().clamp_min(torch.finfo(torch.float32).tiny)).flatten().clamp(max=1.0))
+    if not started:
+        return {}
+    if not shares:
+        return {"warm_start_share": 1.0, "warm_start_median_share": 1.0}
+    x = torch.cat(shares)
+    return {"warm_start_share": float((x > 0.5).float().mean()), "warm_start_median_share": float(x.median())}
+
+
+def track_warm_start(optimizer) -> None:
+    """After a step: the start's weight in each group's EMA, (1 - lr_cov)^t (kept in the param group, so it
+    survives ``state_dict`` round trips)."""
+    for group in optimizer.param_groups:
+        if any(p.grad is not None for p in group["params"]):
+            group["s0_weight"] = group.get("s0_weight", 1.0) * (1.0 - group["lr_cov"])

@@ -151,7 +151,7 @@ class IFShampoo(StateDtypeOptimizer):
                     K = st[f"factor_{n}"].to(torch.float64)
                     d = K.shape[0]
                     eye = torch.eye(d, dtype=torch.float64, device=K.device)
-                    moved = float(torch.linalg.matrix_norm(K @ K.T - eye))
+                    moved = float((K @ K.T - eye).pow(2).sum().sqrt())  # Frobenius norm
                     total += d * math.sqrt(d) / (math.sqrt(d) + moved)
                     weight += d
                     n += 1
