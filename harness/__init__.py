@@ -2,6 +2,7 @@
 
 ``rootbench.harness.run(task, optimizer, config) -> rows`` is the whole benchmark in one function call.
 """
+
 __version__ = "0.2.0"
 
 

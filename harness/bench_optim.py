@@ -54,6 +54,7 @@ provenance columns) and a printed table. ``sirfshampoo`` (the authors' package, 
 named as an optimizer: an external reference entry (``EXTERNAL``) that declares the same capabilities and
 takes rootbench's hyperparameter names (SIRFShampoo's own names mapped by ``SIRF_NAMES``), with an int T.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -93,6 +94,7 @@ FACTOR_DTYPE_HPARAM = "preconditioner_dtype"  # the conventional knob for the dt
 # ---------------------------------------------------------------------------------------------
 # optimizers benchmarked for reference but not registered
 
+
 @dataclass(frozen=True)
 class ExternalOptimizer:
     """An optimizer from an installed package, benchmarked for reference but not registered. It declares the
@@ -112,10 +114,20 @@ class ExternalOptimizer:
         return importlib.util.find_spec(self.package) is not None
 
 
-SIRF_NAMES = {"lr_cov": "beta2", "momentum": "alpha1", "riemannian_momentum": "alpha2", "damping": "lam",
-              "weight_decay": "kappa", "preconditioner_dtype": "preconditioner_dtypes"}  # rootbench -> SIRFShampoo
-TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
-                "float64": torch.float64}
+SIRF_NAMES = {
+    "lr_cov": "beta2",
+    "momentum": "alpha1",
+    "riemannian_momentum": "alpha2",
+    "damping": "lam",
+    "weight_decay": "kappa",
+    "preconditioner_dtype": "preconditioner_dtypes",
+}  # rootbench -> SIRFShampoo
+TORCH_DTYPES = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+    "float64": torch.float64,
+}
 
 
 def _sirfshampoo(named: list, **hparams):
@@ -135,9 +147,15 @@ def _sirfshampoo(named: list, **hparams):
 
 EXTERNAL = {
     "sirfshampoo": ExternalOptimizer(
-        "sirfshampoo", "sirfshampoo", _sirfshampoo, preconditioner="kronecker", period_hparam="T",
-        needs_batch_size=True, family="shampoo",
-        defaults={**KRON_HP, "weight_decay": 0.0, "T": 1, "preconditioner_dtype": "param", "structures": "dense"}),
+        "sirfshampoo",
+        "sirfshampoo",
+        _sirfshampoo,
+        preconditioner="kronecker",
+        period_hparam="T",
+        needs_batch_size=True,
+        family="shampoo",
+        defaults={**KRON_HP, "weight_decay": 0.0, "T": 1, "preconditioner_dtype": "param", "structures": "dense"},
+    ),
 }
 
 
@@ -157,6 +175,7 @@ def kronecker(name: str) -> bool:
 
 # ---------------------------------------------------------------------------------------------
 # cases
+
 
 @dataclass
 class Entry:
@@ -190,7 +209,7 @@ class Case:
         return json.dumps({**asdict(self), "entries": [asdict(e) for e in self.entries]})
 
     @staticmethod
-    def from_json(blob: str) -> "Case":
+    def from_json(blob: str) -> Case:
         d = json.loads(blob)
         d["entries"] = [Entry(**e) for e in d["entries"]]
         return Case(**d)
@@ -201,8 +220,14 @@ def default_suite() -> list:
     IF-Shampoo (bf16) vs Shampoo (fp32, eigh) on one 1024x1024 weight."""
     cases = []
     for dt in ("fp32", "bf16"):  # 16 x 1024^2 = 16.8M parameters; rfrmsprop with momentum, like AdamW's two buffers
-        cases.append(Case(f"diag-16x1024x1024-{dt}", dt, shapes=[[1024, 1024]] * 16, entries=[
-            Entry("rfadamw"), Entry("rfrmsprop", {"momentum": 0.9}), Entry("sgd", {"impl": "fused"})]))
+        cases.append(
+            Case(
+                f"diag-16x1024x1024-{dt}",
+                dt,
+                shapes=[[1024, 1024]] * 16,
+                entries=[Entry("rfadamw"), Entry("rfrmsprop", {"momentum": 0.9}), Entry("sgd", {"impl": "fused"})],
+            )
+        )
     have_sirf = EXTERNAL["sirfshampoo"].available()
     for dt in ("fp32", "bf16"):
         entries = []
@@ -213,13 +238,20 @@ def default_suite() -> list:
                 entries.append(sirf)
         cases.append(Case(f"mlp512-b128-{dt}", dt, model="mlp512", entries=entries))
     shampoo = Entry("shampoo", {"preconditioner_dtype": "float32"}, T=1)
-    cases.append(Case("square1024-ifbf16-vs-shampoo-fp32", "bf16", shapes=[[1024, 1024]], entries=[
-        Entry("ifshampoo", T=1, baseline=shampoo.label), shampoo]))
+    cases.append(
+        Case(
+            "square1024-ifbf16-vs-shampoo-fp32",
+            "bf16",
+            shapes=[[1024, 1024]],
+            entries=[Entry("ifshampoo", T=1, baseline=shampoo.label), shampoo],
+        )
+    )
     return cases
 
 
 # ---------------------------------------------------------------------------------------------
 # building parameters and optimizers (shared by the parent and the peak-memory subprocesses)
+
 
 def param_dtype(case: Case, entry: Entry) -> torch.dtype:
     """fp32 parameters for Kronecker methods (``--dtype`` is their factor dtype), else the case's dtype."""
@@ -291,14 +323,14 @@ def traffic_floor(opt, named: list, diagonal: bool) -> float:
         tensors = [v for v in state.values() if torch.is_tensor(v) and v.numel() > 1]
         if any(v.numel() != p.numel() for v in tensors):
             return float("nan")
-        total += p.numel() * (2 * p.element_size() + p.grad.element_size()
-                              + sum(2 * v.element_size() for v in tensors))
+        total += p.numel() * (2 * p.element_size() + p.grad.element_size() + sum(2 * v.element_size() for v in tensors))
         n += p.numel()
     return total / n if n else float("nan")
 
 
 # ---------------------------------------------------------------------------------------------
 # timing
+
 
 def _stmt(T: int | None) -> str:
     return "opt.step()" if not T or T == 1 else f"for _ in range({T}): opt.step()"
@@ -310,7 +342,8 @@ def _time_block(opt, T: int | None, min_run_time: float) -> float:
 
     # Timer runs single-threaded unless told otherwise: keep the threads the case fixed
     m = Timer(_stmt(T), globals={"opt": opt}, num_threads=torch.get_num_threads()).blocked_autorange(
-        min_run_time=min_run_time)
+        min_run_time=min_run_time
+    )
     return (m.mean if T and T > 1 else m.median) / (T or 1)
 
 
@@ -365,8 +398,13 @@ def update_phase(opt, T: int) -> int | None:
         before = {path: t.detach().clone() for path, t in _held_tensors(opt).items()}
         opt.step()
         after = _held_tensors(opt)
-        changed.append(sum(1 for path in before.keys() | after.keys()
-                           if path not in before or path not in after or not _same(before[path], after[path])))
+        changed.append(
+            sum(
+                1
+                for path in before.keys() | after.keys()
+                if path not in before or path not in after or not _same(before[path], after[path])
+            )
+        )
     most = max(changed)
     return changed.index(most) if changed.count(most) == 1 else None
 
@@ -404,8 +442,11 @@ def _split_steps(opt, T: int, periods: int = 3) -> dict:
             (update if i % T == phase else regular).append(time.perf_counter() - t0)
         t_all = time.perf_counter() - t_all
     med = lambda xs: statistics.median(xs) if xs and phase is not None else float("nan")  # noqa: E731
-    return {"update_step_s": med(update), "regular_step_s": med(regular),
-            "eigh_share": eigh["seconds"] / t_all if eigh["calls"] else float("nan")}
+    return {
+        "update_step_s": med(update),
+        "regular_step_s": med(regular),
+        "eigh_share": eigh["seconds"] / t_all if eigh["calls"] else float("nan"),
+    }
 
 
 def _probe(n: int, min_run_time: float) -> dict:
@@ -414,10 +455,16 @@ def _probe(n: int, min_run_time: float) -> dict:
 
     n = max(n, 1 << 22)
     x, y, threads = torch.randn(n), torch.randn(n), torch.get_num_threads()
-    t_add = Timer("x.add_(y)", globals={"x": x, "y": y}, num_threads=threads).blocked_autorange(
-        min_run_time=min_run_time).median
-    t_copy = Timer("x.copy_(y)", globals={"x": x, "y": y}, num_threads=threads).blocked_autorange(
-        min_run_time=min_run_time).median
+    t_add = (
+        Timer("x.add_(y)", globals={"x": x, "y": y}, num_threads=threads)
+        .blocked_autorange(min_run_time=min_run_time)
+        .median
+    )
+    t_copy = (
+        Timer("x.copy_(y)", globals={"x": x, "y": y}, num_threads=threads)
+        .blocked_autorange(min_run_time=min_run_time)
+        .median
+    )
     return {"add": 12 * n / t_add, "copy": 8 * n / t_copy}
 
 
@@ -425,9 +472,21 @@ def _probe(n: int, min_run_time: float) -> dict:
 # the Kronecker floor: the matrix multiplies a period performs, timed alone at the same shapes
 
 # aten's matrix multiplies (what matmul, tensordot and einsum decompose into) -> their two operands' positions
-GEMM_OPERANDS = {"mm": (0, 1), "bmm": (0, 1), "addmm": (1, 2), "addmm_": (1, 2), "baddbmm": (1, 2),
-                 "baddbmm_": (1, 2), "addbmm": (1, 2), "addbmm_": (1, 2), "mv": (0, 1), "addmv": (1, 2),
-                 "addmv_": (1, 2), "dot": (0, 1), "vdot": (0, 1)}
+GEMM_OPERANDS = {
+    "mm": (0, 1),
+    "bmm": (0, 1),
+    "addmm": (1, 2),
+    "addmm_": (1, 2),
+    "baddbmm": (1, 2),
+    "baddbmm_": (1, 2),
+    "addbmm": (1, 2),
+    "addbmm_": (1, 2),
+    "mv": (0, 1),
+    "addmv": (1, 2),
+    "addmv_": (1, 2),
+    "dot": (0, 1),
+    "vdot": (0, 1),
+}
 EIGH_OPS = ("_linalg_eigh", "linalg_eigh")
 
 
@@ -474,8 +533,14 @@ def gemm_replay(gemms: list):
     for b, m, k, n, dt in gemms:
         batches[(m, k, n, dt)] = batches.get((m, k, n, dt), 0) + b
     g = torch.Generator().manual_seed(0)
-    work = [(torch.randn(b, m, k, generator=g).to(dt), torch.randn(b, k, n, generator=g).to(dt),
-             torch.empty(b, m, n, dtype=dt)) for (m, k, n, dt), b in batches.items()]
+    work = [
+        (
+            torch.randn(b, m, k, generator=g).to(dt),
+            torch.randn(b, k, n, generator=g).to(dt),
+            torch.empty(b, m, n, dtype=dt),
+        )
+        for (m, k, n, dt), b in batches.items()
+    ]
 
     def run():
         for A, B, C in work:
@@ -503,8 +568,10 @@ def call_overheads(min_run_time: float) -> dict:
     key = torch.get_num_threads()
     if key not in _OVERHEAD:
         a, c, x, y = torch.ones(1, 1, 1), torch.empty(1, 1, 1), torch.ones(1), torch.empty(1)
-        _OVERHEAD[key] = {"gemm_call_s": _best_time(lambda: torch.bmm(a, a, out=c), min_run_time, repeats=3),
-                          "op_call_s": _best_time(lambda: torch.add(x, x, out=y), min_run_time, repeats=3)}
+        _OVERHEAD[key] = {
+            "gemm_call_s": _best_time(lambda: torch.bmm(a, a, out=c), min_run_time, repeats=3),
+            "op_call_s": _best_time(lambda: torch.add(x, x, out=y), min_run_time, repeats=3),
+        }
     return _OVERHEAD[key]
 
 
@@ -546,8 +613,9 @@ def record_floor(opt, T: int) -> Floor:
     with rec:
         for _ in range(T):
             opt.step()
-    return Floor(T, rec, declared_matmul_flops(opt, T), gemm_replay(rec.gemms),
-                 eigh_replay(rec.eighs) if rec.eighs else None)
+    return Floor(
+        T, rec, declared_matmul_flops(opt, T), gemm_replay(rec.gemms), eigh_replay(rec.eighs) if rec.eighs else None
+    )
 
 
 def floor_columns(floor: Floor, step_times: list, min_run_time: float) -> dict:
@@ -563,23 +631,41 @@ def floor_columns(floor: Floor, step_times: list, min_run_time: float) -> dict:
     calls, ops = len(rec.gemms) / T, rec.ops / T
     med_gemm = statistics.median(gemm_s)
     return {
-        "gemm_flops": rec.flops / T, "gemm_flops_analytic": floor.analytic,
+        "gemm_flops": rec.flops / T,
+        "gemm_flops_analytic": floor.analytic,
         "gemm_dtypes": ",".join(sorted({str(g[-1]).replace("torch.", "") for g in rec.gemms})),
         "gemm_GFLOPs": rec.flops / T / med_gemm / 1e9 if med_gemm > 0 else float("nan"),
         "gemm_floor_s": med_gemm,
         "eigh_floor_s": statistics.median(eigh_s) if floor.eigh_s else float("nan"),
-        "eigh_calls": len(rec.eighs) / T, "eigh_matrices": sum(A.shape[0] for A in rec.eighs) / T,
+        "eigh_calls": len(rec.eighs) / T,
+        "eigh_matrices": sum(A.shape[0] for A in rec.eighs) / T,
         "achieved_gemm": statistics.median(g / t for g, t in zip(gemm_s, step_times, strict=True)),
         "achieved": statistics.median((g + e) / t for g, e, t in zip(gemm_s, eigh_s, step_times, strict=True)),
-        "gemm_calls": calls, "aten_ops": ops, **over,
-        "gemm_call_floor_s": calls * over["gemm_call_s"], "op_call_floor_s": ops * over["op_call_s"],
+        "gemm_calls": calls,
+        "aten_ops": ops,
+        **over,
+        "gemm_call_floor_s": calls * over["gemm_call_s"],
+        "op_call_floor_s": ops * over["op_call_s"],
     }
 
 
-FLOOR_COLUMNS = ("gemm_flops", "gemm_flops_analytic", "gemm_GFLOPs", "gemm_floor_s", "eigh_floor_s", "eigh_calls",
-                 "eigh_matrices",
-                 "achieved_gemm", "achieved", "gemm_calls", "aten_ops", "gemm_call_s", "op_call_s",
-                 "gemm_call_floor_s", "op_call_floor_s")
+FLOOR_COLUMNS = (
+    "gemm_flops",
+    "gemm_flops_analytic",
+    "gemm_GFLOPs",
+    "gemm_floor_s",
+    "eigh_floor_s",
+    "eigh_calls",
+    "eigh_matrices",
+    "achieved_gemm",
+    "achieved",
+    "gemm_calls",
+    "aten_ops",
+    "gemm_call_s",
+    "op_call_s",
+    "gemm_call_floor_s",
+    "op_call_floor_s",
+)
 
 
 def run_case(case: Case, rounds: int, min_run_time: float, log=print) -> list:
@@ -597,13 +683,22 @@ def run_case(case: Case, rounds: int, min_run_time: float, log=print) -> list:
         first = time.perf_counter() - t0
         # Kronecker methods: one period recorded for the floor, its replays timed right after each timed block
         floor = record_floor(opt, e.T or 1) if capabilities(e.name).preconditioner == "kronecker" else None
-        built.append({"entry": e, "named": named, "opt": opt, "first": first, "times": [], "floor": floor,
-                      "n": sum(p.numel() for _, p in named)})
+        built.append(
+            {
+                "entry": e,
+                "named": named,
+                "opt": opt,
+                "first": first,
+                "times": [],
+                "floor": floor,
+                "n": sum(p.numel() for _, p in named),
+            }
+        )
         log(f"  {case.name}: {e.label} built, first step {first:.2f} s")
     n_params = built[0]["n"]
     probes = []
     for r in range(rounds):  # interleaved; the order rotates so no entry always runs after the same one
-        order = built[r % len(built):] + built[:r % len(built)]
+        order = built[r % len(built) :] + built[: r % len(built)]
         for b in order:
             b["times"].append(_time_block(b["opt"], b["entry"].T, min_run_time))
             if b["floor"] is not None:
@@ -623,27 +718,39 @@ def run_case(case: Case, rounds: int, min_run_time: float, log=print) -> list:
         floor = traffic_floor(opt, named, diagonal=caps.preconditioner != "kronecker")
         finite = all(bool(torch.isfinite(p).all()) for _, p in named)
         row = {
-            "case": case.name, "task": case.task or "", "optimizer": e.name, "label": e.label,
+            "case": case.name,
+            "task": case.task or "",
+            "optimizer": e.name,
+            "label": e.label,
             "hparams": json.dumps(e.hparams, sort_keys=True),
-            "preconditioner": caps.preconditioner, "family": caps.family,
-            "dtype": case.dtype, "param_dtype": str(named[0][1].dtype).replace("torch.", ""),
-            "T": e.T if e.T else 1, "n_tensors": len(named), "n_params": b["n"],
+            "preconditioner": caps.preconditioner,
+            "family": caps.family,
+            "dtype": case.dtype,
+            "param_dtype": str(named[0][1].dtype).replace("torch.", ""),
+            "T": e.T if e.T else 1,
+            "n_tensors": len(named),
+            "n_params": b["n"],
             "shapes": json.dumps([list(p.shape) for _, p in named]) if not case.model else case.model,
             "impl": measure.optimizer_impl(opt),
-            "step_time_s": step_s, "step_time_min_s": min(b["times"]), "step_time_max_s": max(b["times"]),
+            "step_time_s": step_s,
+            "step_time_min_s": min(b["times"]),
+            "step_time_max_s": max(b["times"]),
             "rounds": rounds,
             "ratio_adamw": statistics.median(t / a for t, a in zip(b["times"], ref_times)),
             "baseline": e.baseline or "",
-            "ratio_baseline": (statistics.median(t / a for t, a in zip(b["times"], base["times"]))
-                               if base else float("nan")),
+            "ratio_baseline": (
+                statistics.median(t / a for t, a in zip(b["times"], base["times"])) if base else float("nan")
+            ),
             "update_step_s": split.get("update_step_s", float("nan")),
             "regular_step_s": split.get("regular_step_s", float("nan")),
             "eigh_share": split.get("eigh_share", float("nan")),
-            "first_step_s": b["first"], "compile_s": float(getattr(opt, "compile_time_s", 0.0)),
+            "first_step_s": b["first"],
+            "compile_s": float(getattr(opt, "compile_time_s", 0.0)),
             "state_bytes": measure.optimizer_state_bytes(opt),
             "traffic_floor_bytes_per_param": floor,
             "achieved_GBps": floor * b["n"] / step_s / 1e9 if not math.isnan(floor) else float("nan"),
-            "probe_add_GBps": bw_add / 1e9, "probe_copy_GBps": bw_copy / 1e9,
+            "probe_add_GBps": bw_add / 1e9,
+            "probe_copy_GBps": bw_copy / 1e9,
             "ratio_floor": step_s / (floor * b["n"] / bw_add) if not math.isnan(floor) else float("nan"),
             "finite": finite,
         }
@@ -675,8 +782,9 @@ def peak_in_subprocess(case: Case, entry: Entry, threads: int, timeout: float = 
     one = Case(case.name, case.dtype, [entry], shapes=case.shapes, model=case.model)
     path = os.pathsep.join(filter(None, [_root(), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, **PEAK_ENV, "PYTHONPATH": path}
-    code = ("import sys; from rootbench.harness.bench_optim import _peak_child; "
-            "_peak_child(sys.argv[1], int(sys.argv[2]))")
+    code = (
+        "import sys; from rootbench.harness.bench_optim import _peak_child; _peak_child(sys.argv[1], int(sys.argv[2]))"
+    )
     cmd = [sys.executable, "-c", code, one.to_json(), str(threads)]
     try:
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=_root())
@@ -722,11 +830,12 @@ def _peak_child(case_json: str, threads: int) -> None:
 # ---------------------------------------------------------------------------------------------
 # output
 
+
 def write_results(rows: list, runs: str, tag: str) -> str:
     """Write ``<runs>/bench-optim/<UTC time>-<hash>.parquet`` through the results store (atomic); returns the path."""
     import pandas as pd
 
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     digest = hashlib.sha256(tag.encode()).hexdigest()[:8]
     path = os.path.join(runs, records.BENCH_OPTIM_DIR, f"{stamp}-{digest}.parquet")
     return records.write_table(pd.DataFrame(rows), path)
@@ -737,9 +846,11 @@ def _f(x, fmt: str) -> str:
 
 
 def format_table(rows: list) -> str:
-    head = (f"{'case':<34} {'optimizer':<40} {'impl':<9} {'ms/step':>8} {'xAdamW':>6} {'xBase':>6} {'upd ms':>7} "
-            f"{'reg ms':>7} {'state B/p':>9} {'peak B/p':>8} {'floor B/p':>9} {'GB/s':>5} {'xfloor':>6} "
-            f"{'compile s':>9} {'eigh':>5}")
+    head = (
+        f"{'case':<34} {'optimizer':<40} {'impl':<9} {'ms/step':>8} {'xAdamW':>6} {'xBase':>6} {'upd ms':>7} "
+        f"{'reg ms':>7} {'state B/p':>9} {'peak B/p':>8} {'floor B/p':>9} {'GB/s':>5} {'xfloor':>6} "
+        f"{'compile s':>9} {'eigh':>5}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
@@ -748,18 +859,22 @@ def format_table(rows: list) -> str:
             f"{_f(r['update_step_s'] * 1e3, '7.2f')} {_f(r['regular_step_s'] * 1e3, '7.2f')} "
             f"{_f(r['state_bytes_per_param'], '9.2f')} {_f(r.get('peak_bytes_per_param'), '8.2f')} "
             f"{_f(r['traffic_floor_bytes_per_param'], '9.0f')} {_f(r['achieved_GBps'], '5.1f')} "
-            f"{_f(r['ratio_floor'], '6.2f')} {_f(r['compile_s'], '9.1f')} {_f(r['eigh_share'], '5.2f')}")
+            f"{_f(r['ratio_floor'], '6.2f')} {_f(r['compile_s'], '9.1f')} {_f(r['eigh_share'], '5.2f')}"
+        )
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------
 # command line
 
+
 def format_floor_table(rows: list) -> str:
     """The Kronecker floor per row that has one: FLOPs, GEMM throughput at the shapes, achieved fraction."""
-    head = (f"{'case':<28} {'optimizer':<24} {'ms/step':>8} {'xAdamW':>6} {'GFLOP/st':>8} {'analytic':>8} "
-            f"{'gemm dtype':>15} {'GFLOP/s':>7} {'floor ms':>8} {'eigh ms':>7} {'achieved':>8} {'eigh shr':>8} "
-            f"{'calls':>6} {'call ms':>7} {'ops':>6} {'op ms':>6}")
+    head = (
+        f"{'case':<28} {'optimizer':<24} {'ms/step':>8} {'xAdamW':>6} {'GFLOP/st':>8} {'analytic':>8} "
+        f"{'gemm dtype':>15} {'GFLOP/s':>7} {'floor ms':>8} {'eigh ms':>7} {'achieved':>8} {'eigh shr':>8} "
+        f"{'calls':>6} {'call ms':>7} {'ops':>6} {'op ms':>6}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         if not math.isfinite(r.get("gemm_flops", float("nan"))):
@@ -771,7 +886,8 @@ def format_floor_table(rows: list) -> str:
             f"{_f(r['gemm_floor_s'] * 1e3, '8.3f')} {_f(r['eigh_floor_s'] * 1e3, '7.2f')} "
             f"{_f(r['achieved'], '8.2f')} {_f(r['eigh_share'], '8.2f')} {_f(r['gemm_calls'], '6.0f')} "
             f"{_f(r['gemm_call_floor_s'] * 1e3, '7.3f')} {_f(r['aten_ops'], '6.0f')} "
-            f"{_f(r['op_call_floor_s'] * 1e3, '6.2f')}")
+            f"{_f(r['op_call_floor_s'] * 1e3, '6.2f')}"
+        )
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
@@ -826,8 +942,11 @@ def kronecker_names() -> list:
     update; ``KRON_HP`` and the strict period override what a variant changes)."""
     from rootbench.optimizers import get_optimizer_spec, list_optimizers
 
-    return [n for n in list_optimizers()
-            if get_optimizer_spec(n).preconditioner == "kronecker" and get_optimizer_spec(n).parent is None]
+    return [
+        n
+        for n in list_optimizers()
+        if get_optimizer_spec(n).preconditioner == "kronecker" and get_optimizer_spec(n).parent is None
+    ]
 
 
 def task_cases(args, specs: list) -> list:
@@ -861,10 +980,16 @@ def _check_specs(specs: list, dtypes: list) -> None:
         unknown = sorted(set(hp) - set(caps.defaults))
         if unknown:
             raise UsageError(f"--opt {name}: unknown hyperparameter(s) {unknown}")
-        if caps.preconditioner == "kronecker" and set(dtypes) != {"fp32"} and FACTOR_DTYPE_HPARAM not in hp \
-                and FACTOR_DTYPE_HPARAM not in caps.defaults:  # the row would claim a factor dtype that never ran
-            raise UsageError(f"--dtype {' '.join(dtypes)}: {name} has no {FACTOR_DTYPE_HPARAM} hyperparameter "
-                             "to run its Kronecker factors in that dtype; use --dtype fp32")
+        if (
+            caps.preconditioner == "kronecker"
+            and set(dtypes) != {"fp32"}
+            and FACTOR_DTYPE_HPARAM not in hp
+            and FACTOR_DTYPE_HPARAM not in caps.defaults
+        ):  # the row would claim a factor dtype that never ran
+            raise UsageError(
+                f"--dtype {' '.join(dtypes)}: {name} has no {FACTOR_DTYPE_HPARAM} hyperparameter "
+                "to run its Kronecker factors in that dtype; use --dtype fp32"
+            )
 
 
 def cases_from_args(args) -> list:
@@ -879,8 +1004,10 @@ def cases_from_args(args) -> list:
     if not args.opt and not args.shape:
         cases = [c for c in default_suite() if not args.case or any(k in c.name for k in args.case)]
         if not cases:
-            raise UsageError(f"--case {' '.join(args.case)} matches none of the default cases: "
-                             f"{', '.join(c.name for c in default_suite())}")
+            raise UsageError(
+                f"--case {' '.join(args.case)} matches none of the default cases: "
+                f"{', '.join(c.name for c in default_suite())}"
+            )
         return cases
     if args.case:
         raise UsageError("--case selects default cases; it cannot be combined with --opt/--shape")
@@ -892,11 +1019,17 @@ def cases_from_args(args) -> list:
     for dt in args.dtype:
         entries = []
         for name, hp in specs:
-            for T in (Ts if capabilities(name).period_hparam else [None]):
+            for T in Ts if capabilities(name).period_hparam else [None]:
                 entries.append(Entry(name, hp, T=T))
         tensor_shapes = [s for _ in range(args.n_tensors) for s in shapes]
-        cases.append(Case(f"custom-{args.n_tensors}x{'+'.join('x'.join(map(str, s)) for s in shapes)}-{dt}", dt,
-                          entries, shapes=tensor_shapes))
+        cases.append(
+            Case(
+                f"custom-{args.n_tensors}x{'+'.join('x'.join(map(str, s)) for s in shapes)}-{dt}",
+                dt,
+                entries,
+                shapes=tensor_shapes,
+            )
+        )
     return cases
 
 
@@ -938,33 +1071,59 @@ def cmd_bench_optim(args) -> int:
     print(format_table(rows))
     floor = format_floor_table(rows)
     if floor:
-        print("\nKronecker floor (per step, amortised over T: the period's matrix multiplies replayed alone as one "
-              "bmm per shape; achieved = (GEMM + eigh floor) / step)\n" + floor)
-    print(f"\n{threads} thread(s); load average {load_start:.2f} -> {load_end:.2f}; "
-          f"add_ bandwidth {statistics.median(r['probe_add_GBps'] for r in rows):.1f} GB/s; wrote {path}")
+        print(
+            "\nKronecker floor (per step, amortised over T: the period's matrix multiplies replayed alone as one "
+            "bmm per shape; achieved = (GEMM + eigh floor) / step)\n" + floor
+        )
+    print(
+        f"\n{threads} thread(s); load average {load_start:.2f} -> {load_end:.2f}; "
+        f"add_ bandwidth {statistics.median(r['probe_add_GBps'] for r in rows):.1f} GB/s; wrote {path}"
+    )
     if threads > 1 and max(load_start, load_end) > (os.cpu_count() or threads) - threads + 0.5:
-        print(f"note: the machine was busy (load average above {(os.cpu_count() or threads) - threads} besides "
-              f"these {threads} threads); multi-threaded timings then mostly measure waits at OpenMP "
-              "barriers: compare with --threads 1")
+        print(
+            f"note: the machine was busy (load average above {(os.cpu_count() or threads) - threads} besides "
+            f"these {threads} threads); multi-threaded timings then mostly measure waits at OpenMP "
+            "barriers: compare with --threads 1"
+        )
     return 0
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("bench-optim", help="time optimizer.step() against fused AdamW and the memory-traffic floor",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "bench-optim",
+        help="time optimizer.step() against fused AdamW and the memory-traffic floor",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--case", nargs="+", help="run only the default cases whose name contains one of these")
-    p.add_argument("--opt", help="comma-separated optimizers, each name[:key=value...] (also, if installed: "
-                                 f"{', '.join(EXTERNAL)}); "
-                                 "default with --shape: rfadamw,rfrmsprop:momentum=0.9")
-    p.add_argument("--task", nargs="+", help="time the Kronecker optimizers (and --opt) on the parameter shapes of "
-                                             "these tasks' quick-tier models, each at its default period (or --T), "
-                                             "and report their floor, e.g. cifar10-vit shakespeare-char-gpt")
+    p.add_argument(
+        "--opt",
+        help="comma-separated optimizers, each name[:key=value...] (also, if installed: "
+        f"{', '.join(EXTERNAL)}); "
+        "default with --shape: rfadamw,rfrmsprop:momentum=0.9",
+    )
+    p.add_argument(
+        "--task",
+        nargs="+",
+        help="time the Kronecker optimizers (and --opt) on the parameter shapes of "
+        "these tasks' quick-tier models, each at its default period (or --T), "
+        "and report their floor, e.g. cifar10-vit shakespeare-char-gpt",
+    )
     p.add_argument("--shape", nargs="+", help="parameter shapes, e.g. 1024x1024 512 (each repeated --n-tensors times)")
     p.add_argument("--n-tensors", type=int, default=16, help="copies of each --shape (default 16)")
-    p.add_argument("--dtype", nargs="+", default=["fp32"], choices=sorted(DTYPES),
-                   help="working precision (diagonal: params, grads, state; Kronecker: factors)")
-    p.add_argument("--T", nargs="+", help="preconditioner periods for periodic methods (the value of each one's "
-                                          "declared period hyperparameter), e.g. 1,10 (default 1)")
+    p.add_argument(
+        "--dtype",
+        nargs="+",
+        default=["fp32"],
+        choices=sorted(DTYPES),
+        help="working precision (diagonal: params, grads, state; Kronecker: factors)",
+    )
+    p.add_argument(
+        "--T",
+        nargs="+",
+        help="preconditioner periods for periodic methods (the value of each one's "
+        "declared period hyperparameter), e.g. 1,10 (default 1)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, recorded)")
     p.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (medians are reported)")
     p.add_argument("--min-run-time", type=float, default=0.25, help="seconds per timed block (at least one period)")

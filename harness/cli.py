@@ -8,6 +8,7 @@
 Exit codes: 0 done, 1 the run failed (its record is stored with its status), 2 bad input or missing
 data, 130 interrupted (SIGINT), 143 terminated (SIGTERM).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,11 +22,26 @@ from rootbench.harness.registry import UsageError
 
 EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE = 0, 1, 2
 # Subcommands that live beside their code: site (leaderboard), sweep, regress, bench-optim.
-COMMAND_MODULES = ("rootbench.leaderboard.build", "rootbench.harness.sweep", "rootbench.harness.regress",
-                   "rootbench.harness.bench_optim")
+COMMAND_MODULES = (
+    "rootbench.leaderboard.build",
+    "rootbench.harness.sweep",
+    "rootbench.harness.regress",
+    "rootbench.harness.bench_optim",
+)
 # third-party modules that only an extra installs: a command needing one says which extra
-EXTRAS = {"pandas": "tasks", "pyarrow": "tasks", "torchvision": "tasks", "timm": "tasks", "datasets": "tasks",
-          "mnist1d": "tasks", "tqdm": "tasks", "scipy": "tasks", "numpy": "tasks", "jinja2": "site", "ray": "sweeps"}
+EXTRAS = {
+    "pandas": "tasks",
+    "pyarrow": "tasks",
+    "torchvision": "tasks",
+    "timm": "tasks",
+    "datasets": "tasks",
+    "mnist1d": "tasks",
+    "tqdm": "tasks",
+    "scipy": "tasks",
+    "numpy": "tasks",
+    "jinja2": "site",
+    "ray": "sweeps",
+}
 
 
 class Terminated(KeyboardInterrupt):
@@ -39,6 +55,7 @@ def _err(msg: str) -> int:
 
 # ---------------------------------------------------------------------------------------------
 # list
+
 
 def cmd_list(args) -> int:
     from rootbench.optimizers import get_optimizer_spec, list_optimizers
@@ -62,13 +79,16 @@ def cmd_list(args) -> int:
             for tier, c in s.tiers.items():
                 minutes = s.minutes.get(tier) if s.minutes else None
                 took = f"; ~{minutes:g} min per run on a 2-core CPU" if minutes else ""
-                print(f"  {'':<24}   {tier:<6} {c.steps} steps x batch {c.batch_size}, target {c.target}; "
-                      f"data {data_status(name, tier)}{took}")
+                print(
+                    f"  {'':<24}   {tier:<6} {c.steps} steps x batch {c.batch_size}, target {c.target}; "
+                    f"data {data_status(name, tier)}{took}"
+                )
     return EXIT_OK
 
 
 # ---------------------------------------------------------------------------------------------
 # bench
+
 
 def _fmt_bytes(n) -> str:
     if n is None or (isinstance(n, float) and math.isnan(n)):
@@ -95,36 +115,49 @@ def summary(rec, path: str | None = None, cached: bool = False) -> str:
     r = rec.run
     metric = r.get("metric_name") or "loss"
     higher = bool(r.get("higher_is_better"))
-    lines = [f"run {r.get('run_id')}  {r.get('task')} / {r.get('optimizer')}  tier={r.get('tier')} "
-             f"seed={r.get('seed')} precision={r.get('precision')}" + ("  (cached)" if cached else "")]
+    lines = [
+        f"run {r.get('run_id')}  {r.get('task')} / {r.get('optimizer')}  tier={r.get('tier')} "
+        f"seed={r.get('seed')} precision={r.get('precision')}" + ("  (cached)" if cached else "")
+    ]
     lines.append(f"status      {r.get('status')}" + (f": {r['status_message']}" if r.get("status_message") else ""))
     curve = rec.curve
     val = curve[(curve["split"] == "val") & (curve["metric"] == metric)].dropna(subset=["value"])
     if len(val):
         last = val.sort_values("step").iloc[-1]
         best = val.loc[val["value"].idxmax() if higher else val["value"].idxmin()]
-        lines.append(f"{'val ' + metric:<16}{last['value']:.4f} at step {int(last['step'])} "
-                     f"(best {best['value']:.4f} at step {int(best['step'])})")
+        lines.append(
+            f"{'val ' + metric:<16}{last['value']:.4f} at step {int(last['step'])} "
+            f"(best {best['value']:.4f} at step {int(best['step'])})"
+        )
     test, train = rec.final("test", metric), rec.final("train", metric)
     if not _isnan(test):
         gap = f"; train-test gap {train - test:+.4f}" if not _isnan(train) else ""
         lines.append(f"{'test ' + metric:<16}{test:.4f}{gap}")
     tt, steps = r.get("time_to_target_s"), r.get("steps_to_target")
-    target = (f"target {r.get('target')} reached at step {int(steps)} ({float(tt):.2f} s)"
-              if not _isnan(tt) and not _isnan(steps) else f"target {r.get('target')} not reached")
-    lines.append(f"time        train {_num(r.get('total_train_time_s'), unit=' s')}, eval "
-                 f"{_num(r.get('total_eval_time_s'), unit=' s')}, setup {_num(r.get('setup_time_s'), unit=' s')}; "
-                 f"{target}")
+    target = (
+        f"target {r.get('target')} reached at step {int(steps)} ({float(tt):.2f} s)"
+        if not _isnan(tt) and not _isnan(steps)
+        else f"target {r.get('target')} not reached"
+    )
+    lines.append(
+        f"time        train {_num(r.get('total_train_time_s'), unit=' s')}, eval "
+        f"{_num(r.get('total_eval_time_s'), unit=' s')}, setup {_num(r.get('setup_time_s'), unit=' s')}; "
+        f"{target}"
+    )
     n_params = r.get("n_params")
-    lines.append(f"memory      peak {_fmt_bytes(r.get('peak_mem_bytes'))} above baseline "
-                 f"({r.get('peak_mem_kind') or 'n/a'}); optimizer state "
-                 f"{_num(r.get('opt_state_bytes_per_param'))} B/param ({_fmt_bytes(r.get('opt_state_bytes'))}), "
-                 f"{int(n_params) if not _isnan(n_params) else 0:,} params")
+    lines.append(
+        f"memory      peak {_fmt_bytes(r.get('peak_mem_bytes'))} above baseline "
+        f"({r.get('peak_mem_kind') or 'n/a'}); optimizer state "
+        f"{_num(r.get('opt_state_bytes_per_param'))} B/param ({_fmt_bytes(r.get('opt_state_bytes'))}), "
+        f"{int(n_params) if not _isnan(n_params) else 0:,} params"
+    )
     ratio = r.get("step_time_ratio_adamw")
     if not _isnan(ratio):
-        lines.append(f"step time   {float(ratio):.2f}x fused AdamW ({_num(r.get('opt_step_time_s', 0) * 1e3, '.3f')} "
-                     f"ms vs {_num(r.get('adamw_step_time_s', 0) * 1e3, '.3f')} ms, same process; "
-                     f"{r.get('opt_impl') or '?'})")
+        lines.append(
+            f"step time   {float(ratio):.2f}x fused AdamW ({_num(r.get('opt_step_time_s', 0) * 1e3, '.3f')} "
+            f"ms vs {_num(r.get('adamw_step_time_s', 0) * 1e3, '.3f')} ms, same process; "
+            f"{r.get('opt_impl') or '?'})"
+        )
     if path:
         lines.append(f"{'results' if cached else 'written':<12}{path}")
     return "\n".join(lines)
@@ -140,15 +173,23 @@ def add_run_arguments(p, memory: bool = True) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--ref-steps", type=int, default=20, help="steps timed against fused AdamW (0 skips)")
     if memory:
-        p.add_argument("--memory-limit", default=None,
-                       help="per run: 8G, 512M, a share of the machine (0.5) or none; default 80%% of the memory; "
-                            "a run past it ends as oom")
+        p.add_argument(
+            "--memory-limit",
+            default=None,
+            help="per run: 8G, 512M, a share of the machine (0.5) or none; default 80%% of the memory; "
+            "a run past it ends as oom",
+        )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def config_fields(args) -> dict:
-    return dict(tier=args.tier, precision=args.precision, time_limit=args.time_limit, device=args.device,
-                ref_steps=args.ref_steps)
+    return dict(
+        tier=args.tier,
+        precision=args.precision,
+        time_limit=args.time_limit,
+        device=args.device,
+        ref_steps=args.ref_steps,
+    )
 
 
 def cmd_bench(args) -> int:
@@ -171,11 +212,17 @@ def cmd_bench(args) -> int:
     if rank == 0:
         records.check_writable(args.runs)
     try:
-        out = get_or_run(spec, args.runs, force=args.force, retry_failed=args.retry_failed,
-                         in_process=args.in_process or world > 1, show_progress=not args.quiet and rank == 0,
-                         write=rank == 0, memory_limit=memory_limit,
-                         on_wait=lambda: print(f"waiting: another process is computing run {spec.run_id}",
-                                               file=sys.stderr))
+        out = get_or_run(
+            spec,
+            args.runs,
+            force=args.force,
+            retry_failed=args.retry_failed,
+            in_process=args.in_process or world > 1,
+            show_progress=not args.quiet and rank == 0,
+            write=rank == 0,
+            memory_limit=memory_limit,
+            on_wait=lambda: print(f"waiting: another process is computing run {spec.run_id}", file=sys.stderr),
+        )
     finally:
         distributed.finish()
     if rank != 0:
@@ -203,12 +250,26 @@ def cmd_show(args) -> int:
     print(summary(rec, path, cached=True))
     print("config:")
     try:
-        print("  " + json.dumps(json.loads(r.get("config_json") or "{}"), indent=2, sort_keys=True).replace("\n", "\n  "))
+        print(
+            "  " + json.dumps(json.loads(r.get("config_json") or "{}"), indent=2, sort_keys=True).replace("\n", "\n  ")
+        )
     except (TypeError, ValueError):
         print(f"  (unreadable config_json: {str(r.get('config_json'))[:200]!r})")
     print("provenance:")
-    for key in ("git_sha", "git_dirty", "rootbench_version", "torch_version", "cuda_version", "device", "cpu",
-                "num_threads", "hostname", "started_at", "schema_version", "code_hash"):
+    for key in (
+        "git_sha",
+        "git_dirty",
+        "rootbench_version",
+        "torch_version",
+        "cuda_version",
+        "device",
+        "cpu",
+        "num_threads",
+        "hostname",
+        "started_at",
+        "schema_version",
+        "code_hash",
+    ):
         if key in r:
             print(f"  {key:<18} {r[key]}")
     if r.get("traceback"):
@@ -217,12 +278,15 @@ def cmd_show(args) -> int:
     print("curve (val):")
     c = rec.curve
     for row in c[(c["split"] == "val") & (c["metric"] == metric)].sort_values("step").to_dict("records"):
-        print(f"  step {int(row['step']):>7}  {metric} {_num(row['value'], '.4f')}  "
-              f"train_time {_num(row['train_time_s'], unit=' s')}")
+        print(
+            f"  step {int(row['step']):>7}  {metric} {_num(row['value'], '.4f')}  "
+            f"train_time {_num(row['train_time_s'], unit=' s')}"
+        )
     return EXIT_OK
 
 
 # ---------------------------------------------------------------------------------------------
+
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="rootbench", description="Benchmark optimizers; root-free vs root-based.")

@@ -1,4 +1,5 @@
 """Run configuration: one frozen dataclass and flat ``key=value`` overrides (no Hydra, no exec)."""
+
 from __future__ import annotations
 
 import ast
@@ -45,7 +46,7 @@ class RunConfig:
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise RegistryError(f"threads must be a positive integer, got {self.threads!r}")
 
-    def replace(self, **changes) -> "RunConfig":
+    def replace(self, **changes) -> RunConfig:
         return dataclasses.replace(self, **changes)
 
 

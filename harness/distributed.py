@@ -9,6 +9,7 @@ many examples, exactly as with gradient accumulation (B = k*b with k accumulated
 writes results; the loss used for the divergence check and the curves is the all-reduced mean, so
 all ranks stop at the same step.
 """
+
 from __future__ import annotations
 
 import os
@@ -57,7 +58,7 @@ def shard(x, y):
     if world == 1:
         return x, y
     n = len(y) // world
-    return x[rank * n:(rank + 1) * n], y[rank * n:(rank + 1) * n]
+    return x[rank * n : (rank + 1) * n], y[rank * n : (rank + 1) * n]
 
 
 def mean(t: torch.Tensor) -> torch.Tensor:

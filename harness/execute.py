@@ -15,6 +15,7 @@ its parent on any signal, ``kill -9`` included (``PR_SET_PDEATHSIG``); an interr
 ``KeyboardInterrupt`` here; a worker may be given a memory limit (``RLIMIT_DATA``, plus an RSS watchdog),
 past which the run ends as ``oom``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -56,6 +57,7 @@ class StoredFailure(UsageError):
 
 # ---------------------------------------------------------------------------------------------
 # memory
+
 
 def default_memory_limit() -> int | None:
     """A safe share of this machine for one run: 80 % of physical memory (None where unknown)."""
@@ -102,6 +104,7 @@ def _rss_bytes(pid: int) -> int:
 # ---------------------------------------------------------------------------------------------
 # the worker process
 
+
 def progress_bar(spec: RunSpec):
     """A tqdm bar on stderr: steps, the last loss, the last validation values."""
     from tqdm import tqdm
@@ -111,8 +114,9 @@ def progress_bar(spec: RunSpec):
 
     def progress(step, total, info):
         if bar["bar"] is None and total:
-            bar["bar"] = tqdm(total=total, desc=label, unit="step", dynamic_ncols=True, leave=False,
-                              file=sys.stderr, mininterval=0.5)
+            bar["bar"] = tqdm(
+                total=total, desc=label, unit="step", dynamic_ncols=True, leave=False, file=sys.stderr, mininterval=0.5
+            )
         b = bar["bar"]
         if b is None:
             return
@@ -146,15 +150,23 @@ def _start_worker(spec: RunSpec, show_progress: bool, memory_limit: int | None):
     read_fd, write_fd = os.pipe()
     try:
         # its own process group: a terminal's Ctrl-C reaches the parent only, which stops the worker itself
-        proc = subprocess.Popen([sys.executable, "-m", "rootbench.harness.worker", str(write_fd)],
-                                stdin=subprocess.PIPE, pass_fds=(write_fd,), process_group=0)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rootbench.harness.worker", str(write_fd)],
+            stdin=subprocess.PIPE,
+            pass_fds=(write_fd,),
+            process_group=0,
+        )
     except BaseException:
         os.close(read_fd)
         raise
     finally:
         os.close(write_fd)
-    request = {"request": spec.request(), "parent_pid": os.getpid(), "show_progress": show_progress,
-               "memory_limit": memory_limit}
+    request = {
+        "request": spec.request(),
+        "parent_pid": os.getpid(),
+        "show_progress": show_progress,
+        "memory_limit": memory_limit,
+    }
     try:
         proc.stdin.write(pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
         proc.stdin.close()
@@ -163,8 +175,9 @@ def _start_worker(spec: RunSpec, show_progress: bool, memory_limit: int | None):
     return proc, read_fd
 
 
-def run_in_worker(spec: RunSpec, show_progress: bool = False, memory_limit: int | None = None,
-                  stop: threading.Event | None = None) -> list[dict]:
+def run_in_worker(
+    spec: RunSpec, show_progress: bool = False, memory_limit: int | None = None, stop: threading.Event | None = None
+) -> list[dict]:
     """Run ``spec`` in a fresh process; a dead or over-limit worker becomes rows with status oom/error.
 
     Raises ``KeyboardInterrupt`` (after stopping the worker) when interrupted or when ``stop`` is set.
@@ -195,8 +208,12 @@ def run_in_worker(spec: RunSpec, show_progress: bool = False, memory_limit: int 
         os.close(fd)
     if over:
         _stop(proc)
-        return failure_rows(spec, "oom", f"worker exceeded the memory limit of {memory_limit / 2**30:.2f} GiB "
-                                         f"(RSS {over / 2**30:.2f} GiB); --memory-limit raises it")
+        return failure_rows(
+            spec,
+            "oom",
+            f"worker exceeded the memory limit of {memory_limit / 2**30:.2f} GiB "
+            f"(RSS {over / 2**30:.2f} GiB); --memory-limit raises it",
+        )
     proc.wait()
     try:
         msg = pickle.loads(b"".join(chunks)) if chunks else None
@@ -217,12 +234,17 @@ def run_in_worker(spec: RunSpec, show_progress: bool = False, memory_limit: int 
 
 def _is_oom_text(text: str) -> bool:
     t = text.lower()
-    return "out of memory" in t or "can't allocate memory" in t or "cannot allocate memory" in t or \
-        t.startswith("memoryerror")
+    return (
+        "out of memory" in t
+        or "can't allocate memory" in t
+        or "cannot allocate memory" in t
+        or t.startswith("memoryerror")
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # one computation per run id
+
 
 @contextlib.contextmanager
 def run_lock(path: str, on_wait=None):
@@ -251,8 +273,10 @@ def run_lock(path: str, on_wait=None):
 # ---------------------------------------------------------------------------------------------
 # the rule
 
-def cached_record(spec: RunSpec, runs: str, *, force: bool = False, retry_failed: bool = False
-                  ) -> records.Record | None:
+
+def cached_record(
+    spec: RunSpec, runs: str, *, force: bool = False, retry_failed: bool = False
+) -> records.Record | None:
     """The one rule for cache hits: the stored record of ``spec`` if it may be reused, else None.
 
     Reused: any readable stored result, failures included (flagged ``record.failed``), unless ``force``,
@@ -266,10 +290,20 @@ def cached_record(spec: RunSpec, runs: str, *, force: bool = False, retry_failed
     return rec
 
 
-def get_or_run(spec: RunSpec, runs: str = "runs", *, force: bool = False, retry_failed: bool = False,
-               in_process: bool = False, show_progress: bool = False, write: bool = True,
-               memory_limit: int | None = None, stop: threading.Event | None = None,
-               rerun_unreadable: bool = False, on_wait=None) -> Outcome:
+def get_or_run(
+    spec: RunSpec,
+    runs: str = "runs",
+    *,
+    force: bool = False,
+    retry_failed: bool = False,
+    in_process: bool = False,
+    show_progress: bool = False,
+    write: bool = True,
+    memory_limit: int | None = None,
+    stop: threading.Event | None = None,
+    rerun_unreadable: bool = False,
+    on_wait=None,
+) -> Outcome:
     """The stored result of ``spec`` if there is a usable one, else run it now and store it.
 
     An unreadable stored file raises ``ResultsError`` naming it (``rerun_unreadable`` reruns instead);

@@ -10,6 +10,7 @@ versions are recorded in each run's provenance columns instead.
 The scan is static (``ast``), so it never imports or runs anything; results are memoised per file
 content, so resolving a sweep's many configurations costs one scan.
 """
+
 from __future__ import annotations
 
 import ast
@@ -29,7 +30,7 @@ def file_digest(path: str) -> str:
         return hashlib.sha256(f.read()).hexdigest()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def module_file(name: str) -> str | None:
     """The source file of module ``name`` (a package: its ``__init__.py``), without importing it."""
     try:
@@ -47,7 +48,7 @@ def _package_of(path: str, module: str | None) -> str | None:
     return module if os.path.basename(path) == "__init__.py" else module.rpartition(".")[0]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _imports(path: str, digest: str, module: str | None) -> tuple[str, ...]:
     """Module names under ``rootbench`` that the source of ``path`` imports (``digest`` keys the cache)."""
     with open(path, encoding="utf-8") as f:
@@ -64,7 +65,7 @@ def _imports(path: str, digest: str, module: str | None) -> tuple[str, ...]:
                 if package is None:
                     continue
                 parts = package.split(".")
-                parts = parts[:len(parts) - (node.level - 1)] if node.level > 1 else parts
+                parts = parts[: len(parts) - (node.level - 1)] if node.level > 1 else parts
                 base = ".".join(parts + ([base] if base else []))
             found.add(base)
             for alias in node.names:  # `from rootbench.tasks import _images` imports a submodule
@@ -81,7 +82,7 @@ def _module_name(path: str) -> str | None:
         pkg_dir = os.path.dirname(f)
         if os.path.commonpath([pkg_dir, path]) == pkg_dir:
             rel = os.path.relpath(path, pkg_dir)[:-3].replace(os.sep, ".")
-            rel = rel[:-len(".__init__")] if rel.endswith("__init__") else rel
+            rel = rel[: -len(".__init__")] if rel.endswith("__init__") else rel
             return f"{NAMESPACE}.{top}" + ("" if rel in ("", "__init__") else f".{rel}")
     return None
 

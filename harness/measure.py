@@ -6,6 +6,7 @@ object), deduplicated by storage and excluding parameters and gradients; the CPU
 process high-water mark (reset before training where Linux allows it), the CUDA peak is the
 allocator's peak above a post-warm-up baseline.
 """
+
 from __future__ import annotations
 
 import gc
@@ -15,9 +16,9 @@ from typing import Any
 
 import torch
 
-
 # ---------------------------------------------------------------------------------------------
 # state bytes
+
 
 def _walk_tensors(obj: Any, seen_objs: set, depth: int = 0):
     if depth > 6 or id(obj) in seen_objs:
@@ -72,6 +73,7 @@ def tensor_bytes(tensors) -> int:
 
 # ---------------------------------------------------------------------------------------------
 # peak memory
+
 
 def reset_cpu_peak() -> bool:
     """Reset this process's RSS high-water mark (Linux ``clear_refs`` 5); False where unsupported."""
@@ -139,6 +141,7 @@ class PeakMemory:
 # ---------------------------------------------------------------------------------------------
 # clock
 
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -152,6 +155,7 @@ def now(device: torch.device) -> float:
 
 # ---------------------------------------------------------------------------------------------
 # step time relative to fused AdamW, measured side by side in one process
+
 
 def _clone_params(params, seed: int):
     g = torch.Generator().manual_seed(seed)
@@ -201,10 +205,16 @@ def step_time_ratio(make_optimizer, params, steps: int = 20, period: int = 1, re
                 opt.step()
             times[key].append((now(device) - t0) / steps)
     ours_s, ref_s = min(times["ours"]), min(times["ref"])
-    extra = {"opt_first_step_time_s": first_step_s,
-             "opt_compile_time_s": float(getattr(ours, "compile_time_s", 0.0)),
-             "opt_impl": optimizer_impl(ours)}
+    extra = {
+        "opt_first_step_time_s": first_step_s,
+        "opt_compile_time_s": float(getattr(ours, "compile_time_s", 0.0)),
+        "opt_impl": optimizer_impl(ours),
+    }
     del ours, ref, ours_params, ref_params
     gc.collect()
-    return {"opt_step_time_s": ours_s, "adamw_step_time_s": ref_s,
-            "step_time_ratio_adamw": ours_s / ref_s if ref_s > 0 else float("nan"), **extra}
+    return {
+        "opt_step_time_s": ours_s,
+        "adamw_step_time_s": ref_s,
+        "step_time_ratio_adamw": ours_s / ref_s if ref_s > 0 else float("nan"),
+        **extra,
+    }

@@ -10,6 +10,7 @@ Each loop runs ``--repeats`` times, interleaved, and the fastest of each is comp
 other processes only ever slows a loop down. Compared: the runner's train clock (steps 2..N: step 1 is
 timed apart as warm-up, evaluations are outside the clock) against the bare loop over the same steps.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,16 +58,31 @@ def runner_loop(spec) -> float:
 def measure(task: str, opt: str, steps: int, repeats: int) -> dict:
     torch.set_num_threads(1)
     # one evaluation at the end only (evaluations are outside the clock either way), tiny eval splits
-    spec = resolve_run(task, opt, RunConfig(tier="quick", ref_steps=0, device="cpu", threads=1,
-                                            task_settings={"steps": steps, "eval_every": steps,
-                                                           "eval_examples": 64, "eval_batch_size": 64}))
+    spec = resolve_run(
+        task,
+        opt,
+        RunConfig(
+            tier="quick",
+            ref_steps=0,
+            device="cpu",
+            threads=1,
+            task_settings={"steps": steps, "eval_every": steps, "eval_examples": 64, "eval_batch_size": 64},
+        ),
+    )
     runner_s, bare_s = [], []
     for _ in range(repeats):
         runner_s.append(runner_loop(spec))
         bare_s.append(bare_loop(spec, steps))
-    return {"task": task, "optimizer": opt, "steps_timed": steps - 1, "runner_s": min(runner_s),
-            "bare_s": min(bare_s), "overhead": min(runner_s) / min(bare_s) - 1.0, "threads": 1,
-            "load_avg_1min": os.getloadavg()[0]}
+    return {
+        "task": task,
+        "optimizer": opt,
+        "steps_timed": steps - 1,
+        "runner_s": min(runner_s),
+        "bare_s": min(bare_s),
+        "overhead": min(runner_s) / min(bare_s) - 1.0,
+        "threads": 1,
+        "load_avg_1min": os.getloadavg()[0],
+    }
 
 
 def main(argv=None) -> int:
@@ -77,9 +93,11 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
     r = measure(args.task, args.opt, args.steps, args.repeats)
-    print(f"{r['task']} / {r['optimizer']}, quick tier, {r['steps_timed']} steps, 1 thread, load "
-          f"{r['load_avg_1min']:.2f}: runner {r['runner_s']:.3f} s, bare loop {r['bare_s']:.3f} s, "
-          f"overhead {100 * r['overhead']:+.1f} %")
+    print(
+        f"{r['task']} / {r['optimizer']}, quick tier, {r['steps_timed']} steps, 1 thread, load "
+        f"{r['load_avg_1min']:.2f}: runner {r['runner_s']:.3f} s, bare loop {r['bare_s']:.3f} s, "
+        f"overhead {100 * r['overhead']:+.1f} %"
+    )
     return 0
 
 

@@ -1,4 +1,5 @@
 """Provenance columns of every run row: code version, libraries, device and host."""
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -16,11 +17,16 @@ def git_state() -> tuple[str, bool]:
     """(sha, dirty) of the rootbench checkout, or ("unknown", False) outside a git tree (an installed wheel)."""
     top = os.path.dirname(HERE)
     try:
-        head = subprocess.run(["git", "-C", top, "rev-parse", "--verify", "-q", "HEAD"], capture_output=True,
-                              text=True, timeout=10)
+        head = subprocess.run(
+            ["git", "-C", top, "rev-parse", "--verify", "-q", "HEAD"], capture_output=True, text=True, timeout=10
+        )
         sha = head.stdout.strip() if head.returncode == 0 else ""
-        status = subprocess.run(["git", "-C", top, "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, timeout=10).stdout.strip()
+        status = subprocess.run(
+            ["git", "-C", top, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return (sha or "unknown"), bool(status)
     except (OSError, subprocess.SubprocessError):
         return "unknown", False
@@ -48,8 +54,15 @@ def provenance(device) -> dict:
     if getattr(device, "type", "cpu") == "cuda":
         dev = torch.cuda.get_device_name(device)
     return {
-        "git_sha": sha, "git_dirty": dirty, "rootbench_version": __version__, "torch_version": torch.__version__,
-        "cuda_version": torch.version.cuda or "", "device": dev, "cpu": cpu_name(), "hostname": socket.gethostname(),
-        "num_threads": torch.get_num_threads(), "python_version": platform.python_version(),
-        "started_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "git_sha": sha,
+        "git_dirty": dirty,
+        "rootbench_version": __version__,
+        "torch_version": torch.__version__,
+        "cuda_version": torch.version.cuda or "",
+        "device": dev,
+        "cpu": cpu_name(),
+        "hostname": socket.gethostname(),
+        "num_threads": torch.get_num_threads(),
+        "python_version": platform.python_version(),
+        "started_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }

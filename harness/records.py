@@ -18,6 +18,7 @@ or dict (a per-stage setting such as Swin's ``num_heads``) is stored as a JSON s
 rootbench.harness.records --upgrade runs`` rewrites them in place as schema 2 (values unchanged,
 ``schema_upgraded_from`` = 1).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,15 +28,38 @@ import os
 import posixpath
 import tempfile
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from rootbench.harness.registry import UsageError, check_name
 
 SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)
-REQUIRED_COLUMNS = ("run_id", "task", "tier", "optimizer", "seed", "precision", "step", "epoch", "split", "metric",
-                    "value", "train_time_s", "status", "git_sha", "git_dirty", "rootbench_version", "torch_version",
-                    "cuda_version", "device", "cpu", "hostname", "started_at", "schema_version")
+REQUIRED_COLUMNS = (
+    "run_id",
+    "task",
+    "tier",
+    "optimizer",
+    "seed",
+    "precision",
+    "step",
+    "epoch",
+    "split",
+    "metric",
+    "value",
+    "train_time_s",
+    "status",
+    "git_sha",
+    "git_dirty",
+    "rootbench_version",
+    "torch_version",
+    "cuda_version",
+    "device",
+    "cpu",
+    "hostname",
+    "started_at",
+    "schema_version",
+)
 CURVE_COLUMNS = ("step", "epoch", "examples_seen", "split", "metric", "value", "train_time_s", "eval_time_s")
 STATUSES = ("ok", "diverged", "oom", "timeout", "error")
 FAILED = ("oom", "timeout", "error")  # environment failures; "diverged" is a legitimate outcome
@@ -52,6 +76,7 @@ class ResultsError(UsageError):
 
 # ---------------------------------------------------------------------------------------------
 # paths and storage
+
 
 def run_path(root: str, task: str, optimizer: str, rid: str) -> str:
     """Where run ``rid`` lives; the names are checked, so no path can leave ``root``."""
@@ -188,6 +213,7 @@ def write_table(df, path: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # values
 
+
 def encode_value(v):
     """One stable column type per value kind: lists, tuples and dicts become JSON strings (schema 2)."""
     if isinstance(v, (list, tuple, dict)):
@@ -215,6 +241,7 @@ def _python(v):
 
 # ---------------------------------------------------------------------------------------------
 # records
+
 
 class Record:
     """One stored run: ``run`` (its run-level columns, one value each) and its ``curve``.
@@ -278,8 +305,16 @@ class Record:
 def _curve_from_table(table):
     import pyarrow as pa
 
-    types = {"step": pa.int64(), "epoch": pa.float64(), "examples_seen": pa.int64(), "split": pa.string(),
-             "metric": pa.string(), "value": pa.float64(), "train_time_s": pa.float64(), "eval_time_s": pa.float64()}
+    types = {
+        "step": pa.int64(),
+        "epoch": pa.float64(),
+        "examples_seen": pa.int64(),
+        "split": pa.string(),
+        "metric": pa.string(),
+        "value": pa.float64(),
+        "train_time_s": pa.float64(),
+        "eval_time_s": pa.float64(),
+    }
     cols = {}
     names = set(table.column_names)
     for c in CURVE_COLUMNS:
@@ -302,8 +337,10 @@ def _from_arrow(table, path: str) -> Record:
         raise ResultsError(f"{path}: no rows")
     versions = set(table.column("schema_version").unique().to_pylist())
     if not versions <= set(READABLE_SCHEMAS) or len(versions) != 1:
-        raise ResultsError(f"{path}: schema version {sorted(versions, key=str)} is not one of "
-                           f"{list(READABLE_SCHEMAS)}; rerun it with this rootbench")
+        raise ResultsError(
+            f"{path}: schema version {sorted(versions, key=str)} is not one of "
+            f"{list(READABLE_SCHEMAS)}; rerun it with this rootbench"
+        )
     run = {c: _python(table.column(c)[0].as_py()) for c in table.column_names if c not in CURVE_COLUMNS}
     return Record(run, _curve_from_table(table), path)
 
@@ -316,8 +353,9 @@ def read_record(path: str) -> Record:
         filesystem, inner = storage(path)
         table = pq.read_table(inner, filesystem=filesystem, use_threads=False)
     except Exception as e:  # noqa: BLE001 - pyarrow raises several types for truncated or foreign files
-        raise ResultsError(f"{path}: not a readable parquet file ({type(e).__name__}: {e}); "
-                           "delete it or rerun with --force") from None
+        raise ResultsError(
+            f"{path}: not a readable parquet file ({type(e).__name__}: {e}); delete it or rerun with --force"
+        ) from None
     try:
         return _from_arrow(table, path)
     except ResultsError:
@@ -354,17 +392,42 @@ def _frame(rows: list[dict]):
 # Run-level columns that are often empty, with the one type they have in every file (an all-empty column
 # would otherwise be stored with parquet's null type in one file and a real type in the next).
 COLUMN_TYPES = {
-    "diverged_step": "int64", "steps_to_target": "int64", "time_to_target_s": "float64", "target": "float64",
-    "time_limit_s": "float64", "status_message": "string", "traceback": "string", "warmup_time_s": "float64",
-    "setup_time_s": "float64", "peak_mem_bytes": "int64", "peak_mem_total_bytes": "int64",
-    "baseline_mem_bytes": "int64", "peak_mem_kind": "string", "opt_state_bytes": "int64",
-    "opt_state_bytes_per_param": "float64", "n_params": "int64", "param_bytes": "int64", "grad_bytes": "int64",
-    "opt_step_time_s": "float64", "adamw_step_time_s": "float64", "step_time_ratio_adamw": "float64",
-    "opt_first_step_time_s": "float64", "opt_compile_time_s": "float64", "opt_impl": "string",
-    "data_wait_s": "float64", "data_wait_share": "float64", "data_source": "string", "world_size": "int64",
-    "fp16_skipped_steps": "int64", "wall_time_s": "float64", "total_train_time_s": "float64",
-    "total_eval_time_s": "float64", "steps_completed": "int64", "warm_start_share": "float64",
-    "state_frozen": "bool_", "state_frozen_reason": "string",
+    "diverged_step": "int64",
+    "steps_to_target": "int64",
+    "time_to_target_s": "float64",
+    "target": "float64",
+    "time_limit_s": "float64",
+    "status_message": "string",
+    "traceback": "string",
+    "warmup_time_s": "float64",
+    "setup_time_s": "float64",
+    "peak_mem_bytes": "int64",
+    "peak_mem_total_bytes": "int64",
+    "baseline_mem_bytes": "int64",
+    "peak_mem_kind": "string",
+    "opt_state_bytes": "int64",
+    "opt_state_bytes_per_param": "float64",
+    "n_params": "int64",
+    "param_bytes": "int64",
+    "grad_bytes": "int64",
+    "opt_step_time_s": "float64",
+    "adamw_step_time_s": "float64",
+    "step_time_ratio_adamw": "float64",
+    "opt_first_step_time_s": "float64",
+    "opt_compile_time_s": "float64",
+    "opt_impl": "string",
+    "data_wait_s": "float64",
+    "data_wait_share": "float64",
+    "data_source": "string",
+    "world_size": "int64",
+    "fp16_skipped_steps": "int64",
+    "wall_time_s": "float64",
+    "total_train_time_s": "float64",
+    "total_eval_time_s": "float64",
+    "steps_completed": "int64",
+    "warm_start_share": "float64",
+    "state_frozen": "bool_",
+    "state_frozen_reason": "string",
 }
 
 
@@ -456,6 +519,7 @@ def find_run_file(root: str, rid: str) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # upgrading schema-1 files in place
 
+
 def upgrade_file(path: str) -> bool:
     """Rewrite a schema-1 run file as schema 2 (values unchanged); False if it already is schema 2."""
     rec = read_record(path)
@@ -471,11 +535,14 @@ def upgrade_file(path: str) -> bool:
 def main(argv=None) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m rootbench.harness.records",
-                                 description="Upgrade stored run files to the current schema (values unchanged).")
+    ap = argparse.ArgumentParser(
+        prog="python -m rootbench.harness.records",
+        description="Upgrade stored run files to the current schema (values unchanged).",
+    )
     ap.add_argument("--upgrade", metavar="ROOT", required=True, help="results folder, e.g. runs")
-    ap.add_argument("--only-needed", action="store_true",
-                    help="rewrite only schema-1 files whose columns change type (list values)")
+    ap.add_argument(
+        "--only-needed", action="store_true", help="rewrite only schema-1 files whose columns change type (list values)"
+    )
     args = ap.parse_args(argv)
     import pyarrow.parquet as pq
 

@@ -4,6 +4,7 @@ One optimizer (or task family) is one module under ``optimizers/`` (``tasks/``);
 package imports every module in it (``discover``), so adding a file is the whole registration.
 A variant of an optimizer is one more ``register_optimizer`` line that binds other defaults.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,8 +17,9 @@ import os
 import pkgutil
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 class UsageError(ValueError):
@@ -35,8 +37,10 @@ MODEL_KINDS = ("cnn", "vit", "transformer", "rnn", "mlp", "linear", "other")  # 
 def check_name(kind: str, name: str) -> str:
     """``name`` if it is a safe registry/file name, else ``UsageError`` (no path separators, no '..')."""
     if not isinstance(name, str) or not NAME_PATTERN.match(name) or ".." in name:
-        raise UsageError(f"invalid {kind} name {name!r}: use letters, digits and _ . + - (starting with a "
-                         "letter or digit, no '..', at most 100 characters)")
+        raise UsageError(
+            f"invalid {kind} name {name!r}: use letters, digits and _ . + - (starting with a "
+            "letter or digit, no '..', at most 100 characters)"
+        )
     return name
 
 
@@ -119,12 +123,11 @@ def file_hash(path: str) -> str:
 
 
 def _caller_file(depth: int = 2) -> str:
-    # sys._getframe, not inspect.stack(): the latter reads source for every frame (~0.3 s per call once torch is imported)
+    # sys._getframe, not inspect.stack(): the latter reads source for every frame (~0.3 s per call with torch)
     return os.path.abspath(sys._getframe(depth).f_code.co_filename)
 
 
-def register_optimizer(name: str, factory: Callable | None = None, *, defaults: dict | None = None,
-                       **meta) -> Callable:
+def register_optimizer(name: str, factory: Callable | None = None, *, defaults: dict | None = None, **meta) -> Callable:
     """Register ``factory`` under ``name``; without a factory, use as a class/function decorator.
 
     ``defaults`` are the hyperparameters the entry binds; every tunable hyperparameter must have a
@@ -137,13 +140,19 @@ def register_optimizer(name: str, factory: Callable | None = None, *, defaults: 
 
     def add(f):
         if name in OPTIMIZERS:
-            raise RegistryError(f"optimizer {name!r} is registered twice "
-                                f"({OPTIMIZERS[name].source_file} and {source})")
+            raise RegistryError(f"optimizer {name!r} is registered twice ({OPTIMIZERS[name].source_file} and {source})")
         merged = {**signature_defaults(f), **(defaults or {})}
-        spec = OptimizerSpec(name=name, factory=f, defaults=merged, source_file=source,
-                             description=meta.pop("description", (f.__doc__ or "").strip().split("\n")[0]),
-                             paper=meta.pop("paper", ""), family=meta.pop("family", "other"),
-                             search_space=meta.pop("search_space", {}), **meta)
+        spec = OptimizerSpec(
+            name=name,
+            factory=f,
+            defaults=merged,
+            source_file=source,
+            description=meta.pop("description", (f.__doc__ or "").strip().split("\n")[0]),
+            paper=meta.pop("paper", ""),
+            family=meta.pop("family", "other"),
+            search_space=meta.pop("search_space", {}),
+            **meta,
+        )
         for key in spec.search_space:
             if key not in merged:
                 raise RegistryError(f"optimizer {name!r}: search-space key {key!r} is not a hyperparameter")
@@ -162,8 +171,17 @@ def register_optimizer(name: str, factory: Callable | None = None, *, defaults: 
     return add(factory) if factory is not None else add
 
 
-def register_task(name: str, *, build: Callable, tiers: dict, metric: str, higher_is_better: bool,
-                  description: str, family: str, **meta) -> TaskSpec:
+def register_task(
+    name: str,
+    *,
+    build: Callable,
+    tiers: dict,
+    metric: str,
+    higher_is_better: bool,
+    description: str,
+    family: str,
+    **meta,
+) -> TaskSpec:
     """Register one task; tier configs are dataclass instances keyed by smoke/quick/full."""
     source = meta.pop("source_file", None) or _caller_file()
     check_name("task", name)
@@ -174,8 +192,17 @@ def register_task(name: str, *, build: Callable, tiers: dict, metric: str, highe
     missing = set(TIERS) - set(tiers)
     if missing:
         raise RegistryError(f"task {name!r} lacks tier(s) {sorted(missing)}")
-    spec = TaskSpec(name=name, build=build, tiers=tiers, metric=metric, higher_is_better=higher_is_better,
-                    description=description, family=family, source_file=source, **meta)
+    spec = TaskSpec(
+        name=name,
+        build=build,
+        tiers=tiers,
+        metric=metric,
+        higher_is_better=higher_is_better,
+        description=description,
+        family=family,
+        source_file=source,
+        **meta,
+    )
     TASKS[name] = spec
     return spec
 
@@ -206,8 +233,9 @@ def discover(package: str) -> None:
 def unknown_name_error(kind: str, name: str, known: list[str]) -> RegistryError:
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return RegistryError(f"unknown {kind} {name!r}.{hint} "
-                         f"Run `rootbench list {kind.split()[0]}s` to see all {len(known)}.")
+    return RegistryError(
+        f"unknown {kind} {name!r}.{hint} Run `rootbench list {kind.split()[0]}s` to see all {len(known)}."
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,9 +244,9 @@ def unknown_name_error(kind: str, name: str, known: list[str]) -> RegistryError:
 
 def coerce(kind: str, key: str, value: Any, default: Any) -> Any:
     """Check ``value`` against the type of ``default``; ints are accepted where floats are."""
+
     def bad(expected):
-        return RegistryError(f"{kind} {key}={value!r} has the wrong type: expected {expected} "
-                             f"(default {default!r})")
+        return RegistryError(f"{kind} {key}={value!r} has the wrong type: expected {expected} (default {default!r})")
 
     if default is None:
         if value is None or isinstance(value, (bool, int, float, str)):
@@ -267,8 +295,13 @@ def dataclass_defaults(obj) -> dict:
 
 # Valid ranges of the common hyperparameter names (a documented convention: lr, momentum, lr_cov,
 # damping, weight_decay), used where an optimizer declares no bounds of its own for that name.
-COMMON_BOUNDS = {"lr": "(0, inf)", "momentum": "[0, 1)", "lr_cov": "(0, 1]", "damping": "[0, inf)",
-                 "weight_decay": "[0, inf)"}
+COMMON_BOUNDS = {
+    "lr": "(0, inf)",
+    "momentum": "[0, 1)",
+    "lr_cov": "(0, 1]",
+    "damping": "[0, inf)",
+    "weight_decay": "[0, inf)",
+}
 
 
 def parse_interval(text: str) -> tuple[float, float, bool, bool]:
@@ -319,5 +352,17 @@ def resolve_hparams(spec: OptimizerSpec, overrides: dict) -> dict:
     return {**tunable, **check_keys(f"hyperparameter of {spec.name}:", overrides, tunable)}
 
 
-__all__ = ["OptimizerSpec", "TaskSpec", "UsageError", "RegistryError", "register_optimizer", "register_task",
-           "OPTIMIZERS", "TASKS", "TIERS", "discover", "check_name", "check_hparam_values"]
+__all__ = [
+    "OptimizerSpec",
+    "TaskSpec",
+    "UsageError",
+    "RegistryError",
+    "register_optimizer",
+    "register_task",
+    "OPTIMIZERS",
+    "TASKS",
+    "TIERS",
+    "discover",
+    "check_name",
+    "check_hparam_values",
+]

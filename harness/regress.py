@@ -23,6 +23,7 @@ Candidate runs use other seeds than the baseline (``CANDIDATE_SEED_OFFSET``), so
 two independent samples and an unchanged optimizer is not trivially identical to its baseline.
 Exit codes: 0 pass, 1 regression, 2 usage or data error.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,15 +75,28 @@ SUITES = {
     "default": (
         Case("mlp", "mnist1d-mlp", _STEPS, ("quality", "time_to_target")),
         Case("cnn", "mnist1d-cnn", _STEPS, ("quality", "time_to_target")),
-        Case("mlp-bf16-pure", "mnist1d-mlp", _STEPS, ("divergence",), precision="bf16-pure",
-             baseline_seeds=2, candidate_seeds=2),
+        Case(
+            "mlp-bf16-pure",
+            "mnist1d-mlp",
+            _STEPS,
+            ("divergence",),
+            precision="bf16-pure",
+            baseline_seeds=2,
+            candidate_seeds=2,
+        ),
     ),
     # a half-minute version for rootbench's own tests of the gate (the default suite's MLP case)
     "smoke": (
         Case("mlp", "mnist1d-mlp", _STEPS, ("quality", "time_to_target"), baseline_seeds=3, candidate_seeds=3),
-        Case("mlp-bf16-pure", "mnist1d-mlp", {"steps": 300, "eval_every": 50, "lr_schedule": "constant"},
-             ("divergence",),
-             precision="bf16-pure", baseline_seeds=1, candidate_seeds=1),
+        Case(
+            "mlp-bf16-pure",
+            "mnist1d-mlp",
+            {"steps": 300, "eval_every": 50, "lr_schedule": "constant"},
+            ("divergence",),
+            precision="bf16-pure",
+            baseline_seeds=1,
+            candidate_seeds=1,
+        ),
     ),
 }
 PROBE_SHAPES = ((512, 512), (512, 512), (512,), (256, 512, 3))  # 1-D, 2-D, 3-D; ~0.9M parameters
@@ -90,6 +104,7 @@ PROBE_SHAPES = ((512, 512), (512, 512), (512,), (256, 512, 3))  # 1-D, 2-D, 3-D;
 
 # ---------------------------------------------------------------------------------------------
 # running the suite
+
 
 def seeds_for(case: Case, role: str, offset: int = 0) -> list[int]:
     if role == "baseline":
@@ -101,8 +116,11 @@ def case_spec(opt: str, case: Case, seed: int):
     """The resolved run of one case and seed (at the optimizer's registered defaults)."""
     from rootbench.harness.resolve import resolve_run
 
-    return resolve_run(case.task, opt, RunConfig(tier=case.tier, seed=seed, precision=case.precision,
-                                                 task_settings=dict(case.settings), ref_steps=0))
+    return resolve_run(
+        case.task,
+        opt,
+        RunConfig(tier=case.tier, seed=seed, precision=case.precision, task_settings=dict(case.settings), ref_steps=0),
+    )
 
 
 def run_suite(opt: str, suite: str, role: str, runs_root: str, seed_offset: int = 0, log=print) -> pd.DataFrame:
@@ -123,9 +141,13 @@ def run_suite(opt: str, suite: str, role: str, runs_root: str, seed_offset: int 
 
 def _matches(rec, case: Case, opt: str) -> bool:
     r = rec.run
-    return (r["task"] == case.task and r["optimizer"] == opt and r["tier"] == case.tier
-            and r["precision"] == case.precision
-            and all(r.get(f"task_{k}") == v for k, v in case.settings.items()))
+    return (
+        r["task"] == case.task
+        and r["optimizer"] == opt
+        and r["tier"] == case.tier
+        and r["precision"] == case.precision
+        and all(r.get(f"task_{k}") == v for k, v in case.settings.items())
+    )
 
 
 def load_baseline(root: str, opt: str, suite: str) -> pd.DataFrame:
@@ -140,16 +162,20 @@ def load_baseline(root: str, opt: str, suite: str) -> pd.DataFrame:
     if probe_row is None:
         raise UsageError(f"{opt} has no baseline under {root}/; run `rootbench regress --update-baseline --opt {opt}`")
     if int(probe_row.get("suite_version", -1)) != SUITE_VERSION:
-        raise UsageError(f"the baseline of {opt} is from suite version {probe_row.get('suite_version')}, not "
-                            f"{SUITE_VERSION}; run `rootbench regress --update-baseline --opt {opt}`")
+        raise UsageError(
+            f"the baseline of {opt} is from suite version {probe_row.get('suite_version')}, not "
+            f"{SUITE_VERSION}; run `rootbench regress --update-baseline --opt {opt}`"
+        )
     recs = [read_record(p) for p in find_runs(root) if os.path.basename(os.path.dirname(p)) == opt]
     summaries = []
     for case in SUITES[suite]:
         found = {int(rec["seed"]): rec for rec in recs if _matches(rec, case, opt)}
         for seed in seeds_for(case, "baseline"):
             if seed not in found:
-                raise UsageError(f"the baseline of {opt} lacks case {case.name!r} seed {seed}; run "
-                                    f"`rootbench regress --update-baseline --opt {opt} --suite {suite}`")
+                raise UsageError(
+                    f"the baseline of {opt} lacks case {case.name!r} seed {seed}; run "
+                    f"`rootbench regress --update-baseline --opt {opt} --suite {suite}`"
+                )
             summaries.append(summarize_run(found[seed], case))
     return pd.DataFrame(summaries)
 
@@ -161,10 +187,19 @@ def summarize_run(rec, case: Case) -> dict:
     budget = int(r["task_steps"])
     steps = r.get("steps_to_target")
     reached = steps is not None and not (isinstance(steps, float) and math.isnan(steps))
-    return {"case": case.name, "task": r["task"], "optimizer": r["optimizer"], "seed": int(r["seed"]),
-            "precision": r["precision"], "status": r["status"], "metric": metric,
-            "higher_is_better": bool(r["higher_is_better"]), "final_val": final,
-            "steps_to_target": float(steps) if reached else 2.0 * budget, "run_id": r["run_id"]}
+    return {
+        "case": case.name,
+        "task": r["task"],
+        "optimizer": r["optimizer"],
+        "seed": int(r["seed"]),
+        "precision": r["precision"],
+        "status": r["status"],
+        "metric": metric,
+        "higher_is_better": bool(r["higher_is_better"]),
+        "final_val": final,
+        "steps_to_target": float(steps) if reached else 2.0 * budget,
+        "run_id": r["run_id"],
+    }
 
 
 def probe(opt: str, reference: str | None = None, repeats: int = 5) -> dict:
@@ -185,8 +220,13 @@ def probe(opt: str, reference: str | None = None, repeats: int = 5) -> dict:
         opt_obj.step()
         state_bpp = measure.optimizer_state_bytes(opt_obj) / sum(p.numel() for p in params)
         T = spec.defaults.get(spec.period_hparam, 1) if spec.period_hparam else 1
-        timing = measure.step_time_ratio(lambda ps: create_optimizer(name, ps, **extra), params, steps=20,
-                                         period=T if isinstance(T, int) and T > 0 else 1, repeats=repeats)
+        timing = measure.step_time_ratio(
+            lambda ps: create_optimizer(name, ps, **extra),
+            params,
+            steps=20,
+            period=T if isinstance(T, int) and T > 0 else 1,
+            repeats=repeats,
+        )
         return {"optimizer": name, "state_bytes_per_param": state_bpp, **timing}
 
     out = {"candidate": one(opt)}
@@ -195,8 +235,15 @@ def probe(opt: str, reference: str | None = None, repeats: int = 5) -> dict:
     return out
 
 
-def confirm_step_time(opt: str, reference: str | None, probes: dict, ref_probe: dict, rules: Rules = RULES,
-                      retries: int = CONFIRM_RETRIES, log=print) -> dict:
+def confirm_step_time(
+    opt: str,
+    reference: str | None,
+    probes: dict,
+    ref_probe: dict,
+    rules: Rules = RULES,
+    retries: int = CONFIRM_RETRIES,
+    log=print,
+) -> dict:
     """The candidate's probe, re-timed up to ``retries`` times while its step-time ratio breaks the rule.
 
     Interference from other processes only ever makes a step slower, so the smallest of the repeated
@@ -217,6 +264,7 @@ def confirm_step_time(opt: str, reference: str | None, probes: dict, ref_probe: 
 # ---------------------------------------------------------------------------------------------
 # the comparison (pure: data frames in, checks out)
 
+
 def welch_one_sided(worse, better) -> float:
     """p-value of H1: mean(worse) > mean(better) (Welch's t-test); 1.0 when it cannot be computed."""
     from rootbench.harness.stats import welch
@@ -225,8 +273,14 @@ def welch_one_sided(worse, better) -> float:
     return 1.0 if math.isnan(p) else p
 
 
-def compare(candidate: pd.DataFrame, reference: pd.DataFrame, cand_probe: dict, ref_probe: dict,
-            rules: Rules = RULES, suite: str = "default") -> list[dict]:
+def compare(
+    candidate: pd.DataFrame,
+    reference: pd.DataFrame,
+    cand_probe: dict,
+    ref_probe: dict,
+    rules: Rules = RULES,
+    suite: str = "default",
+) -> list[dict]:
     """One check per (case, rule): metric, reference, candidate, p-value, verdict and the rule in words."""
     checks = []
     for case in SUITES[suite]:
@@ -238,42 +292,96 @@ def compare(candidate: pd.DataFrame, reference: pd.DataFrame, cand_probe: dict, 
         metric = r["metric"].iloc[0]
         if "quality" in case.checks:
             c_fail, r_fail = int((c["status"] != "ok").sum()), int((r["status"] != "ok").sum())
-            checks.append(_check(case.name, "failed runs", r_fail, c_fail, None, c_fail > r_fail,
-                                 "more failed or diverged seeds than the reference", n=(len(r), len(c))))
+            checks.append(
+                _check(
+                    case.name,
+                    "failed runs",
+                    r_fail,
+                    c_fail,
+                    None,
+                    c_fail > r_fail,
+                    "more failed or diverged seeds than the reference",
+                    n=(len(r), len(c)),
+                )
+            )
             cv, rv = c["final_val"].dropna(), r["final_val"].dropna()
             drop = (rv.mean() - cv.mean()) if higher else (cv.mean() - rv.mean())
             p = welch_one_sided(-cv if higher else cv, -rv if higher else rv)
             min_drop = rules.min_quality_drop.get(metric, rules.min_quality_drop["loss"])
             bad = drop > min_drop and p < rules.alpha
-            checks.append(_check(case.name, f"final val {metric}", rv.mean(), cv.mean(), p, bad,
-                                 f"worse by > {min_drop:g} and one-sided Welch p < {rules.alpha:g}",
-                                 n=(len(rv), len(cv))))
+            checks.append(
+                _check(
+                    case.name,
+                    f"final val {metric}",
+                    rv.mean(),
+                    cv.mean(),
+                    p,
+                    bad,
+                    f"worse by > {min_drop:g} and one-sided Welch p < {rules.alpha:g}",
+                    n=(len(rv), len(cv)),
+                )
+            )
         if "time_to_target" in case.checks:
             cv, rv = c["steps_to_target"], r["steps_to_target"]
             ratio = cv.mean() / rv.mean() if rv.mean() > 0 else math.inf
             p = welch_one_sided(cv, rv)
             bad = ratio > rules.max_steps_ratio and p < rules.alpha
-            checks.append(_check(case.name, "steps to target", rv.mean(), cv.mean(), p, bad,
-                                 f"> {rules.max_steps_ratio:g}x the reference and one-sided Welch p < {rules.alpha:g}",
-                                 n=(len(rv), len(cv))))
+            checks.append(
+                _check(
+                    case.name,
+                    "steps to target",
+                    rv.mean(),
+                    cv.mean(),
+                    p,
+                    bad,
+                    f"> {rules.max_steps_ratio:g}x the reference and one-sided Welch p < {rules.alpha:g}",
+                    n=(len(rv), len(cv)),
+                )
+            )
         if "divergence" in case.checks:
             c_div = int((c["status"] == "diverged").sum())
             r_div = int((r["status"] == "diverged").sum())
             bad = c_div > 0 and r_div == 0
-            checks.append(_check(case.name, f"{case.precision} divergences", r_div, c_div, None, bad,
-                                 "any divergence where the reference had none", n=(len(r), len(c))))
+            checks.append(
+                _check(
+                    case.name,
+                    f"{case.precision} divergences",
+                    r_div,
+                    c_div,
+                    None,
+                    bad,
+                    "any divergence where the reference had none",
+                    n=(len(r), len(c)),
+                )
+            )
     ratio_c, ratio_r = cand_probe["step_time_ratio_adamw"], ref_probe["step_time_ratio_adamw"]
-    checks.append(_check("probe", "step time / fused AdamW", ratio_r, ratio_c, None,
-                         ratio_c > rules.max_step_time_ratio * ratio_r,
-                         f"> {rules.max_step_time_ratio:g}x the reference's ratio"))
+    checks.append(
+        _check(
+            "probe",
+            "step time / fused AdamW",
+            ratio_r,
+            ratio_c,
+            None,
+            ratio_c > rules.max_step_time_ratio * ratio_r,
+            f"> {rules.max_step_time_ratio:g}x the reference's ratio",
+        )
+    )
     s_c, s_r = cand_probe["state_bytes_per_param"], ref_probe["state_bytes_per_param"]
     checks.append(_check("probe", "state bytes / param", s_r, s_c, None, s_c > s_r + 1e-9, "any increase (exact)"))
     return checks
 
 
 def _check(case, metric, ref, cand, p, bad, rule, n=None) -> dict:
-    return {"case": case, "metric": metric, "reference": ref, "candidate": cand, "p_value": p,
-            "verdict": "REGRESSION" if bad else "pass", "rule": rule, "n": n}
+    return {
+        "case": case,
+        "metric": metric,
+        "reference": ref,
+        "candidate": cand,
+        "p_value": p,
+        "verdict": "REGRESSION" if bad else "pass",
+        "rule": rule,
+        "n": n,
+    }
 
 
 def to_markdown(checks: list[dict], title: str) -> str:
@@ -284,21 +392,32 @@ def to_markdown(checks: list[dict], title: str) -> str:
             return f"{x:.4g}"
         return str(x)
 
-    lines = [f"### {title}", "", "| case | metric | reference | candidate | p | n (ref, cand) | verdict | rule |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"### {title}",
+        "",
+        "| case | metric | reference | candidate | p | n (ref, cand) | verdict | rule |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for c in checks:
         verdict = "**REGRESSION**" if c["verdict"] != "pass" else "pass"
         n = f"{c['n'][0]}, {c['n'][1]}" if c["n"] else ""
-        lines.append(f"| {c['case']} | {c['metric']} | {fmt(c['reference'])} | {fmt(c['candidate'])} | "
-                     f"{fmt(c['p_value'])} | {n} | {verdict} | {c['rule']} |")
+        lines.append(
+            f"| {c['case']} | {c['metric']} | {fmt(c['reference'])} | {fmt(c['candidate'])} | "
+            f"{fmt(c['p_value'])} | {n} | {verdict} | {c['rule']} |"
+        )
     failed = [c for c in checks if c["verdict"] != "pass"]
-    lines += ["", f"**{len(failed)} regression(s)**: " + ", ".join(f"{c['case']}: {c['metric']}" for c in failed)
-              if failed else "**pass**: no regression"]
+    lines += [
+        "",
+        f"**{len(failed)} regression(s)**: " + ", ".join(f"{c['case']}: {c['metric']}" for c in failed)
+        if failed
+        else "**pass**: no regression",
+    ]
     return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------
 # baselines on disk
+
 
 def baseline_probe_path(root: str, opt: str) -> str:
     from rootbench.harness.registry import check_name
@@ -326,8 +445,10 @@ def load_probe(root: str, opt: str) -> dict | None:
     probe_row = records.read_json(path)
     needed = ("suite_version", "step_time_ratio_adamw", "state_bytes_per_param")
     if not isinstance(probe_row, dict) or any(k not in probe_row for k in needed):
-        raise records.ResultsError(f"{path}: not a baseline probe (needs {', '.join(needed)}); "
-                                   f"rerun `rootbench regress --update-baseline --opt {opt}`")
+        raise records.ResultsError(
+            f"{path}: not a baseline probe (needs {', '.join(needed)}); "
+            f"rerun `rootbench regress --update-baseline --opt {opt}`"
+        )
     return probe_row
 
 
@@ -337,6 +458,7 @@ def has_baseline(root: str, opt: str) -> bool:
 
 # ---------------------------------------------------------------------------------------------
 # CLI
+
 
 def changed_optimizers(files: list[str]) -> list[str]:
     """Registered optimizers whose code is among ``files``: the same closure as the run identity
@@ -387,12 +509,16 @@ def cmd_regress(args) -> int:
     records.check_writable(args.runs)
     reference = args.against or (None if has_baseline(args.baselines, args.opt) else spec.parent)
     if reference is None and not has_baseline(args.baselines, args.opt):
-        raise UsageError(f"{args.opt} has no baseline under {args.baselines}/ and declares no parent; "
-                         f"run `rootbench regress --update-baseline --opt {args.opt}` or pass --against OTHER")
+        raise UsageError(
+            f"{args.opt} has no baseline under {args.baselines}/ and declares no parent; "
+            f"run `rootbench regress --update-baseline --opt {args.opt}` or pass --against OTHER"
+        )
     ref_name = reference or args.opt
     if reference is not None and not has_baseline(args.baselines, reference):
-        raise UsageError(f"the reference {reference} has no baseline under {args.baselines}/; "
-                         f"run `rootbench regress --update-baseline --opt {reference}` first")
+        raise UsageError(
+            f"the reference {reference} has no baseline under {args.baselines}/; "
+            f"run `rootbench regress --update-baseline --opt {reference}` first"
+        )
     log(f"candidate {args.opt} vs reference {ref_name} (suite {args.suite} v{SUITE_VERSION})")
     # a corrupt baseline or cached run raises ResultsError (a UsageError): exit 2 naming the file, never
     # exit 1, which would report a regression that is not there
@@ -402,8 +528,11 @@ def cmd_regress(args) -> int:
     ref_probe = probes.get("reference") or load_probe(args.baselines, args.opt)
     probes["candidate"] = confirm_step_time(args.opt, reference, probes, ref_probe, log=log)
     checks = compare(cand_runs, ref_runs, probes["candidate"], ref_probe, suite=args.suite)
-    md = to_markdown(checks, f"rootbench regress: {args.opt} vs {ref_name} "
-                             f"({'own baseline' if reference is None else 'reference'}; suite {args.suite} v{SUITE_VERSION})")
+    md = to_markdown(
+        checks,
+        f"rootbench regress: {args.opt} vs {ref_name} "
+        f"({'own baseline' if reference is None else 'reference'}; suite {args.suite} v{SUITE_VERSION})",
+    )
     print(md)
     if args.markdown:
         with open(args.markdown, "a") as f:
@@ -412,8 +541,12 @@ def cmd_regress(args) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("regress", help="gate an optimizer against its baseline (exit 1 on a regression)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "regress",
+        help="gate an optimizer against its baseline (exit 1 on a regression)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--opt", help="the optimizer to gate")
     p.add_argument("--against", help="compare with this optimizer's baseline instead")
     p.add_argument("--update-baseline", action="store_true", help="run the suite with baseline seeds and store it")

@@ -6,18 +6,27 @@ worker: it looks the task and optimizer up in their registries, checks every hyp
 setting (unknown keys, wrong types, out-of-range values raise ``UsageError``), and computes the run id
 from the resolved configuration and the hash of all code the run executes (``harness.identity``).
 """
+
 from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from rootbench.harness import identity
 from rootbench.harness.config import RunConfig
-from rootbench.harness.registry import (TIERS, OptimizerSpec, TaskSpec, UsageError, check_hparam_values,
-                                        dataclass_defaults, resolve_hparams)
+from rootbench.harness.registry import (
+    TIERS,
+    OptimizerSpec,
+    TaskSpec,
+    UsageError,
+    check_hparam_values,
+    dataclass_defaults,
+    resolve_hparams,
+)
 
 
 @dataclass(frozen=True)
@@ -61,7 +70,7 @@ class RunSpec:
         extra = {"batch_size": self.batch_size} if self.optimizer.needs_batch_size else {}
         return {**self.hparams, **extra}
 
-    def replace(self, **changes) -> "RunSpec":
+    def replace(self, **changes) -> RunSpec:
         """The same run with other config fields (``seed=1``, ``precision="bf16-pure"``, ``hparams={...}``)."""
         return resolve_run(self.task_name, self.optimizer_name, self.config.replace(**changes))
 
@@ -90,7 +99,8 @@ def split_overrides(task_name: str, optimizer_name: str, tier: str, overrides: d
             hint = f" Did you mean {', '.join(close)}?" if close else ""
             raise UsageError(
                 f"unknown setting {key!r}.{hint} Hyperparameters of {optimizer_name}: {', '.join(sorted(opt_keys))}; "
-                f"task settings of {task_name}: {', '.join(sorted(task_keys))}")
+                f"task settings of {task_name}: {', '.join(sorted(task_keys))}"
+            )
     return hparams, settings
 
 
@@ -104,20 +114,33 @@ def resolve_run(task_name: str, optimizer_name: str, config: RunConfig | None = 
     hparams = resolve_hparams(opt_spec, config.hparams)
     task_spec, tier_config = resolve_tier(task_name, config.tier, **config.task_settings)
     check_hparam_values(opt_spec, hparams, tier_config.batch_size)
-    _dry_construct(opt_spec, {**hparams, **({"batch_size": tier_config.batch_size} if opt_spec.needs_batch_size
-                                             else {})})
+    _dry_construct(
+        opt_spec, {**hparams, **({"batch_size": tier_config.batch_size} if opt_spec.needs_batch_size else {})}
+    )
     identity_ = {
-        "task": task_name, "tier": config.tier, "task_config": dataclass_defaults(tier_config),
-        "optimizer": optimizer_name, "hparams": hparams, "seed": config.seed, "precision": config.precision,
-        "optimizer_source": opt_spec.source_hash, "task_source": task_spec.source_hash,
+        "task": task_name,
+        "tier": config.tier,
+        "task_config": dataclass_defaults(tier_config),
+        "optimizer": optimizer_name,
+        "hparams": hparams,
+        "seed": config.seed,
+        "precision": config.precision,
+        "optimizer_source": opt_spec.source_hash,
+        "task_source": task_spec.source_hash,
         "code": identity.code_hash([opt_spec.source_file, task_spec.source_file]),
     }
     if config.time_limit is not None:
         identity_["time_limit"] = config.time_limit
     rid = identity.run_hash(identity_)
-    return RunSpec(task=task_spec, optimizer=opt_spec, tier_config=tier_config,
-                   hparams=MappingProxyType(dict(hparams)), config=config,
-                   identity=MappingProxyType(identity_), run_id=rid)
+    return RunSpec(
+        task=task_spec,
+        optimizer=opt_spec,
+        tier_config=tier_config,
+        hparams=MappingProxyType(dict(hparams)),
+        config=config,
+        identity=MappingProxyType(identity_),
+        run_id=rid,
+    )
 
 
 def _dry_construct(spec: OptimizerSpec, kwargs: dict) -> None:

@@ -15,6 +15,7 @@ preconditioner still owed to its initial value) gets rows with split ``optimizer
 the runner records whether a declared EMA rate (``OptimizerSpec.ema_rates``) is frozen by rounding in the
 state's dtype (``state_frozen``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,7 +24,7 @@ import math
 import random
 import time
 import traceback
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -41,6 +42,7 @@ EXPLODE_FACTOR = 1e3
 
 # ---------------------------------------------------------------------------------------------
 # helpers
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -94,8 +96,12 @@ def _cast_inputs(x, precision: str):
 
 def is_oom(e: BaseException) -> bool:
     msg = str(e).lower()
-    return (isinstance(e, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in msg
-            or "can't allocate memory" in msg or "cannot allocate memory" in msg)
+    return (
+        isinstance(e, (torch.cuda.OutOfMemoryError, MemoryError))
+        or "out of memory" in msg
+        or "can't allocate memory" in msg
+        or "cannot allocate memory" in msg
+    )
 
 
 @torch.no_grad()
@@ -123,6 +129,7 @@ def evaluate(task, model, split: str, device, precision: str) -> dict:
 # ---------------------------------------------------------------------------------------------
 # the run
 
+
 class _Run:
     """The state of one run while it executes; ``rows`` and ``cols`` are what it returns."""
 
@@ -140,9 +147,18 @@ class _Run:
 
     def emit(self, step: int, split: str, metric: str, value: float) -> None:
         n_train = getattr(self.task, "n_train", 0)
-        self.rows.append({"step": step, "epoch": self.examples / n_train if n_train else float("nan"),
-                          "examples_seen": self.examples, "split": split, "metric": metric, "value": float(value),
-                          "train_time_s": self.train_time, "eval_time_s": self.eval_time})
+        self.rows.append(
+            {
+                "step": step,
+                "epoch": self.examples / n_train if n_train else float("nan"),
+                "examples_seen": self.examples,
+                "split": split,
+                "metric": metric,
+                "value": float(value),
+                "train_time_s": self.train_time,
+                "eval_time_s": self.eval_time,
+            }
+        )
 
     def eval_point(self, step: int, batch_losses: list) -> None:
         spec, target = self.spec, self.spec.tier_config.target
@@ -181,8 +197,12 @@ class _Run:
         and records ``state_frozen`` and the reason."""
         import warnings
 
-        dtypes = {t.dtype for st in self.opt.state.values() for t in st.values()
-                  if torch.is_tensor(t) and t.is_floating_point() and t.numel() > 1}
+        dtypes = {
+            t.dtype
+            for st in self.opt.state.values()
+            for t in st.values()
+            if torch.is_tensor(t) and t.is_floating_point() and t.numel() > 1
+        }
         frozen = []
         for key in self.spec.optimizer.ema_rates:
             rate = self.spec.hparams.get(key)
@@ -195,8 +215,11 @@ class _Run:
         self.cols["state_frozen"] = bool(frozen)
         if frozen:
             self.cols["state_frozen_reason"] = "; ".join(frozen)
-            warnings.warn(f"{self.spec.optimizer_name}: the preconditioner's EMA cannot decay ({'; '.join(frozen)})",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"{self.spec.optimizer_name}: the preconditioner's EMA cannot decay ({'; '.join(frozen)})",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     def diverged(self, step: int, why: str) -> None:
         self.cols.update(status="diverged", diverged_step=step, status_message=why)
@@ -223,15 +246,23 @@ class _Run:
         kwargs = spec.optimizer_kwargs()
         self.opt = create_optimizer(spec.optimizer_name, self.model, **kwargs)
         self.base_lrs = [g["lr"] for g in self.opt.param_groups]
-        self.cols.update(world_size=world, n_params=sum(p.numel() for p in params),
-                         param_bytes=measure.tensor_bytes(params),
-                         grad_bytes=measure.tensor_bytes(params))  # one gradient per parameter, same dtype
+        self.cols.update(
+            world_size=world,
+            n_params=sum(p.numel() for p in params),
+            param_bytes=measure.tensor_bytes(params),
+            grad_bytes=measure.tensor_bytes(params),
+        )  # one gradient per parameter, same dtype
         if spec.config.ref_steps > 0:
             period_key = spec.optimizer.period_hparam
             period = int(spec.hparams.get(period_key, 1)) if period_key else 1
-            self.cols.update(measure.step_time_ratio(
-                lambda ps: create_optimizer(spec.optimizer_name, ps, **kwargs), params,
-                steps=spec.config.ref_steps, period=max(1, period)))
+            self.cols.update(
+                measure.step_time_ratio(
+                    lambda ps: create_optimizer(spec.optimizer_name, ps, **kwargs),
+                    params,
+                    steps=spec.config.ref_steps,
+                    period=max(1, period),
+                )
+            )
         self.scaler = torch.amp.GradScaler(device.type) if spec.precision == "fp16" else None
         self.batches = self.task.train_batches(torch.Generator().manual_seed(spec.seed), device)
         self.model.train()
@@ -298,8 +329,9 @@ class _Run:
                     self.train_time += measure.now(device) - t0
                     if batch_losses:
                         self.eval_point(step, batch_losses)
-                    self.cols.update(status="timeout",
-                                     status_message=f"time limit of {limit:g}s reached after step {step}")
+                    self.cols.update(
+                        status="timeout", status_message=f"time limit of {limit:g}s reached after step {step}"
+                    )
                 break
         self.cols["fp16_skipped_steps"] = skipped
 
@@ -319,19 +351,26 @@ class _Run:
     def finish(self, peak: measure.PeakMemory | None) -> None:
         """Peak memory above the pre-training baseline, exact optimizer state, the run-level columns."""
         if peak is not None:  # gradients, optimizer state, activations, temporaries
-            self.cols.update(peak_mem_total_bytes=peak.peak(), peak_mem_bytes=max(0, peak.peak() - peak.baseline),
-                             peak_mem_kind=peak.kind, baseline_mem_bytes=peak.baseline)
+            self.cols.update(
+                peak_mem_total_bytes=peak.peak(),
+                peak_mem_bytes=max(0, peak.peak() - peak.baseline),
+                peak_mem_kind=peak.kind,
+                baseline_mem_bytes=peak.baseline,
+            )
         if self.opt is not None:
             self.cols["opt_state_bytes"] = measure.optimizer_state_bytes(self.opt)
             n = self.cols.get("n_params") or 0
             self.cols["opt_state_bytes_per_param"] = self.cols["opt_state_bytes"] / n if n else float("nan")
-        self.cols.update(data_wait_s=self.data_wait,
-                         data_wait_share=self.data_wait / self.train_time if self.train_time else float("nan"),
-                         data_source=getattr(self.task, "data_source", ""),
-                         steps_completed=self.step, total_train_time_s=self.train_time,
-                         total_eval_time_s=self.eval_time,
-                         steps_to_target=self.reached.get("steps_to_target"),
-                         time_to_target_s=self.reached.get("time_to_target_s"))
+        self.cols.update(
+            data_wait_s=self.data_wait,
+            data_wait_share=self.data_wait / self.train_time if self.train_time else float("nan"),
+            data_source=getattr(self.task, "data_source", ""),
+            steps_completed=self.step,
+            total_train_time_s=self.train_time,
+            total_eval_time_s=self.eval_time,
+            steps_to_target=self.reached.get("steps_to_target"),
+            time_to_target_s=self.reached.get("time_to_target_s"),
+        )
 
 
 def run(spec: RunSpec, progress: Callable | None = None) -> list[dict]:
@@ -356,8 +395,11 @@ def run(spec: RunSpec, progress: Callable | None = None) -> list[dict]:
     except Exception as e:  # failures are data: keep what was measured
         if isinstance(e, UsageError) and r.task is None:
             raise
-        r.cols.update(status="oom" if is_oom(e) else "error", status_message=f"{type(e).__name__}: {e}"[:2000],
-                      traceback=traceback.format_exc()[-4000:])
+        r.cols.update(
+            status="oom" if is_oom(e) else "error",
+            status_message=f"{type(e).__name__}: {e}"[:2000],
+            traceback=traceback.format_exc()[-4000:],
+        )
     r.finish(peak)
     r.cols["wall_time_s"] = time.perf_counter() - t_start
     return assemble(spec, r.rows, r.cols, prov)
@@ -366,22 +408,42 @@ def run(spec: RunSpec, progress: Callable | None = None) -> list[dict]:
 def assemble(spec: RunSpec, rows: list[dict], run_cols: dict, prov: dict) -> list[dict]:
     """Add the run-level columns (config, hyperparameters, provenance) to every row."""
     if not rows:  # a failure before the first evaluation still leaves one row to store and show
-        rows = [{"step": run_cols.get("steps_completed", 0), "epoch": float("nan"), "examples_seen": 0,
-                 "split": "run", "metric": "steps_completed", "value": float(run_cols.get("steps_completed", 0)),
-                 "train_time_s": 0.0, "eval_time_s": 0.0}]
+        rows = [
+            {
+                "step": run_cols.get("steps_completed", 0),
+                "epoch": float("nan"),
+                "examples_seen": 0,
+                "split": "run",
+                "metric": "steps_completed",
+                "value": float(run_cols.get("steps_completed", 0)),
+                "train_time_s": 0.0,
+                "eval_time_s": 0.0,
+            }
+        ]
     ident = spec.identity
     common = {
-        "run_id": spec.run_id, "task": spec.task_name, "tier": spec.tier, "optimizer": spec.optimizer_name,
-        "seed": spec.seed, "precision": spec.precision,
+        "run_id": spec.run_id,
+        "task": spec.task_name,
+        "tier": spec.tier,
+        "optimizer": spec.optimizer_name,
+        "seed": spec.seed,
+        "precision": spec.precision,
         **{f"hp_{k}": v for k, v in spec.hparams.items()},
         **{f"task_{k}": v for k, v in ident["task_config"].items()},
-        "optimizer_source_hash": ident["optimizer_source"], "task_source_hash": ident["task_source"],
-        "code_hash": ident["code"], "time_limit_s": spec.config.time_limit,
+        "optimizer_source_hash": ident["optimizer_source"],
+        "task_source_hash": ident["task_source"],
+        "code_hash": ident["code"],
+        "time_limit_s": spec.config.time_limit,
         "config_json": json.dumps(dict(ident), sort_keys=True, default=str),
-        "target": spec.tier_config.target, "metric_name": spec.task.metric,
-        "higher_is_better": spec.task.higher_is_better, "batch_size": spec.batch_size,
-        "family": spec.optimizer.family, "wd_kind": spec.optimizer.wd_kind, "status_message": "",
-        **run_cols, **prov,
+        "target": spec.tier_config.target,
+        "metric_name": spec.task.metric,
+        "higher_is_better": spec.task.higher_is_better,
+        "batch_size": spec.batch_size,
+        "family": spec.optimizer.family,
+        "wd_kind": spec.optimizer.wd_kind,
+        "status_message": "",
+        **run_cols,
+        **prov,
     }
     return [{**common, **r} for r in rows]
 

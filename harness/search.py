@@ -19,6 +19,7 @@ optimizer, sampler seed), so every optimizer on every task gets its own well-spr
 same unit-cube points everywhere. Floats are rounded to 4 significant digits; integer hyperparameters to
 integers.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,18 +35,25 @@ SAMPLER = "scrambled Halton (scipy.stats.qmc), seeded per (task, optimizer, samp
 def check_dim(key: str, dim) -> tuple:
     """A validated dimension; ``horizon`` dimensions must be resolved (``resolve``) before sampling."""
     if not isinstance(dim, (tuple, list)) or not dim or dim[0] not in KINDS:
-        raise UsageError(f"search-space entry {key}={dim!r}: expected one of {', '.join(KINDS)} "
-                         "('log', low, high), ('choice', [options]), ('horizon', tau_min, fraction), ...")
+        raise UsageError(
+            f"search-space entry {key}={dim!r}: expected one of {', '.join(KINDS)} "
+            "('log', low, high), ('choice', [options]), ('horizon', tau_min, fraction), ..."
+        )
     kind = dim[0]
     if kind == "choice":
         if len(dim) != 2 or not list(dim[1]):
             raise UsageError(f"search-space entry {key}={dim!r}: a choice needs a non-empty list")
         return ("choice", list(dim[1]))
     if kind == "horizon":
-        if len(dim) not in (3, 4) or not (float(dim[1]) > 0 and 0 < float(dim[2]) <= 1) or (
-                len(dim) == 4 and dim[3] not in ("steps", "updates")):
-            raise UsageError(f"search-space entry {key}={dim!r}: expected ('horizon', tau_min > 0, "
-                             "0 < fraction <= 1[, 'steps' | 'updates'])")
+        if (
+            len(dim) not in (3, 4)
+            or not (float(dim[1]) > 0 and 0 < float(dim[2]) <= 1)
+            or (len(dim) == 4 and dim[3] not in ("steps", "updates"))
+        ):
+            raise UsageError(
+                f"search-space entry {key}={dim!r}: expected ('horizon', tau_min > 0, "
+                "0 < fraction <= 1[, 'steps' | 'updates'])"
+            )
         return ("horizon", float(dim[1]), float(dim[2]), dim[3] if len(dim) == 4 else "steps")
     if len(dim) != 3:
         raise UsageError(f"search-space entry {key}={dim!r}: expected ({kind!r}, low, high)")
@@ -67,7 +75,9 @@ def resolve(space: dict, steps: int, period: int = 1) -> dict:
             horizon = steps / max(1, period) if unit == "updates" else steps
             tau_max = max(tau_min, fraction * horizon)
             lo, hi = 1.0 / tau_max, min(1.0, 1.0 / tau_min)
-            dim = ("log", _round_sig(lo), _round_sig(hi)) if lo < hi else ("log", _round_sig(lo), _round_sig(lo) * 1.0001)
+            dim = (
+                ("log", _round_sig(lo), _round_sig(hi)) if lo < hi else ("log", _round_sig(lo), _round_sig(lo) * 1.0001)
+            )
         out[key] = dim
     return out
 
@@ -99,8 +109,9 @@ def stream_seed(*parts) -> int:
     return int(hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:8], 16)
 
 
-def sample_configs(space: dict, n: int, seed: int, stage: int = 1, defaults: dict | None = None,
-                   stream: tuple = ()) -> list[dict]:
+def sample_configs(
+    space: dict, n: int, seed: int, stage: int = 1, defaults: dict | None = None, stream: tuple = ()
+) -> list[dict]:
     """``n`` configurations of ``space`` (resolved): a pure function of (space, n, seed, stage, stream).
 
     ``stream`` (e.g. ``(task, optimizer)``) makes the points of different task/optimizer pairs independent.

@@ -11,12 +11,13 @@ The rules the leaderboard states (``leaderboard/README.md``):
 
 Functions take plain sequences of floats; NaN entries are dropped where a docstring says so.
 """
+
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -122,7 +123,7 @@ def welch(a: Iterable, b: Iterable, alternative: str = "two-sided", confidence: 
         t = 0.0 if diff == 0 else math.copysign(math.inf, diff)
         return Welch(diff, 0.0, t, float(n_a + n_b - 2), p, n_a, n_b)
     se = math.sqrt(se2)
-    df = se2 ** 2 / (va ** 2 / (n_a - 1) + vb ** 2 / (n_b - 1))
+    df = se2**2 / (va**2 / (n_a - 1) + vb**2 / (n_b - 1))
     t = diff / se
     if alternative == "greater":
         p = float(_t().sf(t, df))
@@ -168,8 +169,9 @@ def geometric_mean(values: Iterable) -> float:
     return float(np.exp(np.log(x).mean())) if len(x) else float("nan")
 
 
-def performance_profiles(times: Mapping[str, Mapping[str, float]], taus: Sequence[float] | None = None,
-                         tau_max: float = TAU_MAX) -> dict:
+def performance_profiles(
+    times: Mapping[str, Mapping[str, float]], taus: Sequence[float] | None = None, tau_max: float = TAU_MAX
+) -> dict:
     """AlgoPerf-style performance profiles over tasks.
 
     ``times[task][optimizer]`` is a time-to-target (inf or NaN: never reached; a missing optimizer counts
@@ -220,6 +222,7 @@ def average_ranks(scores: Mapping[str, float], higher_is_better: bool) -> dict:
 
 # ---------------------------------------------------------------------------------------------
 # many tests at once
+
 
 def benjamini_hochberg(pvalues: Sequence[float]) -> list[float]:
     """Benjamini-Hochberg q-values (false discovery rate) of ``pvalues``, in their order; NaN stays NaN.

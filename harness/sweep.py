@@ -47,6 +47,7 @@ process per run, ``--cpus-per-run``/``--gpus-per-run`` resources) that writes it
 (``file:///shared/runs``, ``s3://bucket/runs``) and rootbench must be installed on the workers (the
 same venv on one machine; ``pip install rootbench[tasks]`` on each node of a cluster).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,17 +73,20 @@ from rootbench.harness.resolve import RunSpec
 
 TOP_FRACTION, TOP_MIN = 0.2, 3  # stage 2 narrows around the top max(3, ceil(N/5)) stage-1 trials
 WIDEN = 0.1  # ... widened by this fraction of the declared (log-)width on each side
-PROTOCOL = (f"two-stage quasi-random search ({search.SAMPLER}); ranges resolved for the run's length (horizon "
-            "dimensions); the paper's published configuration for the task's model kind as one more stage-1 "
-            f"trial where there is one; stage 2 narrows to the top max({TOP_MIN}, ceil({TOP_FRACTION}*N)) ok "
-            f"stage-1 trials widened by {WIDEN:g} of the width; trials at run seed 0; selection on the final "
-            "validation metric; the selected config rerun with seeds 0..K-1")
+PROTOCOL = (
+    f"two-stage quasi-random search ({search.SAMPLER}); ranges resolved for the run's length (horizon "
+    "dimensions); the paper's published configuration for the task's model kind as one more stage-1 "
+    f"trial where there is one; stage 2 narrows to the top max({TOP_MIN}, ceil({TOP_FRACTION}*N)) ok "
+    f"stage-1 trials widened by {WIDEN:g} of the width; trials at run seed 0; selection on the final "
+    "validation metric; the selected config rerun with seeds 0..K-1"
+)
 MANIFEST_VERSION = 2
 EXIT_OK, EXIT_RUN_FAILED = 0, 1
 
 
 # ---------------------------------------------------------------------------------------------
 # sampling (harness/search.py)
+
 
 def search_space(opt_spec, pinned: dict, steps: int | None = None, period: int = 1) -> dict:
     """The optimizer's declared search space without the pinned (``key=value``) hyperparameters; with
@@ -114,6 +118,7 @@ def published_trial(opt_spec, task_spec, pinned: dict) -> dict | None:
 # ---------------------------------------------------------------------------------------------
 # selection: pure functions of a DataFrame of runs (tidy rows, as ``records.load_runs`` returns)
 
+
 def _final(g: pd.DataFrame, split: str, metric: str) -> float:
     sel = g[(g["split"] == split) & (g["metric"] == metric)]
     return float(sel.sort_values("step", kind="stable")["value"].iloc[-1]) if len(sel) else float("nan")
@@ -124,8 +129,15 @@ def trial_table(runs: pd.DataFrame) -> pd.DataFrame:
     out = []
     for rid, g in runs.groupby("run_id", sort=False):
         metric = g["metric_name"].iloc[0]
-        out.append({"run_id": rid, "status": g["status"].iloc[0], "metric_name": metric,
-                    "val": _final(g, "val", metric), "test": _final(g, "test", metric)})
+        out.append(
+            {
+                "run_id": rid,
+                "status": g["status"].iloc[0],
+                "metric_name": metric,
+                "val": _final(g, "val", metric),
+                "test": _final(g, "test", metric),
+            }
+        )
     return pd.DataFrame(out, columns=["run_id", "status", "metric_name", "val", "test"])
 
 
@@ -150,6 +162,7 @@ def select_best(runs: pd.DataFrame, higher_is_better: bool | None = None) -> str
 
 # ---------------------------------------------------------------------------------------------
 # the sweep
+
 
 @dataclass
 class SweepConfig:
@@ -216,9 +229,13 @@ class Sweep:
         from rootbench.harness import records
         from rootbench.harness.resolve import resolve_run, split_overrides
 
-        for name, value, low in (("trials", cfg.trials, 1), ("seeds", cfg.seeds, 1),
-                                 ("stage2-trials", cfg.stage2_trials, 0), ("workers", cfg.workers, 1),
-                                 ("cpus-per-run", cfg.cpus_per_run, 1)):
+        for name, value, low in (
+            ("trials", cfg.trials, 1),
+            ("seeds", cfg.seeds, 1),
+            ("stage2-trials", cfg.stage2_trials, 0),
+            ("workers", cfg.workers, 1),
+            ("cpus-per-run", cfg.cpus_per_run, 1),
+        ):
             if value < low:
                 raise UsageError(f"--{name} must be at least {low}, got {value}")
         if cfg.backend not in ("local", "ray"):
@@ -229,9 +246,17 @@ class Sweep:
             threads = cfg.cpus_per_run if cfg.backend == "ray" else max(1, _cores() // cfg.workers)
         else:
             threads = cfg.threads
-        base = RunConfig(tier=cfg.tier, seed=0, precision=cfg.precision, hparams=dict(self.pinned),
-                         task_settings=dict(self.settings), time_limit=cfg.time_limit, device=cfg.device,
-                         ref_steps=cfg.ref_steps, threads=threads)
+        base = RunConfig(
+            tier=cfg.tier,
+            seed=0,
+            precision=cfg.precision,
+            hparams=dict(self.pinned),
+            task_settings=dict(self.settings),
+            time_limit=cfg.time_limit,
+            device=cfg.device,
+            ref_steps=cfg.ref_steps,
+            threads=threads,
+        )
         self.base = resolve_run(cfg.task, cfg.optimizer, base)  # bad names/values fail here, before any run
         from rootbench.harness.runner import pick_device
         from rootbench.tasks import check_data
@@ -247,11 +272,25 @@ class Sweep:
         self.published = published_trial(self.opt_spec, self.task_spec, self.pinned) if cfg.published else None
         self.defaults = dict(self.base.hparams)
         identity = self.base.identity
-        self.sweep_id = _hash({
-            "task": cfg.task, "optimizer": cfg.optimizer, "tier": cfg.tier, "precision": cfg.precision,
-            "trials": cfg.trials, "stage2_trials": cfg.stage2_trials, "seeds": cfg.seeds, "sampler_seed": cfg.seed,
-            "pinned": self.pinned, "task_config": identity["task_config"], "time_limit": cfg.time_limit,
-            "space": self.space, "published": self.published, "protocol": PROTOCOL, "code": identity["code"]})
+        self.sweep_id = _hash(
+            {
+                "task": cfg.task,
+                "optimizer": cfg.optimizer,
+                "tier": cfg.tier,
+                "precision": cfg.precision,
+                "trials": cfg.trials,
+                "stage2_trials": cfg.stage2_trials,
+                "seeds": cfg.seeds,
+                "sampler_seed": cfg.seed,
+                "pinned": self.pinned,
+                "task_config": identity["task_config"],
+                "time_limit": cfg.time_limit,
+                "space": self.space,
+                "published": self.published,
+                "protocol": PROTOCOL,
+                "code": identity["code"],
+            }
+        )
         self.root = cfg.runs if "://" in cfg.runs else os.path.abspath(cfg.runs)
         records.check_writable(self.root)  # a read-only store fails now, not after the first run has trained
         self.trials: list[Trial] = []
@@ -266,12 +305,21 @@ class Sweep:
 
     def _trials(self, stage: int, space: dict, n: int) -> list[Trial]:
         out = []
-        draws = sample_configs(space, n, self.cfg.seed, stage, self.defaults, stream=(self.cfg.task, self.cfg.optimizer))
+        draws = sample_configs(
+            space, n, self.cfg.seed, stage, self.defaults, stream=(self.cfg.task, self.cfg.optimizer)
+        )
         for i, hp in enumerate(draws):
             out.append(Trial(stage, i, hp, self.base.replace(hparams={**self.pinned, **hp})))
         if stage == 1 and self.published:  # the paper's point: one more stage-1 trial, recorded as such
-            out.append(Trial(1, n, dict(self.published), self.base.replace(hparams={**self.pinned, **self.published}),
-                             kind="published"))
+            out.append(
+                Trial(
+                    1,
+                    n,
+                    dict(self.published),
+                    self.base.replace(hparams={**self.pinned, **self.published}),
+                    kind="published",
+                )
+            )
         return out
 
     def _log(self, msg: str) -> None:
@@ -284,14 +332,16 @@ class Sweep:
         self.records[rec.run_id] = rec
         metric = self.task_spec.metric
         val = rec.final("val", metric)
-        status = rec.status + (" (cached failure; --retry-failed reruns it)" if how == "cache hit" and rec.failed
-                               else "")
+        status = rec.status + (
+            " (cached failure; --retry-failed reruns it)" if how == "cache hit" and rec.failed else ""
+        )
         self._log(f"{label:<12} run {rec.run_id}  {how:<9}  {status:<8} val {metric} {_fmt(val)}")
         if self.bar is not None:
             self.bar.update(1)
             if rec.status == "ok" and np.isfinite(val):
-                better = self.best_val is None or ((val > self.best_val) if self.task_spec.higher_is_better
-                                                   else (val < self.best_val))
+                better = self.best_val is None or (
+                    (val > self.best_val) if self.task_spec.higher_is_better else (val < self.best_val)
+                )
                 if better:
                     self.best_val = val
                     self.bar.set_postfix_str(f"best val {metric} {val:.4g}", refresh=True)
@@ -328,8 +378,14 @@ class Sweep:
         stop = threading.Event()
 
         def one(label, spec):
-            out = get_or_run(spec, self.root, retry_failed=self.cfg.retry_failed, rerun_unreadable=True,
-                             memory_limit=self.cfg.memory_limit, stop=stop)
+            out = get_or_run(
+                spec,
+                self.root,
+                retry_failed=self.cfg.retry_failed,
+                rerun_unreadable=True,
+                memory_limit=self.cfg.memory_limit,
+                stop=stop,
+            )
             return label, out.record
 
         pool = futures.ThreadPoolExecutor(max_workers=self.cfg.workers)
@@ -371,8 +427,7 @@ class Sweep:
             gpus = 1 if cfg.device.startswith("cuda") else 0
         # max_calls=1: a fresh worker process per run, so its peak memory is its own; max_retries=0: a
         # run killed (e.g. by the OOM killer) is recorded as failed, not silently repeated
-        remote = ray.remote(max_calls=1, max_retries=0)(_ray_run).options(num_cpus=cfg.cpus_per_run,
-                                                                            num_gpus=gpus)
+        remote = ray.remote(max_calls=1, max_retries=0)(_ray_run).options(num_cpus=cfg.cpus_per_run, num_gpus=gpus)
         limit = cfg.workers if cfg.address else len(todo)  # on a cluster, --workers caps runs in flight
         queue = list(todo)
         inflight = {}
@@ -387,10 +442,13 @@ class Sweep:
                     ray.get(ready[0])
                 except (ray.exceptions.RayError, OSError) as e:  # the worker died (e.g. the OOM killer)
                     status = "oom" if isinstance(e, getattr(ray.exceptions, "OutOfMemoryError", ())) else "error"
-                    records.write_run(failure_rows(spec, status, f"ray task failed: {type(e).__name__}: {e}"[:2000]),
-                                      self.root)
-                yield label, records.read_record(records.run_path(self.root, spec.task_name, spec.optimizer_name,
-                                                                  spec.run_id))
+                    records.write_run(
+                        failure_rows(spec, status, f"ray task failed: {type(e).__name__}: {e}"[:2000]), self.root
+                    )
+                yield (
+                    label,
+                    records.read_record(records.run_path(self.root, spec.task_name, spec.optimizer_name, spec.run_id)),
+                )
         finally:
             for ref in inflight:
                 ray.cancel(ref, force=True)
@@ -406,8 +464,12 @@ class Sweep:
             seen.add(t.run_id)
             rec = self.records[t.run_id]
             row = _trial_row(rec)
-            row.update(stage=t.stage, trial=t.index, hparams=t.hparams,
-                       wall_time_s=_float(rec.get("wall_time_s", float("nan"))))
+            row.update(
+                stage=t.stage,
+                trial=t.index,
+                hparams=t.hparams,
+                wall_time_s=_float(rec.get("wall_time_s", float("nan"))),
+            )
             rows.append(row)
         columns = ["run_id", "status", "metric_name", "val", "test", "stage", "trial", "hparams", "wall_time_s"]
         return rank_trials(pd.DataFrame(rows, columns=columns), self.task_spec.higher_is_better)
@@ -417,18 +479,29 @@ class Sweep:
 
         cfg = self.cfg
         t0 = time.perf_counter()
-        self.out(f"sweep {self.sweep_id}: {cfg.task} / {cfg.optimizer}, tier {cfg.tier}, {cfg.precision}; "
-                 f"{cfg.trials} + {cfg.stage2_trials} trials, {cfg.seeds} seed(s); backend {cfg.backend}, "
-                 f"{cfg.workers} worker(s), {self.base.config.threads} thread(s) per run")
+        self.out(
+            f"sweep {self.sweep_id}: {cfg.task} / {cfg.optimizer}, tier {cfg.tier}, {cfg.precision}; "
+            f"{cfg.trials} + {cfg.stage2_trials} trials, {cfg.seeds} seed(s); backend {cfg.backend}, "
+            f"{cfg.workers} worker(s), {self.base.config.threads} thread(s) per run"
+        )
         if self.pinned:
             self.out("pinned: " + ", ".join(f"{k}={_fmt(v)}" for k, v in self.pinned.items()))
         self.out(f"stage 1 space (resolved for {self.base.tier_config.steps} steps): " + search.describe(self.space))
         if self.published:
-            self.out(f"published configuration ({self.task_spec.model_kind}): "
-                     + " ".join(f"{k}={_fmt(v)}" for k, v in self.published.items()))
+            self.out(
+                f"published configuration ({self.task_spec.model_kind}): "
+                + " ".join(f"{k}={_fmt(v)}" for k, v in self.published.items())
+            )
         total = cfg.trials + bool(self.published) + cfg.stage2_trials + cfg.seeds  # seed 0 counted again (cache hit)
-        self.bar = tqdm(total=total, unit="run", desc=f"sweep {cfg.task}/{cfg.optimizer}", file=sys.stderr,
-                        dynamic_ncols=True, disable=cfg.quiet, smoothing=0.1)
+        self.bar = tqdm(
+            total=total,
+            unit="run",
+            desc=f"sweep {cfg.task}/{cfg.optimizer}",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            disable=cfg.quiet,
+            smoothing=0.1,
+        )
         try:
             stage1 = self._trials(1, self.space, cfg.trials)
             self.trials = list(stage1)
@@ -456,8 +529,7 @@ class Sweep:
                 if extra:  # the same configuration and seeds at other precisions: directly comparable
                     self.bar.total += len(extra)
                     self.execute([(f"{c.precision} seed {c.seed}", c) for c in extra])
-                    self.precision_ids = {p: [c.run_id for c in extra if c.precision == p]
-                                          for p in cfg.also_precisions}
+                    self.precision_ids = {p: [c.run_id for c in extra if c.precision == p] for p in cfg.also_precisions}
             self.bar.total = self.bar.n  # duplicates (identical draws) make fewer runs than planned
         finally:
             self.bar.close()
@@ -481,48 +553,102 @@ class Sweep:
         trials = []
         kinds = {t.run_id: t.kind for t in self.trials}
         for _, r in ranked.sort_values(["stage", "trial"]).iterrows():
-            trials.append({"run_id": r["run_id"], "stage": int(r["stage"]), "trial": int(r["trial"]),
-                           "kind": kinds.get(r["run_id"], "drawn"),
-                           "hparams": r["hparams"], "val": _num(r["val"]), "status": r["status"],
-                           "rank": int(r["rank"]), "wall_time_s": _num(r["wall_time_s"])})
+            trials.append(
+                {
+                    "run_id": r["run_id"],
+                    "stage": int(r["stage"]),
+                    "trial": int(r["trial"]),
+                    "kind": kinds.get(r["run_id"], "drawn"),
+                    "hparams": r["hparams"],
+                    "val": _num(r["val"]),
+                    "status": r["status"],
+                    "rank": int(r["rank"]),
+                    "wall_time_s": _num(r["wall_time_s"]),
+                }
+            )
         seeds = []
         for rid in seed_ids:
             if rid in self.records:
                 t = _trial_row(self.records[rid])
-                seeds.append({"seed": int(self.records[rid]["seed"]), "run_id": rid, "status": t["status"],
-                              "val": _num(t["val"]), "test": _num(t["test"])})
+                seeds.append(
+                    {
+                        "seed": int(self.records[rid]["seed"]),
+                        "run_id": rid,
+                        "status": t["status"],
+                        "val": _num(t["val"]),
+                        "test": _num(t["test"]),
+                    }
+                )
         trial_ids = set(ranked["run_id"])
-        seed_wall = sum(_float(self.records[r].get("wall_time_s", 0.0)) for r in seed_ids
-                        if r in self.records and r not in trial_ids)
+        seed_wall = sum(
+            _float(self.records[r].get("wall_time_s", 0.0))
+            for r in seed_ids
+            if r in self.records and r not in trial_ids
+        )
         trial_wall = float(np.nansum(ranked["wall_time_s"])) if len(ranked) else 0.0
         sha, dirty = git_state()
         return {
-            "manifest_version": MANIFEST_VERSION, "sweep_id": self.sweep_id, "task": cfg.task,
-            "optimizer": cfg.optimizer, "tier": cfg.tier, "precision": cfg.precision, "sampler_seed": cfg.seed,
-            "run_seed_of_trials": 0, "protocol": PROTOCOL, "pinned": self.pinned, "task_settings": self.settings,
+            "manifest_version": MANIFEST_VERSION,
+            "sweep_id": self.sweep_id,
+            "task": cfg.task,
+            "optimizer": cfg.optimizer,
+            "tier": cfg.tier,
+            "precision": cfg.precision,
+            "sampler_seed": cfg.seed,
+            "run_seed_of_trials": 0,
+            "protocol": PROTOCOL,
+            "pinned": self.pinned,
+            "task_settings": self.settings,
             "time_limit": cfg.time_limit,
-            "selection": {"split": "val", "metric": self.task_spec.metric, "statistic": "final",
-                          "higher_is_better": self.task_spec.higher_is_better},
-            "search_space": {"declared": search.as_json(self.declared), "stage1": search.as_json(self.space),
-                             "stage2": search.as_json(space2) if space2 is not None else None,
-                             "resolved_for_steps": self.base.tier_config.steps, "period": self.period,
-                             "sampler": search.SAMPLER},
+            "selection": {
+                "split": "val",
+                "metric": self.task_spec.metric,
+                "statistic": "final",
+                "higher_is_better": self.task_spec.higher_is_better,
+            },
+            "search_space": {
+                "declared": search.as_json(self.declared),
+                "stage1": search.as_json(self.space),
+                "stage2": search.as_json(space2) if space2 is not None else None,
+                "resolved_for_steps": self.base.tier_config.steps,
+                "period": self.period,
+                "sampler": search.SAMPLER,
+            },
             "published": self.published,
             "trials": trials,
-            "selected": None if selected is None else {
-                "run_id": selected["run_id"], "stage": int(selected["stage"]), "trial": int(selected["trial"]),
-                "hparams": {**self.pinned, **selected["hparams"]}, "val": _num(selected["val"])},
+            "selected": None
+            if selected is None
+            else {
+                "run_id": selected["run_id"],
+                "stage": int(selected["stage"]),
+                "trial": int(selected["trial"]),
+                "hparams": {**self.pinned, **selected["hparams"]},
+                "val": _num(selected["val"]),
+            },
             "seeds": seeds,
             "other_precisions": self.precision_ids,
-            "budget": {"trials": len(trials), "stages": 2 if cfg.stage2_trials else 1,
-                       "trials_per_stage": [sum(t["stage"] == s for t in trials) for s in (1, 2)
-                                            if s == 1 or cfg.stage2_trials],
-                       "seeds": cfg.seeds, "distinct_runs": len(set(ranked["run_id"]) | set(seed_ids)),
-                       "trial_compute_s": trial_wall, "total_compute_s": trial_wall + seed_wall},
-            "backend": cfg.backend, "workers": cfg.workers, "threads_per_run": self.base.config.threads,
-            "last_invocation": {"wall_time_s": wall, "ran": self.ran, "cache_hits": self.cached,
-                                "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                                "git_sha": sha, "git_dirty": dirty},
+            "budget": {
+                "trials": len(trials),
+                "stages": 2 if cfg.stage2_trials else 1,
+                "trials_per_stage": [
+                    sum(t["stage"] == s for t in trials) for s in (1, 2) if s == 1 or cfg.stage2_trials
+                ],
+                "seeds": cfg.seeds,
+                "distinct_runs": len(set(ranked["run_id"]) | set(seed_ids)),
+                "trial_compute_s": trial_wall,
+                "total_compute_s": trial_wall + seed_wall,
+            },
+            "backend": cfg.backend,
+            "workers": cfg.workers,
+            "threads_per_run": self.base.config.threads,
+            "last_invocation": {
+                "wall_time_s": wall,
+                "ran": self.ran,
+                "cache_hits": self.cached,
+                "finished_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                "git_sha": sha,
+                "git_dirty": dirty,
+            },
         }
 
 
@@ -531,15 +657,21 @@ def _ray_run(request, root: str, retry_failed: bool) -> str:
     from rootbench.harness.execute import get_or_run
     from rootbench.harness.resolve import resolve_run
 
-    return get_or_run(resolve_run(*request), root, retry_failed=retry_failed, in_process=True,
-                      rerun_unreadable=True).status
+    return get_or_run(
+        resolve_run(*request), root, retry_failed=retry_failed, in_process=True, rerun_unreadable=True
+    ).status
 
 
 def _trial_row(rec) -> dict:
     """run_id, status, final val and test of the task's metric, from one record."""
     metric = rec.get("metric_name") or "loss"
-    return {"run_id": rec.run_id, "status": rec.status, "metric_name": metric,
-            "val": rec.final("val", metric), "test": rec.final("test", metric)}
+    return {
+        "run_id": rec.run_id,
+        "status": rec.status,
+        "metric_name": metric,
+        "val": rec.final("val", metric),
+        "test": rec.final("test", metric),
+    }
 
 
 def _float(x) -> float:
@@ -567,35 +699,54 @@ def report(m: dict) -> str:
     keys = sorted({k for t in m["trials"] for k in t["hparams"]})
     header = ["", "rank", "stage", "trial", "run_id", *keys, f"val {metric}", "status"]
     sel = (m["selected"] or {}).get("run_id")
-    rows = [["*" if t["run_id"] == sel else "", str(t["rank"]), str(t["stage"]), str(t["trial"]), t["run_id"],
-             *(_fmt(t["hparams"].get(k, "")) for k in keys), _fmt(t["val"] if t["val"] is not None else math.nan),
-             t["status"]] for t in sorted(m["trials"], key=lambda t: t["rank"])]
+    rows = [
+        [
+            "*" if t["run_id"] == sel else "",
+            str(t["rank"]),
+            str(t["stage"]),
+            str(t["trial"]),
+            t["run_id"],
+            *(_fmt(t["hparams"].get(k, "")) for k in keys),
+            _fmt(t["val"] if t["val"] is not None else math.nan),
+            t["status"],
+        ]
+        for t in sorted(m["trials"], key=lambda t: t["rank"])
+    ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = [f"trials ({m['budget']['trials']} in {m['budget']['stages']} stage(s); selection on final val "
-             f"{metric}, {'higher' if m['selection']['higher_is_better'] else 'lower'} is better):"]
+    lines = [
+        f"trials ({m['budget']['trials']} in {m['budget']['stages']} stage(s); selection on final val "
+        f"{metric}, {'higher' if m['selection']['higher_is_better'] else 'lower'} is better):"
+    ]
     lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [header, *rows]]
     if m["selected"] is None:
         lines.append("selected: none (no trial finished ok with a finite validation metric)")
         return "\n".join(lines)
     s = m["selected"]
-    lines.append(f"selected: run {s['run_id']} (stage {s['stage']} trial {s['trial']}), val {metric} "
-                 f"{_fmt(s['val'])}: " + " ".join(f"{k}={_fmt(v)}" for k, v in s["hparams"].items()))
+    lines.append(
+        f"selected: run {s['run_id']} (stage {s['stage']} trial {s['trial']}), val {metric} "
+        f"{_fmt(s['val'])}: " + " ".join(f"{k}={_fmt(v)}" for k, v in s["hparams"].items())
+    )
     if m["seeds"]:
         lines.append(f"seeds of the selected config (run seed: val / test {metric}):")
         for r in m["seeds"]:
-            lines.append(f"  seed {r['seed']}  run {r['run_id']}  {r['status']:<8} val "
-                         f"{_fmt(r['val'] if r['val'] is not None else math.nan)}  test "
-                         f"{_fmt(r['test'] if r['test'] is not None else math.nan)}")
+            lines.append(
+                f"  seed {r['seed']}  run {r['run_id']}  {r['status']:<8} val "
+                f"{_fmt(r['val'] if r['val'] is not None else math.nan)}  test "
+                f"{_fmt(r['test'] if r['test'] is not None else math.nan)}"
+            )
         vals = [r["val"] for r in m["seeds"] if r["val"] is not None]
         tests = [r["test"] for r in m["seeds"] if r["test"] is not None]
         if len(vals) > 1:
-            lines.append(f"  mean +- sd over {len(vals)} seeds: val {np.mean(vals):.4g} +- {np.std(vals, ddof=1):.2g}"
-                         + (f", test {np.mean(tests):.4g} +- {np.std(tests, ddof=1):.2g}" if len(tests) > 1 else ""))
+            lines.append(
+                f"  mean +- sd over {len(vals)} seeds: val {np.mean(vals):.4g} +- {np.std(vals, ddof=1):.2g}"
+                + (f", test {np.mean(tests):.4g} +- {np.std(tests, ddof=1):.2g}" if len(tests) > 1 else "")
+            )
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------
 # command line
+
 
 def cmd_sweep(args) -> int:
     from rootbench.harness.config import parse_overrides
@@ -606,15 +757,34 @@ def cmd_sweep(args) -> int:
 
         if importlib.util.find_spec("ray") is None:
             raise UsageError("the ray backend needs ray: pip install 'rootbench[sweeps]' (or use --backend local)")
-    cfg = SweepConfig(task=args.task, optimizer=args.opt, trials=args.trials, seeds=args.seeds, tier=args.tier,
-                      precision=args.precision, seed=args.seed, stage2_trials=args.stage2_trials,
-                      overrides=parse_overrides(args.overrides), time_limit=args.time_limit, device=args.device,
-                      ref_steps=args.ref_steps, runs=args.runs, retry_failed=args.retry_failed,
-                      backend=args.backend, workers=args.workers, threads=args.threads, address=args.address,
-                      cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run, quiet=args.quiet,
-                      also_precisions=tuple(args.also_precisions), published=args.published,
-                      memory_limit=parse_memory(args.memory_limit) if args.memory_limit is not None
-                      else _share_of_memory(args.workers))
+    cfg = SweepConfig(
+        task=args.task,
+        optimizer=args.opt,
+        trials=args.trials,
+        seeds=args.seeds,
+        tier=args.tier,
+        precision=args.precision,
+        seed=args.seed,
+        stage2_trials=args.stage2_trials,
+        overrides=parse_overrides(args.overrides),
+        time_limit=args.time_limit,
+        device=args.device,
+        ref_steps=args.ref_steps,
+        runs=args.runs,
+        retry_failed=args.retry_failed,
+        backend=args.backend,
+        workers=args.workers,
+        threads=args.threads,
+        address=args.address,
+        cpus_per_run=args.cpus_per_run,
+        gpus_per_run=args.gpus_per_run,
+        quiet=args.quiet,
+        also_precisions=tuple(args.also_precisions),
+        published=args.published,
+        memory_limit=parse_memory(args.memory_limit)
+        if args.memory_limit is not None
+        else _share_of_memory(args.workers),
+    )
     manifest = Sweep(cfg).run()
     if manifest["selected"] is None:
         return EXIT_RUN_FAILED
@@ -633,8 +803,11 @@ def add_parser(subparsers) -> None:
     from rootbench.harness.config import PRECISIONS
 
     p = subparsers.add_parser(
-        "sweep", help="random search (two stages optional), select on val, rerun the best with K seeds",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "sweep",
+        help="random search (two stages optional), select on val, rerun the best with K seeds",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--task", required=True)
     p.add_argument("--opt", required=True)
     p.add_argument("--trials", type=int, default=8, help="stage-1 trials (default 8)")
@@ -654,12 +827,24 @@ def add_parser(subparsers) -> None:
     p.add_argument("--ref-steps", type=int, default=20, help="steps timed against fused AdamW per run (0 skips)")
     p.add_argument("--runs", default="runs", help="results folder or pyarrow URI (file:///..., s3://...)")
     p.add_argument("--retry-failed", action="store_true", help="rerun cached runs that failed (oom/timeout/error)")
-    p.add_argument("--no-published", dest="published", action="store_false",
-                   help="leave out the paper's published configuration (a fixed stage-1 trial where declared)")
-    p.add_argument("--memory-limit", default=None,
-                   help="per run: 8G, 512M, a share (0.25) or none; default 80%% of the memory split over the workers")
+    p.add_argument(
+        "--no-published",
+        dest="published",
+        action="store_false",
+        help="leave out the paper's published configuration (a fixed stage-1 trial where declared)",
+    )
+    p.add_argument(
+        "--memory-limit",
+        default=None,
+        help="per run: 8G, 512M, a share (0.25) or none; default 80%% of the memory split over the workers",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--also-precisions", nargs="*", default=[], choices=[x for x in PRECISIONS if x != "fp32"],
-                   help="rerun the selected configuration's seeds at these precisions too (e.g. bf16-pure)")
+    p.add_argument(
+        "--also-precisions",
+        nargs="*",
+        default=[],
+        choices=[x for x in PRECISIONS if x != "fp32"],
+        help="rerun the selected configuration's seeds at these precisions too (e.g. bf16-pure)",
+    )
     p.add_argument("overrides", nargs="*", metavar="key=value", help="pinned hyperparameters and task settings")
     p.set_defaults(func=cmd_sweep)

@@ -6,6 +6,7 @@ descriptor ``FD``: ``("rows", rows)``, ``("usage", message)``, ``("exception", s
 ``("interrupted",)``. Its first act, before any import, is to ask Linux to kill it when its parent dies
 (``PR_SET_PDEATHSIG``), so a ``kill -9`` of ``rootbench`` never leaves a run training on alone.
 """
+
 import os
 import signal
 import sys

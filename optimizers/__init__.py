@@ -7,6 +7,7 @@ Optimizers from outside the repository are loaded too: ``ROOTBENCH_OPTIMIZERS`` 
 or modules (separated by ``os.pathsep`` or commas), and installed packages can declare an entry
 point in the group ``rootbench.optimizers``.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -17,11 +18,24 @@ from importlib import metadata
 
 import torch
 
-from rootbench.harness.registry import (OPTIMIZERS, OptimizerSpec, RegistryError, discover, register_optimizer,
-                              resolve_hparams, unknown_name_error)
+from rootbench.harness.registry import (
+    OPTIMIZERS,
+    OptimizerSpec,
+    RegistryError,
+    discover,
+    register_optimizer,
+    resolve_hparams,
+    unknown_name_error,
+)
 
-__all__ = ["list_optimizers", "create_optimizer", "get_optimizer_spec", "register_optimizer",
-           "OptimizerSpec", "RegistryError"]
+__all__ = [
+    "list_optimizers",
+    "create_optimizer",
+    "get_optimizer_spec",
+    "register_optimizer",
+    "OptimizerSpec",
+    "RegistryError",
+]
 
 ENV_PLUGINS = "ROOTBENCH_OPTIMIZERS"
 ENTRY_POINT_GROUP = "rootbench.optimizers"
@@ -38,8 +52,10 @@ def _plugin_failed(item: str, error: BaseException, before: set) -> None:
         del OPTIMIZERS[name]
     message = f"{type(error).__name__}: {error}".splitlines()[0][:300]
     PLUGIN_ERRORS[item] = message
-    print(f"rootbench: warning: optimizer plugin {item} failed to import ({message}); its optimizers are "
-          "unavailable", file=sys.stderr)
+    print(
+        f"rootbench: warning: optimizer plugin {item} failed to import ({message}); its optimizers are unavailable",
+        file=sys.stderr,
+    )
 
 
 def _load_plugins() -> None:
@@ -112,8 +128,10 @@ def create_optimizer(name: str, model_or_params, **hparams) -> torch.optim.Optim
     resolved = resolve_hparams(spec, hparams)
     if spec.needs_batch_size:
         if batch_size is None:
-            raise RegistryError(f"optimizer {name!r} needs batch_size=B, the number of examples the loss "
-                                "is averaged over (Lin et al. 2024: the root-free methods scale the squared gradient by B); it has no default")
+            raise RegistryError(
+                f"optimizer {name!r} needs batch_size=B, the number of examples the loss is averaged over "
+                "(Lin et al. 2024: the root-free methods scale the squared gradient by B); it has no default"
+            )
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise RegistryError(f"batch_size must be a positive integer, got {batch_size!r}")
         resolved["batch_size"] = batch_size

@@ -1,10 +1,10 @@
 """Pieces shared by rootbench's in-house optimizers (not an optimizer itself: the name starts with ``_``)."""
+
 from __future__ import annotations
 
 import torch
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
-          "float16": torch.float16}
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def check_choice(knob: str, value, choices) -> None:
@@ -28,8 +28,10 @@ def check_below_one(**values) -> None:
 def check_batch_size(batch_size, optimizer: str) -> None:
     """Root-free methods scale the squared gradient by B, which has no sensible default."""
     if batch_size is None:
-        raise ValueError(f"{optimizer} needs batch_size=B, the number of examples the loss is averaged "
-                         "over (Lin et al. 2024); it has no default")
+        raise ValueError(
+            f"{optimizer} needs batch_size=B, the number of examples the loss is averaged "
+            "over (Lin et al. 2024); it has no default"
+        )
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"{optimizer}: batch_size must be a positive integer, got {batch_size!r}")
 
@@ -54,8 +56,7 @@ class StateDtypeOptimizer(torch.optim.Optimizer):
 
     def load_state_dict(self, state_dict: dict) -> None:
         saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
-        saved = {i: {k: v for k, v in state_dict["state"].get(i, {}).items() if torch.is_tensor(v)}
-                 for i in saved_ids}
+        saved = {i: {k: v for k, v in state_dict["state"].get(i, {}).items() if torch.is_tensor(v)} for i in saved_ids}
         super().load_state_dict(state_dict)
         params = [p for g in self.param_groups for p in g["params"]]
         for i, p in zip(saved_ids, params):
@@ -83,7 +84,9 @@ def diagonal_warm_start_share(optimizer, state_key: str) -> dict:
         for p in group["params"]:
             a = optimizer.state.get(p, {}).get(state_key)
             if a is not None:
-                shares.append((residual / a.float().clamp_min(torch.finfo(torch.float32).tiny)).flatten().clamp(max=1.0))
+                shares.append(
+                    (residual / a.float().clamp_min(torch.finfo(torch.float32).tiny)).flatten().clamp(max=1.0)
+                )
     if not started:
         return {}
     if not shares:

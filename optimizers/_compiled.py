@@ -29,6 +29,7 @@ while compiling, ``ROOTBENCH_NO_COMPILE=1``) the optimizer warns once and uses m
 ``opt.impl_used`` and ``opt.impl_note`` say what ran and why. Sparse gradients and non-contiguous
 parameters take the reference step.
 """
+
 from __future__ import annotations
 
 import os
@@ -101,8 +102,10 @@ def resolve_impl(impl: str, params, optimizer: str) -> tuple[str, str]:
     params = list(params)
     numel = sum(p.numel() for p in params)
     if impl == "auto" and numel < AUTO_COMPILE_MIN_NUMEL:
-        return "multi_tensor", (f"impl='auto': {numel} parameter elements < {AUTO_COMPILE_MIN_NUMEL}, not worth "
-                                "compiling; eager ops on flat state buffers")
+        return "multi_tensor", (
+            f"impl='auto': {numel} parameter elements < {AUTO_COMPILE_MIN_NUMEL}, not worth "
+            "compiling; eager ops on flat state buffers"
+        )
     for device in {p.device for p in params}:
         reason = compile_unavailable(device)
         if reason is not None:
@@ -110,8 +113,10 @@ def resolve_impl(impl: str, params, optimizer: str) -> tuple[str, str]:
             if impl == "compiled":
                 warnings.warn(note, RuntimeWarning, stacklevel=4)
             return "multi_tensor", note
-    return "compiled", (f"impl={impl!r}: torch.compile (Inductor), one fused pass per flat bucket and per tensor "
-                        "of at least PER_TENSOR_MIN_NUMEL elements")
+    return "compiled", (
+        f"impl={impl!r}: torch.compile (Inductor), one fused pass per flat bucket and per tensor "
+        "of at least PER_TENSOR_MIN_NUMEL elements"
+    )
 
 
 def opmath_dtype(dtype: torch.dtype) -> torch.dtype:

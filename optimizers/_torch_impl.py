@@ -1,7 +1,6 @@
 """Choosing torch.optim's implementation (fused > foreach > for-loop) for the wrapped optimizers."""
-from __future__ import annotations
 
-import torch
+from __future__ import annotations
 
 IMPLS = ("auto", "fused", "foreach", "forloop")
 
@@ -24,8 +23,9 @@ def impl_kwargs(impl: str, params, fused_ok: bool = True) -> dict:
         raise ValueError("this torch optimizer has no fused implementation; use impl=foreach or impl=forloop")
     if impl == "auto":
         tensors = list(_tensors(params))
-        fusable = fused_ok and tensors and all(
-            t.is_floating_point() and t.device.type in ("cpu", "cuda") for t in tensors)
+        fusable = (
+            fused_ok and tensors and all(t.is_floating_point() and t.device.type in ("cpu", "cuda") for t in tensors)
+        )
         impl = "fused" if fusable else "foreach"
     return {"fused": {"fused": True}, "foreach": {"foreach": True}, "forloop": {"foreach": False}}[impl]
 

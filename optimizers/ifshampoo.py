@@ -12,6 +12,7 @@ matmuls, traces and norms (so it runs in bf16), the direction P g gets heavy-bal
 EMA, no bias correction), and weight decay is added after preconditioning. B (the examples the loss
 is averaged over) is required, as for every root-free method.
 """
+
 from __future__ import annotations
 
 import functools
@@ -20,8 +21,15 @@ import math
 import torch
 
 from rootbench.optimizers import register_optimizer
-from rootbench.optimizers._common import (StateDtypeOptimizer, check_batch_size, check_below_one, check_choice,
-                                check_nonnegative, dtype_knob, resolve_dtype)
+from rootbench.optimizers._common import (
+    StateDtypeOptimizer,
+    check_batch_size,
+    check_below_one,
+    check_choice,
+    check_nonnegative,
+    dtype_knob,
+    resolve_dtype,
+)
 
 SCHEDULES = ("prototype_log4", "every_T")
 IMPLS = ("auto", "reference", "batched")
@@ -79,11 +87,23 @@ class IFShampoo(StateDtypeOptimizer):
     bf16, which is what its bf16 kernel computes, ~20x faster; ``matmul_flops()`` states the FLOPs of a step.
     """
 
-    def __init__(self, params, lr: float = 1e-3, momentum: float = 0.9, lr_cov: float = 5e-2,
-                 riemannian_momentum: float = 0.5, damping: float = 1e-4, weight_decay: float = 0.0,
-                 batch_size: int | None = None, schedule: str = "prototype_log4", T: int = 2,
-                 preconditioner_dtype: str = "param", momentum_dtype: str = "param",
-                 lr_cov_name_discount: bool = False, impl: str = "auto"):
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        momentum: float = 0.9,
+        lr_cov: float = 5e-2,
+        riemannian_momentum: float = 0.5,
+        damping: float = 1e-4,
+        weight_decay: float = 0.0,
+        batch_size: int | None = None,
+        schedule: str = "prototype_log4",
+        T: int = 2,
+        preconditioner_dtype: str = "param",
+        momentum_dtype: str = "param",
+        lr_cov_name_discount: bool = False,
+        impl: str = "auto",
+    ):
         check_batch_size(batch_size, "ifshampoo")
         check_nonnegative(lr=lr, lr_cov=lr_cov, damping=damping, weight_decay=weight_decay)
         check_below_one(momentum=momentum, riemannian_momentum=riemannian_momentum)
@@ -93,12 +113,23 @@ class IFShampoo(StateDtypeOptimizer):
         dtype_knob("preconditioner_dtype", preconditioner_dtype)
         dtype_knob("momentum_dtype", momentum_dtype)
         check_choice("impl", impl, IMPLS)
-        super().__init__(params, dict(lr=lr, momentum=momentum, lr_cov=lr_cov,
-                                      riemannian_momentum=riemannian_momentum, damping=damping,
-                                      weight_decay=weight_decay, batch_size=batch_size, schedule=schedule,
-                                      T=T, preconditioner_dtype=preconditioner_dtype,
-                                      momentum_dtype=momentum_dtype,
-                                      lr_cov_name_discount=bool(lr_cov_name_discount)))
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                momentum=momentum,
+                lr_cov=lr_cov,
+                riemannian_momentum=riemannian_momentum,
+                damping=damping,
+                weight_decay=weight_decay,
+                batch_size=batch_size,
+                schedule=schedule,
+                T=T,
+                preconditioner_dtype=preconditioner_dtype,
+                momentum_dtype=momentum_dtype,
+                lr_cov_name_discount=bool(lr_cov_name_discount),
+            ),
+        )
         self.impl = impl
         self.impl_used = "reference" if impl == "reference" else "batched"
         self._buckets: dict = {}  # group index -> {bucket key: _Bucket}; see _batched_step
@@ -167,9 +198,12 @@ class IFShampoo(StateDtypeOptimizer):
         for group in self.param_groups:
             for p in group["params"]:
                 dims = [d for d in p.shape if d != 1] or [1]
-                D, sizes, cubes = math.prod(dims), sum(dims), sum(d ** 3 for d in dims)
+                D, sizes, cubes = math.prod(dims), sum(dims), sum(d**3 for d in dims)
                 reference = not self._batched(group) or resolve_dtype(group["preconditioner_dtype"], p) not in (
-                    torch.float32, torch.float64, torch.bfloat16)
+                    torch.float32,
+                    torch.float64,
+                    torch.bfloat16,
+                )
                 direction = (2 if reference else 4) * D * sizes
                 update += 4 * D * sizes + 4 * cubes + direction + (2 * cubes if reference else 0)
                 regular += direction
@@ -233,8 +267,15 @@ class IFShampoo(StateDtypeOptimizer):
                 rest.append((name, p))  # float16: the reference's rescaling guards its range
                 continue
             shape = tuple(d for d in p.shape if d != 1) or (1,)
-            key = (shape, p.dtype, pdt, resolve_dtype(group["momentum_dtype"], p), p.device,
-                   group["riemannian_momentum"] != 0, group["momentum"] != 0)
+            key = (
+                shape,
+                p.dtype,
+                pdt,
+                resolve_dtype(group["momentum_dtype"], p),
+                p.device,
+                group["riemannian_momentum"] != 0,
+                group["momentum"] != 0,
+            )
             groups.setdefault(key, []).append((name, p))
         if group["lr_cov_name_discount"]:  # discounted members first: the discount is then a slice
             groups = {k: sorted(v, key=lambda m: not _discounted(m[0])) for k, v in groups.items()}
@@ -343,8 +384,9 @@ def _bmm(A: torch.Tensor, B: torch.Tensor, dtype: torch.dtype | None = None) -> 
     return torch.bmm(A, B)
 
 
-def _baddbmm_(C: torch.Tensor, A: torch.Tensor, B: torch.Tensor | None = None, beta: float = 1.0,
-              alpha: float = 1.0) -> torch.Tensor:
+def _baddbmm_(
+    C: torch.Tensor, A: torch.Tensor, B: torch.Tensor | None = None, beta: float = 1.0, alpha: float = 1.0
+) -> torch.Tensor:
     """C <- beta C + alpha A B in place (B None: A A^T, A converted once), rounded once as ``_bmm``; beta = 0
     ignores C (NaN included)."""
     if C.dtype == torch.bfloat16 and _slow_bf16_gemm(C.device.type):
@@ -414,15 +456,18 @@ class _Bucket:
             self.keys.append("momentum_buffer")
         # members share the squeezed shape, not the shape ([1, 1, 96] and [96]): momentum is stacked
         # squeezed and each parameter gets a view of its own shape back
-        self.stacked = {k: torch.stack([state[p][k].reshape(shape) if k == "momentum_buffer" else state[p][k]
-                                        for p in self.params]) for k in self.keys}
+        self.stacked = {
+            k: torch.stack([state[p][k].reshape(shape) if k == "momentum_buffer" else state[p][k] for p in self.params])
+            for k in self.keys
+        }
         self.views = []
         for i, p in enumerate(self.params):
             st = state[p]
             for k in [k for k in st if k.startswith("factor_outer_") or k == "outer_scale"]:
                 del st[k]  # the reference's K K^T cache: the batched step forms no K K^T
-            views = {k: self.stacked[k][i].view(p.shape) if k == "momentum_buffer" else self.stacked[k][i]
-                     for k in self.keys}
+            views = {
+                k: self.stacked[k][i].view(p.shape) if k == "momentum_buffer" else self.stacked[k][i] for k in self.keys
+            }
             st.update(views)
             self.views.append(views)
 
@@ -430,7 +475,8 @@ class _Bucket:
         """Same parameters, and every per-parameter state entry is still this bucket's view."""
         return len(params) == len(self.params) and all(
             p is q and all(state[p].get(k) is v for k, v in views.items())
-            for p, q, views in zip(params, self.params, self.views))
+            for p, q, views in zip(params, self.params, self.views)
+        )
 
     def step(self, group: dict, update: bool) -> None:
         b, shape, pdt = len(self.params), self.shape, self.pdt
@@ -492,7 +538,7 @@ class _Bucket:
             # first-order truncation of K exp(-beta2 m_K), the step clamped by max(1, |m_K|_F)
             step = -group["lr_cov"] / _fro_norm(m_K, sdt).clamp(min=1.0)
             if self.n_discounted:
-                step[:self.n_discounted] *= DISCOUNT_FACTOR
+                step[: self.n_discounted] *= DISCOUNT_FACTOR
             # the step is rounded to the factor dtype, as the reference's 0-d scalar is
             K.addcmul_(_bmm(Kn, m_K, K.dtype), step.view(b, 1, 1).to(K.dtype))
 
@@ -508,23 +554,59 @@ class _Bucket:
 # lr: four decades around the paper's ViT region (2.2e-4 to 4.3e-4), the width every method gets; lr_cov: the
 # factor step, whose time constant 1/lr_cov (in preconditioner updates) runs from 1.25 updates (the paper's
 # 0.8) to half the run's updates, so the K = I start is left behind in every draw; momenta 1 - m log-uniform
-_SPACE = {"lr": ("log", 3e-6, 3e-2), "momentum": ("log1m", 1e-2, 1.0), "lr_cov": ("horizon", 1.25, 0.5, "updates"),
-          "riemannian_momentum": ("log1m", 0.1, 0.9), "damping": ("log", 3e-5, 1e-3),
-          "weight_decay": ("log", 1e-6, 6e-2)}
+_SPACE = {
+    "lr": ("log", 3e-6, 3e-2),
+    "momentum": ("log1m", 1e-2, 1.0),
+    "lr_cov": ("horizon", 1.25, 0.5, "updates"),
+    "riemannian_momentum": ("log1m", 0.1, 0.9),
+    "damping": ("log", 3e-5, 1e-3),
+    "weight_decay": ("log", 1e-6, 6e-2),
+}
 # the paper's best run on GC-ViT / ImageWoof (no CNN runs of IF-Shampoo were published)
-_PUBLISHED = {"vit": {"lr": 2.21e-4, "lr_cov": 0.168, "damping": 4.97e-5, "momentum": 0.168, "weight_decay": 2.40e-3,
-                      "riemannian_momentum": 0.553}}
-_META = dict(paper="https://arxiv.org/abs/2402.03496", family="shampoo", root_free=True, pair="shampoo",
-             wd_kind="post_precond", needs_batch_size=True, test_lr=0.02, search_space=_SPACE,
-             preconditioner="kronecker", period_hparam="T", bounds={"riemannian_momentum": "[0, 1)"},
-             published=_PUBLISHED, warm_start=True)
+_PUBLISHED = {
+    "vit": {
+        "lr": 2.21e-4,
+        "lr_cov": 0.168,
+        "damping": 4.97e-5,
+        "momentum": 0.168,
+        "weight_decay": 2.40e-3,
+        "riemannian_momentum": 0.553,
+    }
+}
+_META = dict(
+    paper="https://arxiv.org/abs/2402.03496",
+    family="shampoo",
+    root_free=True,
+    pair="shampoo",
+    wd_kind="post_precond",
+    needs_batch_size=True,
+    test_lr=0.02,
+    search_space=_SPACE,
+    preconditioner="kronecker",
+    period_hparam="T",
+    bounds={"riemannian_momentum": "[0, 1)"},
+    published=_PUBLISHED,
+    warm_start=True,
+)
 
-register_optimizer("ifshampoo", IFShampoo,
-                   description="IF-Shampoo: inverse- and root-free Kronecker preconditioner, matmuls only (Lin et al. 2024)",
-                   **_META)
-register_optimizer("ifshampoo_paper", IFShampoo, parent="ifshampoo",
-                   defaults={"schedule": "prototype_log4", "T": 2, "preconditioner_dtype": "bfloat16",
-                             "momentum_dtype": "bfloat16", "lr_cov_name_discount": True},
-                   description="IF-Shampoo as run in the paper: log4 warm-up, T=2, bf16 factors and momentum, "
-                               "0.25 lr_cov on norm/proj/bias",
-                   **_META)
+register_optimizer(
+    "ifshampoo",
+    IFShampoo,
+    description="IF-Shampoo: inverse- and root-free Kronecker preconditioner, matmuls only (Lin et al. 2024)",
+    **_META,
+)
+register_optimizer(
+    "ifshampoo_paper",
+    IFShampoo,
+    parent="ifshampoo",
+    defaults={
+        "schedule": "prototype_log4",
+        "T": 2,
+        "preconditioner_dtype": "bfloat16",
+        "momentum_dtype": "bfloat16",
+        "lr_cov_name_discount": True,
+    },
+    description="IF-Shampoo as run in the paper: log4 warm-up, T=2, bf16 factors and momentum, "
+    "0.25 lr_cov on norm/proj/bias",
+    **_META,
+)

@@ -9,13 +9,23 @@ s = B v starts at 1), the denominator is B v / bc2 + eps with no square root, an
 off by default (it assumes a zero initial state, which no longer holds). Weight decay is decoupled
 and applied first, the first moment is Adam's EMA, and the memory traffic is AdamW's.
 """
+
 from __future__ import annotations
 
 import torch
 
 from rootbench.optimizers import register_optimizer
-from rootbench.optimizers._common import (diagonal_warm_start_share, track_warm_start, StateDtypeOptimizer, check_batch_size, check_below_one, check_choice,
-                                          check_nonnegative, dtype_knob, resolve_dtype)
+from rootbench.optimizers._common import (
+    StateDtypeOptimizer,
+    check_batch_size,
+    check_below_one,
+    check_choice,
+    check_nonnegative,
+    diagonal_warm_start_share,
+    dtype_knob,
+    resolve_dtype,
+    track_warm_start,
+)
 from rootbench.optimizers._compiled import IMPLS, CompiledStepMixin, Kernel, flat_copy, scalars_tensor
 
 
@@ -35,10 +45,21 @@ class RFAdamW(CompiledStepMixin, StateDtypeOptimizer):
 
     # lr: the prototype requires it; 0.1 comes from a scan on MNIST-1D (README, "Defaults"). With
     # s = B v starting at 1 the early steps are SGD-sized, so root-free lr values sit near SGD's.
-    def __init__(self, params, lr: float = 0.1, momentum: float = 0.9, lr_cov: float = 1e-3,
-                 damping: float = 1e-4, weight_decay: float = 0.0, batch_size: int | None = None,
-                 bias_correction: bool = False, s0_zero: bool = False, scale_by_batch: bool = True,
-                 state_dtype: str = "param", impl: str = "auto"):
+    def __init__(
+        self,
+        params,
+        lr: float = 0.1,
+        momentum: float = 0.9,
+        lr_cov: float = 1e-3,
+        damping: float = 1e-4,
+        weight_decay: float = 0.0,
+        batch_size: int | None = None,
+        bias_correction: bool = False,
+        s0_zero: bool = False,
+        scale_by_batch: bool = True,
+        state_dtype: str = "param",
+        impl: str = "auto",
+    ):
         check_batch_size(batch_size, "rfadamw")
         check_nonnegative(lr=lr, damping=damping, weight_decay=weight_decay)
         check_below_one(momentum=momentum)
@@ -47,10 +68,21 @@ class RFAdamW(CompiledStepMixin, StateDtypeOptimizer):
             raise ValueError(f"lr_cov must lie in (0, 1], got {lr_cov!r}")
         dtype_knob("state_dtype", state_dtype)
         check_choice("impl", impl, IMPLS)
-        super().__init__(params, dict(lr=lr, momentum=momentum, lr_cov=lr_cov, damping=damping,
-                                      weight_decay=weight_decay, batch_size=batch_size,
-                                      bias_correction=bool(bias_correction), s0_zero=bool(s0_zero),
-                                      scale_by_batch=bool(scale_by_batch), state_dtype=state_dtype))
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                momentum=momentum,
+                lr_cov=lr_cov,
+                damping=damping,
+                weight_decay=weight_decay,
+                batch_size=batch_size,
+                bias_correction=bool(bias_correction),
+                s0_zero=bool(s0_zero),
+                scale_by_batch=bool(scale_by_batch),
+                state_dtype=state_dtype,
+            ),
+        )
         self._setup_impl(impl, "rfadamw")
 
     @staticmethod
@@ -85,8 +117,8 @@ class RFAdamW(CompiledStepMixin, StateDtypeOptimizer):
         g = p.grad.to(dtype)
         m.mul_(b1).add_(g, alpha=1.0 - b1)
         v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
-        bc1 = 1.0 - b1 ** t if group["bias_correction"] else 1.0
-        bc2 = 1.0 - b2 ** t if group["bias_correction"] else 1.0
+        bc1 = 1.0 - b1**t if group["bias_correction"] else 1.0
+        bc2 = 1.0 - b2**t if group["bias_correction"] else 1.0
         den = v * (B / bc2) + eps  # B v / bc2 + eps: no square root
         p.add_(m / den, alpha=-lr / bc1)
 
@@ -105,8 +137,8 @@ class RFAdamW(CompiledStepMixin, StateDtypeOptimizer):
     def _hyper(group: dict, t: int) -> tuple:
         """(B, b1, b2, lr, eps, wd, bc1, bc2) of the reference step at step ``t``."""
         b1, b2 = group["momentum"], 1.0 - group["lr_cov"]
-        bc1 = 1.0 - b1 ** t if group["bias_correction"] else 1.0
-        bc2 = 1.0 - b2 ** t if group["bias_correction"] else 1.0
+        bc1 = 1.0 - b1**t if group["bias_correction"] else 1.0
+        bc2 = 1.0 - b2**t if group["bias_correction"] else 1.0
         B = group["batch_size"] if group["scale_by_batch"] else 1
         return B, b1, b2, group["lr"], group["damping"], group["weight_decay"], bc1, bc2
 
@@ -152,6 +184,7 @@ class RFAdamW(CompiledStepMixin, StateDtypeOptimizer):
 # The compiled kernels (flattened tensors, in place). Intermediates and scalars are in op-math precision
 # (fp32 for 16-bit state).
 
+
 def _rfadamw_tensor_update(p, g, m, v, sc):
     """One RF-AdamW step of one tensor; sc = [1 - lr wd, b1, 1 - b1, b2, 1 - b2, B / bc2, eps, -lr / bc1]."""
     p.mul_(sc[0])
@@ -175,14 +208,32 @@ _FLAT_KERNEL = Kernel(_rfadamw_flat_update)
 # lr: four decades around its SGD-like scale (v0 = 1/B makes early steps SGD-sized; no published RF-AdamW
 # sweep); lr_cov = 1 - beta2: time constant from 10 steps to half the run (the start must be left behind);
 # momentum = beta1 with 1 - beta1 log-uniform
-_SPACE = {"lr": ("log", 3e-4, 3.0), "momentum": ("log1m", 1e-2, 1.0), "lr_cov": ("horizon", 10, 0.5),
-          "damping": ("log", 1e-7, 1e-3), "weight_decay": ("log", 1e-5, 1e-1)}
-_META = dict(paper="https://arxiv.org/abs/2402.03496", family="adam", root_free=True, pair="adamw",
-             wd_kind="decoupled", needs_batch_size=True, search_space=_SPACE, preconditioner="diagonal",
-             warm_start=True, ema_rates=("lr_cov",))
+_SPACE = {
+    "lr": ("log", 3e-4, 3.0),
+    "momentum": ("log1m", 1e-2, 1.0),
+    "lr_cov": ("horizon", 10, 0.5),
+    "damping": ("log", 1e-7, 1e-3),
+    "weight_decay": ("log", 1e-5, 1e-1),
+}
+_META = dict(
+    paper="https://arxiv.org/abs/2402.03496",
+    family="adam",
+    root_free=True,
+    pair="adamw",
+    wd_kind="decoupled",
+    needs_batch_size=True,
+    search_space=_SPACE,
+    preconditioner="diagonal",
+    warm_start=True,
+    ema_rates=("lr_cov",),
+)
 
-register_optimizer("rfadamw", RFAdamW, test_lr=0.05,
-                   description="RF-AdamW: root-free AdamW, v0=1/B and B-scaled denominator, no square root",
-                   **_META)
+register_optimizer(
+    "rfadamw",
+    RFAdamW,
+    test_lr=0.05,
+    description="RF-AdamW: root-free AdamW, v0=1/B and B-scaled denominator, no square root",
+    **_META,
+)
 # the ablation switches s0_zero / scale_by_batch are plain hyperparameters here; the registered
 # ablation variants live with RF-RMSProp, the method the paper ablates (Fig. 4)

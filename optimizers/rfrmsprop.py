@@ -10,13 +10,23 @@ step divides by s + lambda with no square root and no bias correction; there is 
 but heavy-ball momentum on the *preconditioned* direction; weight decay is added to that direction
 after preconditioning (never preconditioned). State is kept in the parameter dtype by default.
 """
+
 from __future__ import annotations
 
 import torch
 
 from rootbench.optimizers import register_optimizer
-from rootbench.optimizers._common import (diagonal_warm_start_share, track_warm_start, StateDtypeOptimizer, check_batch_size, check_below_one, check_choice,
-                                          check_nonnegative, dtype_knob, resolve_dtype)
+from rootbench.optimizers._common import (
+    StateDtypeOptimizer,
+    check_batch_size,
+    check_below_one,
+    check_choice,
+    check_nonnegative,
+    diagonal_warm_start_share,
+    dtype_knob,
+    resolve_dtype,
+    track_warm_start,
+)
 from rootbench.optimizers._compiled import IMPLS, CompiledStepMixin, Kernel, flat_copy, scalars_tensor
 
 
@@ -38,10 +48,20 @@ class RFRMSProp(CompiledStepMixin, StateDtypeOptimizer):
 
     # lr and momentum: the prototype requires both; these defaults come from a scan on MNIST-1D
     # (README, "Defaults"): heavy-ball 0.9 matters for the method (0.74 vs 0.65 val accuracy there)
-    def __init__(self, params, lr: float = 1e-3, lr_cov: float = 1e-2, damping: float = 1e-4,
-                 momentum: float = 0.9, weight_decay: float = 0.0, batch_size: int | None = None,
-                 s0_zero: bool = False, scale_by_batch: bool = True, state_dtype: str = "param",
-                 impl: str = "auto"):
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        lr_cov: float = 1e-2,
+        damping: float = 1e-4,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        batch_size: int | None = None,
+        s0_zero: bool = False,
+        scale_by_batch: bool = True,
+        state_dtype: str = "param",
+        impl: str = "auto",
+    ):
         check_batch_size(batch_size, "rfrmsprop")
         check_nonnegative(lr=lr, damping=damping, weight_decay=weight_decay)
         check_below_one(momentum=momentum)
@@ -50,9 +70,20 @@ class RFRMSProp(CompiledStepMixin, StateDtypeOptimizer):
             raise ValueError(f"lr_cov must lie in [0, 1], got {lr_cov!r}")
         dtype_knob("state_dtype", state_dtype)
         check_choice("impl", impl, IMPLS)
-        super().__init__(params, dict(lr=lr, lr_cov=lr_cov, damping=damping, momentum=momentum,
-                                      weight_decay=weight_decay, batch_size=batch_size, s0_zero=bool(s0_zero),
-                                      scale_by_batch=bool(scale_by_batch), state_dtype=state_dtype))
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                lr_cov=lr_cov,
+                damping=damping,
+                momentum=momentum,
+                weight_decay=weight_decay,
+                batch_size=batch_size,
+                s0_zero=bool(s0_zero),
+                scale_by_batch=bool(scale_by_batch),
+                state_dtype=state_dtype,
+            ),
+        )
         self._setup_impl(impl, "rfrmsprop")
 
     @torch.no_grad()
@@ -116,7 +147,7 @@ class RFRMSProp(CompiledStepMixin, StateDtypeOptimizer):
         a, buf, n = bucket.states["square_avg"], bucket.states.get("momentum_buffer"), sum(bucket.sizes)
         # one transient buffer: g, then (with weight decay) p, then (eager) room for the denominator
         work = flat_copy(grads + (bucket.p_views if wd != 0 else []), bucket.dtype, extra=0 if bucket.compiled else n)
-        g, p = work[:n], work[n:2 * n]
+        g, p = work[:n], work[n : 2 * n]
         if bucket.compiled:  # a, and g <- the direction or buf <- momentum buf + direction, in one fused pass
             flats = (g,) + ((p,) if wd != 0 else ()) + (a,) + ((buf,) if mom != 0 else ())
             sc = scalars_tensor([alpha, 1.0 - alpha, float(B), lam, wd, mom, -lr], bucket.dtype, g.device)
@@ -149,6 +180,7 @@ class RFRMSProp(CompiledStepMixin, StateDtypeOptimizer):
 # The compiled kernels (flattened tensors, in place); sc = [alpha, 1 - alpha, B, lambda, wd, momentum, -lr].
 # Intermediates and scalars are in op-math precision (fp32 for 16-bit state). In the flat kernels g (and p)
 # already have the state dtype.
+
 
 def _direction(g, a, sc, p=None):
     """a <- alpha a + (1 - alpha) g*g in place; returns g / (a B + lambda) (+ wd p)."""
@@ -189,30 +221,71 @@ def _rfrmsprop_flat_momentum_wd(g, p, a, buf, sc):
 
 _TENSOR_KERNEL = Kernel(_rfrmsprop_tensor_update)
 _MOMENTUM_TENSOR_KERNEL = Kernel(_rfrmsprop_momentum_tensor_update)
-_FLAT_KERNELS = {(False, False): Kernel(_rfrmsprop_flat), (True, False): Kernel(_rfrmsprop_flat_wd),
-                 (False, True): Kernel(_rfrmsprop_flat_momentum), (True, True): Kernel(_rfrmsprop_flat_momentum_wd)}
+_FLAT_KERNELS = {
+    (False, False): Kernel(_rfrmsprop_flat),
+    (True, False): Kernel(_rfrmsprop_flat_wd),
+    (False, True): Kernel(_rfrmsprop_flat_momentum),
+    (True, True): Kernel(_rfrmsprop_flat_momentum_wd),
+}
 
 # lr: four decades around the paper's region (6.5e-5 on ViTs to 9.9e-2 on CNNs); lr_cov: the time constant of
 # the s0 = 1 start's decay runs from 10 steps to half the run, so no draw keeps more than e^-2 of it at the end
 # (a fixed box down to 5e-5 kept 0.68-0.97 of s0 in 700-1500-step runs: SGD in disguise); 1 - momentum
 # log-uniform (the paper's best momenta are 0.56-0.96 in 7 of 8 runs)
-_SPACE = {"lr": ("log", 3e-5, 3e-1), "lr_cov": ("horizon", 10, 0.5), "damping": ("log", 1e-7, 1e-3),
-          "momentum": ("log1m", 1e-2, 1.0), "weight_decay": ("log", 1e-5, 1e-1)}
-_PUBLISHED = {"cnn": {"lr": 4.98e-3, "lr_cov": 1.18e-3, "damping": 5.58e-5, "momentum": 0.961,
-                      "weight_decay": 2.32e-3},  # ResNet-34 on CIFAR-100
-              "vit": {"lr": 8.73e-5, "lr_cov": 1.55e-2, "damping": 8.24e-4, "momentum": 0.927,
-                      "weight_decay": 1.05e-2}}  # GC-ViT on ImageWoof
-_META = dict(paper="https://arxiv.org/abs/2402.03496", family="rmsprop", root_free=True, pair="rmsprop",
-             wd_kind="post_precond", needs_batch_size=True, search_space=_SPACE, preconditioner="diagonal",
-             published=_PUBLISHED, warm_start=True, ema_rates=("lr_cov",))
+_SPACE = {
+    "lr": ("log", 3e-5, 3e-1),
+    "lr_cov": ("horizon", 10, 0.5),
+    "damping": ("log", 1e-7, 1e-3),
+    "momentum": ("log1m", 1e-2, 1.0),
+    "weight_decay": ("log", 1e-5, 1e-1),
+}
+_PUBLISHED = {
+    "cnn": {
+        "lr": 4.98e-3,
+        "lr_cov": 1.18e-3,
+        "damping": 5.58e-5,
+        "momentum": 0.961,
+        "weight_decay": 2.32e-3,
+    },  # ResNet-34 on CIFAR-100
+    "vit": {"lr": 8.73e-5, "lr_cov": 1.55e-2, "damping": 8.24e-4, "momentum": 0.927, "weight_decay": 1.05e-2},
+}  # GC-ViT on ImageWoof
+_META = dict(
+    paper="https://arxiv.org/abs/2402.03496",
+    family="rmsprop",
+    root_free=True,
+    pair="rmsprop",
+    wd_kind="post_precond",
+    needs_batch_size=True,
+    search_space=_SPACE,
+    preconditioner="diagonal",
+    published=_PUBLISHED,
+    warm_start=True,
+    ema_rates=("lr_cov",),
+)
 
-register_optimizer("rfrmsprop", RFRMSProp, test_lr=5e-3,
-                   description="RF-RMSProp: root-free RMSProp, s0=1 and B-scaled g^2, no square root (Lin et al. 2024)",
-                   **_META)
+register_optimizer(
+    "rfrmsprop",
+    RFRMSProp,
+    test_lr=5e-3,
+    description="RF-RMSProp: root-free RMSProp, s0=1 and B-scaled g^2, no square root (Lin et al. 2024)",
+    **_META,
+)
 # s0 = 0 makes the first steps about g / (beta2 B g^2 + lambda): it needs a smaller learning rate
-register_optimizer("rfrmsprop_s0zero", RFRMSProp, defaults={"s0_zero": True}, parent="rfrmsprop", test_lr=5e-4,
-                   description="RF-RMSProp ablation: s starts at 0 instead of 1 (the reference's dummy_init)",
-                   **{**_META, "warm_start": False})
-register_optimizer("rfrmsprop_nob", RFRMSProp, defaults={"scale_by_batch": False}, parent="rfrmsprop", test_lr=5e-3,
-                   description="RF-RMSProp ablation: no batch-size factor B (the reference's dummy_scaling)",
-                   **_META)
+register_optimizer(
+    "rfrmsprop_s0zero",
+    RFRMSProp,
+    defaults={"s0_zero": True},
+    parent="rfrmsprop",
+    test_lr=5e-4,
+    description="RF-RMSProp ablation: s starts at 0 instead of 1 (the reference's dummy_init)",
+    **{**_META, "warm_start": False},
+)
+register_optimizer(
+    "rfrmsprop_nob",
+    RFRMSProp,
+    defaults={"scale_by_batch": False},
+    parent="rfrmsprop",
+    test_lr=5e-3,
+    description="RF-RMSProp ablation: no batch-size factor B (the reference's dummy_scaling)",
+    **_META,
+)

@@ -11,6 +11,7 @@ every axis by L_k^(-1/(2N)), computed by an eigendecomposition every T steps (th
 root-free methods avoid). Before the first root (step < start) the step is the plain filtered
 gradient, unless a diagonal method is grafted. Weight decay is decoupled, as in AdamW.
 """
+
 from __future__ import annotations
 
 import functools
@@ -21,8 +22,14 @@ from types import SimpleNamespace
 import torch
 
 from rootbench.optimizers import register_optimizer
-from rootbench.optimizers._common import (StateDtypeOptimizer, check_below_one, check_choice, check_nonnegative,
-                                dtype_knob, resolve_dtype)
+from rootbench.optimizers._common import (
+    StateDtypeOptimizer,
+    check_below_one,
+    check_choice,
+    check_nonnegative,
+    dtype_knob,
+    resolve_dtype,
+)
 
 GRAFTINGS = ("none", "adagrad", "adam")
 IMPLS = ("auto", "reference", "batched")  # auto = batched: same math, one eigh call per factor size
@@ -68,11 +75,23 @@ class Shampoo(StateDtypeOptimizer):
     ``matmul_flops()`` states the matrix-multiply FLOPs of a step.
     """
 
-    def __init__(self, params, lr: float = 1e-2, momentum: float = 0.9, lr_cov: float = 1e-2,
-                 damping: float = 1e-6, weight_decay: float = 0.0, T: int = 2, start_preconditioning_step: int = -1,
-                 max_preconditioner_dim: int = 8192, preconditioner_dtype: str = "param",
-                 grafting: str = "none", grafting_epsilon: float = 1e-3, grafting_beta2: float = 0.999,
-                 impl: str = "auto"):
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-2,
+        momentum: float = 0.9,
+        lr_cov: float = 1e-2,
+        damping: float = 1e-6,
+        weight_decay: float = 0.0,
+        T: int = 2,
+        start_preconditioning_step: int = -1,
+        max_preconditioner_dim: int = 8192,
+        preconditioner_dtype: str = "param",
+        grafting: str = "none",
+        grafting_epsilon: float = 1e-3,
+        grafting_beta2: float = 0.999,
+        impl: str = "auto",
+    ):
         check_nonnegative(lr=lr, damping=damping, weight_decay=weight_decay, grafting_epsilon=grafting_epsilon)
         check_below_one(momentum=momentum, grafting_beta2=grafting_beta2)
         check_nonnegative(lr_cov=lr_cov)
@@ -81,19 +100,32 @@ class Shampoo(StateDtypeOptimizer):
         for knob, value in (("T", T), ("max_preconditioner_dim", max_preconditioner_dim)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{knob} must be a positive integer, got {value!r}")
-        if not isinstance(start_preconditioning_step, int) or not (start_preconditioning_step == -1
-                                                                   or start_preconditioning_step >= T):
-            raise ValueError(f"start_preconditioning_step must be -1 (= T) or >= T={T}, "
-                             f"got {start_preconditioning_step!r}")
+        if not isinstance(start_preconditioning_step, int) or not (
+            start_preconditioning_step == -1 or start_preconditioning_step >= T
+        ):
+            raise ValueError(
+                f"start_preconditioning_step must be -1 (= T) or >= T={T}, got {start_preconditioning_step!r}"
+            )
         dtype_knob("preconditioner_dtype", preconditioner_dtype)
         check_choice("grafting", grafting, GRAFTINGS)
         check_choice("impl", impl, IMPLS)
-        super().__init__(params, dict(lr=lr, momentum=momentum, lr_cov=lr_cov, damping=damping,
-                                      weight_decay=weight_decay, T=T,
-                                      start_preconditioning_step=start_preconditioning_step,
-                                      max_preconditioner_dim=max_preconditioner_dim,
-                                      preconditioner_dtype=preconditioner_dtype, grafting=grafting,
-                                      grafting_epsilon=grafting_epsilon, grafting_beta2=grafting_beta2))
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                momentum=momentum,
+                lr_cov=lr_cov,
+                damping=damping,
+                weight_decay=weight_decay,
+                T=T,
+                start_preconditioning_step=start_preconditioning_step,
+                max_preconditioner_dim=max_preconditioner_dim,
+                preconditioner_dtype=preconditioner_dtype,
+                grafting=grafting,
+                grafting_epsilon=grafting_epsilon,
+                grafting_beta2=grafting_beta2,
+            ),
+        )
         self.impl = impl
         self.impl_used = "reference" if impl == "reference" else "batched"
         self._warned_root_failure = False
@@ -130,7 +162,7 @@ class Shampoo(StateDtypeOptimizer):
                 D = math.prod(dims)
                 mats = [d for d in dims if d <= group["max_preconditioner_dim"]]
                 regular += 4 * D * sum(mats)
-                update += 4 * D * sum(mats) + 2 * sum(d ** 3 for d in mats)
+                update += 4 * D * sum(mats) + 2 * sum(d**3 for d in mats)
         return {"update": update, "regular": regular}
 
     def _step_param(self, p: torch.Tensor, group: dict) -> None:
@@ -138,8 +170,9 @@ class Shampoo(StateDtypeOptimizer):
         s = self._statistics(p, group)
         if s.needs_roots:
             for k in range(s.N):
-                self._set_root(s, k, self._inverse_root(s.state, s.state[f"factor_{k}"], -1.0 / (2 * s.N),
-                                                        group["damping"]))
+                self._set_root(
+                    s, k, self._inverse_root(s.state, s.state[f"factor_{k}"], -1.0 / (2 * s.N), group["damping"])
+                )
         self._descend(p, group, s)
 
     def _set_root(self, s: SimpleNamespace, k: int, R: torch.Tensor | None) -> None:
@@ -160,9 +193,12 @@ class Shampoo(StateDtypeOptimizer):
         state["root_failures"] = state.get("root_failures", 0) + 1
         if not self._warned_root_failure:
             self._warned_root_failure = True
-            warnings.warn("shampoo: an inverse root failed (eigh did not converge or gave non-finite values); "
-                          "keeping the previous root (counted in state['root_failures'])", RuntimeWarning,
-                          stacklevel=4)
+            warnings.warn(
+                "shampoo: an inverse root failed (eigh did not converge or gave non-finite values); "
+                "keeping the previous root (counted in state['root_failures'])",
+                RuntimeWarning,
+                stacklevel=4,
+            )
 
     def _statistics(self, p: torch.Tensor, group: dict) -> SimpleNamespace:
         """Update the factors and the filtered gradient; say whether this step computes roots."""
@@ -198,8 +234,9 @@ class Shampoo(StateDtypeOptimizer):
 
         start = group["T"] if group["start_preconditioning_step"] == -1 else group["start_preconditioning_step"]
         needs_roots = t >= start and (t % group["T"] == 0 or "root_0" not in state)
-        return SimpleNamespace(state=state, G=G, g_tilde=g_tilde, t=t, N=N, pdt=pdt, cdt=cdt, start=start,
-                               needs_roots=needs_roots)
+        return SimpleNamespace(
+            state=state, G=G, g_tilde=g_tilde, t=t, N=N, pdt=pdt, cdt=cdt, start=start, needs_roots=needs_roots
+        )
 
     def _descend(self, p: torch.Tensor, group: dict, s: SimpleNamespace) -> None:
         """Precondition the filtered gradient with the roots (or graft), then step."""
@@ -234,8 +271,15 @@ class Shampoo(StateDtypeOptimizer):
                 rest.append(p)
                 continue
             st = self.state[p]
-            key = (shape, p.dtype, resolve_dtype(group["preconditioner_dtype"], p), p.device, group["momentum"] != 0,
-                   st.get("step", 0), "root_0" in st)  # members share the step count, hence the root schedule
+            key = (
+                shape,
+                p.dtype,
+                resolve_dtype(group["preconditioner_dtype"], p),
+                p.device,
+                group["momentum"] != 0,
+                st.get("step", 0),
+                "root_0" in st,
+            )  # members share the step count, hence the root schedule
             groups.setdefault(key, []).append(p)
         old = self._buckets.get(index, {})
         buckets = {}
@@ -259,8 +303,12 @@ class Shampoo(StateDtypeOptimizer):
         for bucket in buckets.values():
             if bucket.statistics(group):
                 for k in range(bucket.N):
-                    add(bucket.stacked[f"factor_{k}"], bucket.exponent, bucket.states,
-                        functools.partial(bucket.write_roots, self, k))
+                    add(
+                        bucket.stacked[f"factor_{k}"],
+                        bucket.exponent,
+                        bucket.states,
+                        functools.partial(bucket.write_roots, self, k),
+                    )
         pending = [(p, self._statistics(p, group)) for p in rest]
         for _, s in pending:
             if not s.needs_roots:
@@ -270,8 +318,12 @@ class Shampoo(StateDtypeOptimizer):
                 if L.ndim == 1:  # a diagonal factor: elementwise
                     self._set_root(s, k, self._inverse_root(s.state, L, -1.0 / (2 * s.N), eps))
                 else:
-                    add(L.unsqueeze(0), -1.0 / (2 * s.N), [s.state],
-                        lambda R, ok, s=s, k=k: self._set_root(s, k, R[0] if ok[0] else None))
+                    add(
+                        L.unsqueeze(0),
+                        -1.0 / (2 * s.N),
+                        [s.state],
+                        lambda R, ok, s=s, k=k: self._set_root(s, k, R[0] if ok[0] else None),
+                    )
         for parts in batches.values():
             factors = torch.cat([L for L, *_ in parts]) if len(parts) > 1 else parts[0][0]
             try:
@@ -314,8 +366,12 @@ class Shampoo(StateDtypeOptimizer):
             return (L - L.min().clamp(max=0) + eps) ** exponent
         A = L
         if A.dtype not in EIGH_DTYPES:
-            warnings.warn(f"shampoo: eigh does not run in {A.dtype}; decomposing the factors in float64 "
-                          "(counted in state['eigh_fp64_fallbacks'])", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"shampoo: eigh does not run in {A.dtype}; decomposing the factors in float64 "
+                "(counted in state['eigh_fp64_fallbacks'])",
+                RuntimeWarning,
+                stacklevel=3,
+            )
             A = A.double()
             state["eigh_fp64_fallbacks"] += 1
         try:
@@ -329,7 +385,7 @@ class Shampoo(StateDtypeOptimizer):
                 return None
             state["eigh_fp64_fallbacks"] += 1
         lam = lam - lam.min().clamp(max=0) + eps  # PSD shift, then epsilon on the eigenvalues
-        return (Q * lam ** exponent) @ Q.T
+        return (Q * lam**exponent) @ Q.T
 
     @staticmethod
     def _graft_direction(state: dict, g: torch.Tensor, g_tilde: torch.Tensor, group: dict, t: int) -> torch.Tensor:
@@ -343,7 +399,7 @@ class Shampoo(StateDtypeOptimizer):
         else:
             b = group["grafting_beta2"]
             acc.mul_(b).addcmul_(g, g, value=1.0 - b)
-            denom = (acc / (1.0 - b ** t)).sqrt()
+            denom = (acc / (1.0 - b**t)).sqrt()
         return g_tilde / (denom + group["grafting_epsilon"])
 
 
@@ -408,7 +464,8 @@ class _Bucket:
         """Same parameters, and every stackable per-parameter entry is still this bucket's view."""
         return len(params) == len(self.params) and all(
             p is q and state[p] is st and all(v is views.get(k) for k, v in st.items() if k.startswith(STACKED))
-            for p, q, st, views in zip(params, self.params, self.states, self.views, strict=False))
+            for p, q, st, views in zip(params, self.params, self.states, self.views, strict=False)
+        )
 
     def statistics(self, group: dict) -> bool:
         """L_k <- beta2 L_k + (1 - beta2) G_(k) G_(k)^T and the filtered gradient; whether roots are due."""
@@ -468,21 +525,37 @@ class _Bucket:
         lr, wd = group["lr"], group["weight_decay"]
         if wd != 0:
             torch._foreach_mul_(self.params, 1.0 - lr * wd)
-        torch._foreach_add_(self.params, [v.view(p.shape) for v, p in zip(d.unbind(0), self.params, strict=True)],
-                            alpha=-lr)
+        torch._foreach_add_(
+            self.params, [v.view(p.shape) for v, p in zip(d.unbind(0), self.params, strict=True)], alpha=-lr
+        )
 
 
 # lr: four decades around the paper's region (2e-3 to 4.4e-2 on the ViTs); lr_cov: the factors' EMA rate, its
 # time constant from 10 steps to half the run; momentum 1 - m log-uniform
-_SPACE = {"lr": ("log", 1e-4, 1.0), "momentum": ("log1m", 1e-2, 1.0), "lr_cov": ("horizon", 10, 0.5),
-          "damping": ("log", 1e-10, 1e-5), "weight_decay": ("log", 5e-5, 1e-1)}
-_PUBLISHED = {"vit": {"lr": 3.17e-2, "lr_cov": 3.21e-2, "damping": 5.46e-9, "momentum": 0.592,
-                      "weight_decay": 1.40e-2}}  # the paper's best run on GC-ViT / ImageWoof
+_SPACE = {
+    "lr": ("log", 1e-4, 1.0),
+    "momentum": ("log1m", 1e-2, 1.0),
+    "lr_cov": ("horizon", 10, 0.5),
+    "damping": ("log", 1e-10, 1e-5),
+    "weight_decay": ("log", 5e-5, 1e-1),
+}
+_PUBLISHED = {
+    "vit": {"lr": 3.17e-2, "lr_cov": 3.21e-2, "damping": 5.46e-9, "momentum": 0.592, "weight_decay": 1.40e-2}
+}  # the paper's best run on GC-ViT / ImageWoof
 
 register_optimizer(
-    "shampoo", Shampoo,
+    "shampoo",
+    Shampoo,
     description="Shampoo: per-axis Kronecker factors with eigh inverse roots (DS semantics as run in the paper)",
-    paper="https://arxiv.org/abs/1802.09568", family="shampoo", root_free=False, pair="ifshampoo",
-    wd_kind="decoupled", test_lr=0.01, search_space=_SPACE, preconditioner="kronecker", period_hparam="T",
-    published=_PUBLISHED, ema_rates=("lr_cov",),
+    paper="https://arxiv.org/abs/1802.09568",
+    family="shampoo",
+    root_free=False,
+    pair="ifshampoo",
+    wd_kind="decoupled",
+    test_lr=0.01,
+    search_space=_SPACE,
+    preconditioner="kronecker",
+    period_hparam="T",
+    published=_PUBLISHED,
+    ema_rates=("lr_cov",),
 )

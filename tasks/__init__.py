@@ -6,15 +6,36 @@
 Each task has three tiers: ``smoke`` (seconds, for tests), ``quick`` (minutes on a 2-core CPU, real
 data) and ``full`` (the published protocol, for a GPU).
 """
+
 from __future__ import annotations
 
 import os
 
-from rootbench.harness.registry import TASKS, TIERS, RegistryError, TaskSpec, discover, register_task, unknown_name_error
+from rootbench.harness.registry import (
+    TASKS,
+    TIERS,
+    RegistryError,
+    TaskSpec,
+    discover,
+    register_task,
+    unknown_name_error,
+)
 from rootbench.tasks._base import ArrayTask, Task, TierConfig, replace_config
 
-__all__ = ["list_tasks", "create_task", "get_task_spec", "register_task", "data_root", "check_data", "data_status",
-           "Task", "ArrayTask", "TierConfig", "TaskSpec", "RegistryError"]
+__all__ = [
+    "list_tasks",
+    "create_task",
+    "get_task_spec",
+    "register_task",
+    "data_root",
+    "check_data",
+    "data_status",
+    "Task",
+    "ArrayTask",
+    "TierConfig",
+    "TaskSpec",
+    "RegistryError",
+]
 
 DATA_ENV = "ROOTBENCH_DATA"
 

@@ -4,11 +4,12 @@ The runner owns the loop; a task only answers "which model", "which batches" and
 ``ArrayTask`` covers every task whose splits fit in memory as tensors (all of rootbench's tasks):
 the train order is a seeded permutation per epoch, evaluation walks fixed subsets in order.
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -45,8 +46,7 @@ class TierConfig:
         if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
             raise UsageError(f"task setting warmup_steps={self.warmup_steps!r} must be a non-negative integer")
         if self.lr_schedule not in LR_SCHEDULES:
-            raise UsageError(f"task setting lr_schedule={self.lr_schedule!r} is unknown; use "
-                             f"{', '.join(LR_SCHEDULES)}")
+            raise UsageError(f"task setting lr_schedule={self.lr_schedule!r} is unknown; use {', '.join(LR_SCHEDULES)}")
 
 
 def replace_config(config, overrides: dict):
@@ -100,14 +100,16 @@ class ArrayTask(Task):
     on the target device; training batches are drawn epoch by epoch from a seeded permutation.
     """
 
-    def __init__(self, spec, tier, config, data: dict, model_fn: Callable[[], torch.nn.Module],
-                 transform: Callable | None = None):
+    def __init__(
+        self, spec, tier, config, data: dict, model_fn: Callable[[], torch.nn.Module], transform: Callable | None = None
+    ):
         super().__init__(spec, tier, config)
         self.data, self.model_fn, self.transform = data, model_fn, transform
         self.n_train = len(data["train"][0])
         if self.n_train < config.batch_size:
-            raise ValueError(f"task {spec.name}: batch_size {config.batch_size} exceeds the "
-                             f"{self.n_train} training examples")
+            raise ValueError(
+                f"task {spec.name}: batch_size {config.batch_size} exceeds the {self.n_train} training examples"
+            )
 
     def build_model(self):
         return self.model_fn()
@@ -126,7 +128,7 @@ class ArrayTask(Task):
         while True:
             order = torch.randperm(self.n_train, generator=generator)
             for i in range(0, self.n_train - bs + 1, bs):  # drop the last partial batch: B is constant
-                idx = order[i:i + bs]
+                idx = order[i : i + bs]
                 yield self._prepare(x_all[idx], y_all[idx], device, True, aug_gen)
 
     def eval_batches(self, split, device):
@@ -135,11 +137,10 @@ class ArrayTask(Task):
         n = min(len(x_all), self.config.eval_examples)
         bs = self.config.eval_batch_size
         for i in range(0, n, bs):
-            yield self._prepare(x_all[i:min(i + bs, n)], y_all[i:min(i + bs, n)], device, False, None)
+            yield self._prepare(x_all[i : min(i + bs, n)], y_all[i : min(i + bs, n)], device, False, None)
 
 
-def split_train_val(x, y, n_val: int, seed: int = 0, n_train: int | None = None,
-                    n_train_eval: int = 2048):
+def split_train_val(x, y, n_val: int, seed: int = 0, n_train: int | None = None, n_train_eval: int = 2048):
     """Carve a validation split from the training set with a fixed seed (never the test set).
 
     Returns ``{"train", "val", "train_eval"}``: ``train_eval`` is a fixed subset of the training
@@ -156,5 +157,8 @@ def split_train_val(x, y, n_val: int, seed: int = 0, n_train: int | None = None,
             return torch.from_numpy(np.ascontiguousarray(a[idx.numpy()]))
         return torch.as_tensor(a)[idx]
 
-    return {"train": (take(x, train_idx), take(y, train_idx)), "val": (take(x, val_idx), take(y, val_idx)),
-            "train_eval": (take(x, train_idx[:n_train_eval]), take(y, train_idx[:n_train_eval]))}
+    return {
+        "train": (take(x, train_idx), take(y, train_idx)),
+        "val": (take(x, val_idx), take(y, val_idx)),
+        "train_eval": (take(x, train_idx[:n_train_eval]), take(y, train_idx[:n_train_eval])),
+    }

@@ -10,6 +10,7 @@ DenseNet's growth rate is ``width // 2``, 32 published), so quick tiers can run 
   classifier (the CIFAR variant, "no FC stack")
 - DenseNet-BC: Huang et al., CVPR 2017, https://arxiv.org/abs/1608.06993
 """
+
 from __future__ import annotations
 
 import torch
@@ -27,8 +28,7 @@ class BasicBlock(nn.Module):
         super().__init__()
         cout = width * self.expansion
         self.body = nn.Sequential(*_conv_bn(cin, width, 3, stride), nn.ReLU(inplace=True), *_conv_bn(width, cout))
-        self.shortcut = (nn.Sequential(*_conv_bn(cin, cout, 1, stride)) if stride != 1 or cin != cout
-                         else nn.Identity())
+        self.shortcut = nn.Sequential(*_conv_bn(cin, cout, 1, stride)) if stride != 1 or cin != cout else nn.Identity()
 
     def forward(self, x):
         return torch.relu(self.body(x) + self.shortcut(x))
@@ -40,11 +40,14 @@ class Bottleneck(BasicBlock):
     def __init__(self, cin: int, width: int, stride: int):
         nn.Module.__init__(self)
         cout = width * self.expansion
-        self.body = nn.Sequential(*_conv_bn(cin, width, 1), nn.ReLU(inplace=True),
-                                  *_conv_bn(width, width, 3, stride), nn.ReLU(inplace=True),
-                                  *_conv_bn(width, cout, 1))
-        self.shortcut = (nn.Sequential(*_conv_bn(cin, cout, 1, stride)) if stride != 1 or cin != cout
-                         else nn.Identity())
+        self.body = nn.Sequential(
+            *_conv_bn(cin, width, 1),
+            nn.ReLU(inplace=True),
+            *_conv_bn(width, width, 3, stride),
+            nn.ReLU(inplace=True),
+            *_conv_bn(width, cout, 1),
+        )
+        self.shortcut = nn.Sequential(*_conv_bn(cin, cout, 1, stride)) if stride != 1 or cin != cout else nn.Identity()
 
 
 class ResNet(nn.Module):
@@ -56,8 +59,8 @@ class ResNet(nn.Module):
         stages, cin = [], width
         for i, n in enumerate(layers):
             for j in range(n):
-                stages.append(block(cin, width * 2 ** i, 2 if (i > 0 and j == 0) else 1))
-                cin = width * 2 ** i * block.expansion
+                stages.append(block(cin, width * 2**i, 2 if (i > 0 and j == 0) else 1))
+                cin = width * 2**i * block.expansion
         self.stages = nn.Sequential(*stages)
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
 
@@ -94,9 +97,14 @@ class VGG(nn.Module):
 class _DenseLayer(nn.Module):
     def __init__(self, cin: int, growth: int):
         super().__init__()
-        self.body = nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(inplace=True), nn.Conv2d(cin, 4 * growth, 1, bias=False),
-                                  nn.BatchNorm2d(4 * growth), nn.ReLU(inplace=True),
-                                  nn.Conv2d(4 * growth, growth, 3, padding=1, bias=False))
+        self.body = nn.Sequential(
+            nn.BatchNorm2d(cin),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cin, 4 * growth, 1, bias=False),
+            nn.BatchNorm2d(4 * growth),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(4 * growth, growth, 3, padding=1, bias=False),
+        )
 
     def forward(self, x):
         return torch.cat([self.body(x), x], 1)
@@ -115,8 +123,12 @@ class DenseNet(nn.Module):
                 cin += growth
             if i < len(blocks) - 1:
                 cout = int(cin * reduction)
-                mods += [nn.BatchNorm2d(cin), nn.ReLU(inplace=True), nn.Conv2d(cin, cout, 1, bias=False),
-                         nn.AvgPool2d(2)]
+                mods += [
+                    nn.BatchNorm2d(cin),
+                    nn.ReLU(inplace=True),
+                    nn.Conv2d(cin, cout, 1, bias=False),
+                    nn.AvgPool2d(2),
+                ]
                 cin = cout
         mods += [nn.BatchNorm2d(cin), nn.ReLU(inplace=True)]
         self.features = nn.Sequential(*mods)

@@ -10,6 +10,7 @@ Validation is carved from the training set with a fixed seed (``split_train_val`
 (the published 'val' split for Imagenette, Tiny-ImageNet and ImageWoof) is only reported. The test
 split is put in a fixed random order once, so that an ``eval_examples`` cap takes a class-mixed subset.
 """
+
 from __future__ import annotations
 
 import os
@@ -69,8 +70,9 @@ def crop_flip(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator)
     return x.gather(3, (dx + cols)[:, None, None, :].expand(b, c, h, w))
 
 
-def random_erase(x: torch.Tensor, prob: float, generator: torch.Generator, scale=(0.02, 1 / 3),
-                 ratio=(0.3, 3.3), attempts: int = 10) -> torch.Tensor:
+def random_erase(
+    x: torch.Tensor, prob: float, generator: torch.Generator, scale=(0.02, 1 / 3), ratio=(0.3, 3.3), attempts: int = 10
+) -> torch.Tensor:
     """timm's ``RandomErasing(prob, mode='pixel')`` batched: per image, with probability ``prob``, one
     rectangle of area fraction in ``scale`` and aspect ratio in ``ratio`` (log-uniform) gets N(0, 1)
     noise (the input is already normalised). Up to ``attempts`` draws to fit, as timm."""
@@ -88,8 +90,9 @@ def random_erase(x: torch.Tensor, prob: float, generator: torch.Generator, scale
     left = (torch.rand(b, 1, generator=generator, device=dev) * (w - ew + 1).clamp(min=1)).long()
     r = torch.arange(h, device=dev)[None, :]
     cc = torch.arange(w, device=dev)[None, :]
-    mask = (((r >= top) & (r < top + eh))[:, :, None] & ((cc >= left) & (cc < left + ew))[:, None, :]
-            & use[:, :, None])[:, None]
+    mask = (
+        ((r >= top) & (r < top + eh))[:, :, None] & ((cc >= left) & (cc < left + ew))[:, None, :] & use[:, :, None]
+    )[:, None]
     mask = mask.expand(b, c, h, w)
     if x.is_cuda:  # no host sync on the GPU: draw noise for every pixel
         return torch.where(mask, torch.randn(x.shape, generator=generator, device=dev, dtype=x.dtype), x)
@@ -140,18 +143,17 @@ class ImageTask(ArrayTask):
         while True:
             order = torch.randperm(self.n_train, generator=generator).to(dev)
             for i in range(0, self.n_train - bs + 1, bs):  # drop the last partial batch: B is constant
-                idx = order[i:i + bs]
+                idx = order[i : i + bs]
                 yield self.augment(x_all[idx], True, aug_gen), y_all[idx]
 
     def eval_batches(self, split, device):
         x_all, y_all = self.on(device)["train_eval" if split == "train" else split]
         n, bs = min(len(x_all), self.config.eval_examples), self.config.eval_batch_size
         for i in range(0, n, bs):
-            yield self.augment(x_all[i:min(i + bs, n)], False, None), y_all[i:min(i + bs, n)]
+            yield self.augment(x_all[i : min(i + bs, n)], False, None), y_all[i : min(i + bs, n)]
 
     def loss(self, outputs, targets):
-        return F.cross_entropy(outputs.float(), targets, label_smoothing=self.config.label_smoothing,
-                               reduction="mean")
+        return F.cross_entropy(outputs.float(), targets, label_smoothing=self.config.label_smoothing, reduction="mean")
 
 
 def _nchw(x) -> torch.Tensor:
@@ -165,12 +167,15 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
         return x
     h, w = x.shape[-2:]
     if h == w and h % size == 0:  # an integer factor: the box filter (mean of each k x k block)
+
         def resize(chunk):
             return F.avg_pool2d(chunk.float(), h // size)
     else:
+
         def resize(chunk):
             return F.interpolate(chunk.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return torch.cat([resize(x[i:i + 4096]).round_().clamp_(0, 255).to(torch.uint8) for i in range(0, len(x), 4096)])
+
+    return torch.cat([resize(x[i : i + 4096]).round_().clamp_(0, 255).to(torch.uint8) for i in range(0, len(x), 4096)])
 
 
 def synthetic_images(c: ImageConfig, n_train: int = 256, n_test: int = 64) -> tuple[dict, int]:
@@ -179,7 +184,7 @@ def synthetic_images(c: ImageConfig, n_train: int = 256, n_test: int = 64) -> tu
     n = n_train + n_test
     y = torch.randint(0, c.classes, (n,), generator=g)
     tint = torch.randint(0, 256, (c.classes, 3, 1, 1), generator=g).float()
-    x = (0.5 * tint[y] + 0.5 * torch.randint(0, 256, (n, 3, c.image_size, c.image_size), generator=g).float())
+    x = 0.5 * tint[y] + 0.5 * torch.randint(0, 256, (n, 3, c.image_size, c.image_size), generator=g).float()
     x = x.to(torch.uint8).permute(0, 2, 3, 1).numpy()  # NHWC, as the plain files store images
     y = y.numpy()
     return {"x_train": x[:n_train], "y_train": y[:n_train], "x_test": x[n_train:], "y_test": y[n_train:]}, c.classes
@@ -193,8 +198,10 @@ def image_data(c: ImageConfig) -> tuple[dict, int, tuple, tuple, str]:
         n_val = min(c.n_val, len(raw["x_train"]) // 4)
     else:
         if c.dataset not in IMAGE_SETS or not IMAGE_SETS[c.dataset].image_size:
-            raise ValueError(f"data set {c.dataset!r} has no in-memory form; use one of "
-                             f"{', '.join(k for k, v in IMAGE_SETS.items() if v.image_size)} or synthetic")
+            raise ValueError(
+                f"data set {c.dataset!r} has no in-memory form; use one of "
+                f"{', '.join(k for k, v in IMAGE_SETS.items() if v.image_size)} or synthetic"
+            )
         arrays, source = load_images(c.dataset)
         s = IMAGE_SETS[c.dataset]
         raw, classes, mean, std, n_val = arrays, s.num_classes, s.mean, s.std, c.n_val
@@ -204,17 +211,23 @@ def image_data(c: ImageConfig) -> tuple[dict, int, tuple, tuple, str]:
             raw, classes = {}, c.class_subset
             for split in ("train", "test"):
                 keep = np.flatnonzero(np.asarray(arrays[f"y_{split}"]) < classes)
-                raw[f"x_{split}"], raw[f"y_{split}"] = arrays[f"x_{split}"][keep], np.asarray(arrays[f"y_{split}"])[keep]
-    splits = split_train_val(raw["x_train"], raw["y_train"], n_val=n_val, n_train=c.n_train or None,
-                             n_train_eval=c.eval_examples)
+                raw[f"x_{split}"], raw[f"y_{split}"] = (
+                    arrays[f"x_{split}"][keep],
+                    np.asarray(arrays[f"y_{split}"])[keep],
+                )
+    splits = split_train_val(
+        raw["x_train"], raw["y_train"], n_val=n_val, n_train=c.n_train or None, n_train_eval=c.eval_examples
+    )
     order = torch.randperm(len(raw["y_test"]), generator=torch.Generator().manual_seed(EVAL_SEED))
     n_test = min(len(order), c.eval_examples)
     idx = order[:n_test].numpy()
     splits["test"] = (raw["x_test"][idx], np.asarray(raw["y_test"])[idx])  # numpy: reads only these rows
     out = {}
     for k, (x, y) in splits.items():
-        out[k] = (_resize(_nchw(np.ascontiguousarray(x) if isinstance(x, np.ndarray) else x), c.image_size),
-                  torch.as_tensor(y).long())
+        out[k] = (
+            _resize(_nchw(np.ascontiguousarray(x) if isinstance(x, np.ndarray) else x), c.image_size),
+            torch.as_tensor(y).long(),
+        )
     ymax = int(max(int(v[1].max()) for v in out.values() if len(v[1])))
     if ymax >= classes:
         raise ValueError(f"data set {c.dataset!r}: label {ymax} out of range for {classes} classes")
@@ -245,20 +258,30 @@ class FolderTask(Task):
         c = config
         self.model_fn, self.folder = model_fn, folder
         self.data_source = f"imagefolder:{folder}"
-        self.train_tf = create_transform(c.image_size, is_training=True, hflip=0.5 if c.flip else 0.0,
-                                         color_jitter=c.color_jitter or None, auto_augment=None,
-                                         interpolation="bicubic", re_prob=c.erase_prob, re_mode="pixel",
-                                         re_count=1, mean=mean, std=std)
-        self.eval_tf = create_transform(c.image_size, is_training=False, interpolation="bicubic", crop_pct=0.875,
-                                        mean=mean, std=std)
+        self.train_tf = create_transform(
+            c.image_size,
+            is_training=True,
+            hflip=0.5 if c.flip else 0.0,
+            color_jitter=c.color_jitter or None,
+            auto_augment=None,
+            interpolation="bicubic",
+            re_prob=c.erase_prob,
+            re_mode="pixel",
+            re_count=1,
+            mean=mean,
+            std=std,
+        )
+        self.eval_tf = create_transform(
+            c.image_size, is_training=False, interpolation="bicubic", crop_pct=0.875, mean=mean, std=std
+        )
         self.train_set = ImageFolder(os.path.join(folder, "train"), transform=self.train_tf)
         self.train_eval_set = ImageFolder(os.path.join(folder, "train"), transform=self.eval_tf)
         self.test_set = ImageFolder(os.path.join(folder, "val"), transform=self.eval_tf)
         self.num_classes = len(self.train_set.classes)
         order = torch.randperm(len(self.train_set), generator=torch.Generator().manual_seed(0))
-        self.val_idx, self.train_idx = order[:c.n_val].tolist(), order[c.n_val:].tolist()
+        self.val_idx, self.train_idx = order[: c.n_val].tolist(), order[c.n_val :].tolist()
         if c.n_train:
-            self.train_idx = self.train_idx[:c.n_train]
+            self.train_idx = self.train_idx[: c.n_train]
         self.n_train = len(self.train_idx)
         test_order = torch.randperm(len(self.test_set), generator=torch.Generator().manual_seed(EVAL_SEED))
         self.test_idx = test_order.tolist()
@@ -277,8 +300,14 @@ class FolderTask(Task):
         if w:
             kwargs["prefetch_factor"] = 4
         if shuffle:
-            return DataLoader(dataset, batch_size=batch_size, sampler=SubsetRandomSampler(indices, generator=generator),
-                              drop_last=True, generator=generator, **kwargs)
+            return DataLoader(
+                dataset,
+                batch_size=batch_size,
+                sampler=SubsetRandomSampler(indices, generator=generator),
+                drop_last=True,
+                generator=generator,
+                **kwargs,
+            )
         return DataLoader(Subset(dataset, indices), batch_size=batch_size, shuffle=False, **kwargs)
 
     def train_batches(self, generator, device):
@@ -290,13 +319,15 @@ class FolderTask(Task):
 
     def eval_batches(self, split, device):
         n = self.config.eval_examples
-        dataset, idx = {"train": (self.train_eval_set, self.train_idx[:n]), "val": (self.train_eval_set, self.val_idx[:n]),
-                        "test": (self.test_set, self.test_idx[:n])}[split]
+        dataset, idx = {
+            "train": (self.train_eval_set, self.train_idx[:n]),
+            "val": (self.train_eval_set, self.val_idx[:n]),
+            "test": (self.test_set, self.test_idx[:n]),
+        }[split]
         if split not in self._eval_loaders:  # persistent workers: started once per split
             self._eval_loaders[split] = self._loader(dataset, idx, self.config.eval_batch_size, device=device)
         for x, y in self._eval_loaders[split]:
             yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
     def loss(self, outputs, targets):
-        return F.cross_entropy(outputs.float(), targets, label_smoothing=self.config.label_smoothing,
-                               reduction="mean")
+        return F.cross_entropy(outputs.float(), targets, label_smoothing=self.config.label_smoothing, reduction="mean")

@@ -46,6 +46,7 @@ The 100-class stand-in runs see under one epoch, so their accuracies are low (ch
 noisy (+-0.005 on 2,000 images); they check that an optimizer trains these architectures, the full
 tiers measure it. Data wait (batch fetch + on-device augmentation) was 0.3-2.3% of the train time.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -83,9 +84,16 @@ def vit_model(num_classes: int, c: VitConfig):
     """timm's VisionTransformer (Dosovitskiy et al., ICLR 2021) at the task's image and patch size."""
     from timm.models.vision_transformer import VisionTransformer
 
-    return VisionTransformer(img_size=c.image_size, patch_size=c.patch_size, num_classes=num_classes,
-                             embed_dim=c.embed_dim, depth=c.depth, num_heads=c.num_heads, mlp_ratio=c.mlp_ratio,
-                             drop_path_rate=c.drop_path)
+    return VisionTransformer(
+        img_size=c.image_size,
+        patch_size=c.patch_size,
+        num_classes=num_classes,
+        embed_dim=c.embed_dim,
+        depth=c.depth,
+        num_heads=c.num_heads,
+        mlp_ratio=c.mlp_ratio,
+        drop_path_rate=c.drop_path,
+    )
 
 
 def _build(model_for):
@@ -97,56 +105,157 @@ def _build(model_for):
 
 def cnn_full(arch: str, dataset: str, epochs: int = 210) -> CnnConfig:
     """The paper's CNN protocol: batch 128, multistep decays at 1/3 and 2/3 of the epochs."""
-    return CnnConfig(steps=epochs * EPOCH, batch_size=128, eval_every=EPOCH, lr_schedule="multistep",
-                     eval_examples=10_000, eval_batch_size=256, dataset=dataset, n_val=CIFAR_VAL, arch=arch,
-                     width=64, pad=4, flip=True)
+    return CnnConfig(
+        steps=epochs * EPOCH,
+        batch_size=128,
+        eval_every=EPOCH,
+        lr_schedule="multistep",
+        eval_examples=10_000,
+        eval_batch_size=256,
+        dataset=dataset,
+        n_val=CIFAR_VAL,
+        arch=arch,
+        width=64,
+        pad=4,
+        flip=True,
+    )
 
 
 def cnn_smoke(arch: str, width: int = 4, classes: int = 10) -> CnnConfig:
     """Seconds on generated images; VGG's five 2x2 pools need 32 px, the others run at 16 px."""
-    return CnnConfig(steps=3, batch_size=16, eval_every=3, eval_examples=16, eval_batch_size=16, dataset="synthetic",
-                     image_size=32 if arch.startswith("vgg") else 16, n_val=16, classes=classes, arch=arch,
-                     width=width)
+    return CnnConfig(
+        steps=3,
+        batch_size=16,
+        eval_every=3,
+        eval_examples=16,
+        eval_batch_size=16,
+        dataset="synthetic",
+        image_size=32 if arch.startswith("vgg") else 16,
+        n_val=16,
+        classes=classes,
+        arch=arch,
+        width=width,
+    )
 
 
 def register_cnn(name: str, description: str, smoke: CnnConfig, quick: CnnConfig, full: CnnConfig, data: str):
-    register_task(name, build=_build(cnn_model), tiers={"smoke": smoke, "quick": quick, "full": full},
-                  metric="accuracy", higher_is_better=True, family="cifar", paper=PAPER, data=data, model_kind="cnn",
-                  description=description)
+    register_task(
+        name,
+        build=_build(cnn_model),
+        tiers={"smoke": smoke, "quick": quick, "full": full},
+        metric="accuracy",
+        higher_is_better=True,
+        family="cifar",
+        paper=PAPER,
+        data=data,
+        model_kind="cnn",
+        description=description,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # CIFAR-10
 
 register_cnn(
-    "cifar10-resnet", "CIFAR-10, ResNet-18 with a CIFAR stem (in-house); CNN protocol",
+    "cifar10-resnet",
+    "CIFAR-10, ResNet-18 with a CIFAR stem (in-house); CNN protocol",
     smoke=cnn_smoke("resnet18"),
-    quick=CnnConfig(steps=700, batch_size=64, eval_every=175, target=0.50, dataset="cifar10", n_val=2000,
-                    eval_examples=2000, eval_batch_size=128, arch="resnet18", width=16, lr_schedule="multistep"),
-    full=cnn_full("resnet18", "cifar10"), data="cifar10")
+    quick=CnnConfig(
+        steps=700,
+        batch_size=64,
+        eval_every=175,
+        target=0.50,
+        dataset="cifar10",
+        n_val=2000,
+        eval_examples=2000,
+        eval_batch_size=128,
+        arch="resnet18",
+        width=16,
+        lr_schedule="multistep",
+    ),
+    full=cnn_full("resnet18", "cifar10"),
+    data="cifar10",
+)
 
 register_cnn(
-    "cifar10-vgg", "CIFAR-10, VGG-BN (CIFAR variant, one linear classifier; VGG-16 at full tier)",
+    "cifar10-vgg",
+    "CIFAR-10, VGG-BN (CIFAR variant, one linear classifier; VGG-16 at full tier)",
     smoke=cnn_smoke("vgg11"),
-    quick=CnnConfig(steps=1300, batch_size=64, eval_every=325, target=0.55, dataset="cifar10", n_val=2000,
-                    eval_examples=2000, eval_batch_size=128, arch="vgg16", width=16, lr_schedule="multistep"),
-    full=cnn_full("vgg16", "cifar10"), data="cifar10")
+    quick=CnnConfig(
+        steps=1300,
+        batch_size=64,
+        eval_every=325,
+        target=0.55,
+        dataset="cifar10",
+        n_val=2000,
+        eval_examples=2000,
+        eval_batch_size=128,
+        arch="vgg16",
+        width=16,
+        lr_schedule="multistep",
+    ),
+    full=cnn_full("vgg16", "cifar10"),
+    data="cifar10",
+)
 
 register_task(
-    "cifar10-vit", build=_build(vit_model), metric="accuracy", higher_is_better=True, family="cifar", paper=PAPER,
+    "cifar10-vit",
+    build=_build(vit_model),
+    metric="accuracy",
+    higher_is_better=True,
+    family="cifar",
+    paper=PAPER,
     model_kind="vit",
-    data="cifar10", description="CIFAR-10, small patch-4 ViT (timm VisionTransformer); ViT protocol",
+    data="cifar10",
+    description="CIFAR-10, small patch-4 ViT (timm VisionTransformer); ViT protocol",
     tiers={
-        "smoke": VitConfig(steps=3, batch_size=16, eval_every=3, eval_examples=16, eval_batch_size=16,
-                           dataset="synthetic", image_size=16, n_val=16, embed_dim=16, depth=1, num_heads=2),
-        "quick": VitConfig(steps=800, batch_size=64, eval_every=200, target=0.42, dataset="cifar10", n_val=2000,
-                           eval_examples=2000, eval_batch_size=128, lr_schedule="cosine", warmup_steps=80,
-                           embed_dim=96, depth=4, num_heads=3, label_smoothing=0.1, drop_path=0.0),
+        "smoke": VitConfig(
+            steps=3,
+            batch_size=16,
+            eval_every=3,
+            eval_examples=16,
+            eval_batch_size=16,
+            dataset="synthetic",
+            image_size=16,
+            n_val=16,
+            embed_dim=16,
+            depth=1,
+            num_heads=2,
+        ),
+        "quick": VitConfig(
+            steps=800,
+            batch_size=64,
+            eval_every=200,
+            target=0.42,
+            dataset="cifar10",
+            n_val=2000,
+            eval_examples=2000,
+            eval_batch_size=128,
+            lr_schedule="cosine",
+            warmup_steps=80,
+            embed_dim=96,
+            depth=4,
+            num_heads=3,
+            label_smoothing=0.1,
+            drop_path=0.0,
+        ),
         # 200 epochs, cosine with 10 warm-up epochs, smoothing 0.1, drop-path 0.1, random erasing 0.25
-        "full": VitConfig(steps=200 * EPOCH, batch_size=128, eval_every=EPOCH, lr_schedule="cosine",
-                          warmup_steps=10 * EPOCH, eval_examples=10_000, eval_batch_size=256, dataset="cifar10",
-                          n_val=CIFAR_VAL, label_smoothing=0.1, erase_prob=0.25, drop_path=0.1),
-    })
+        "full": VitConfig(
+            steps=200 * EPOCH,
+            batch_size=128,
+            eval_every=EPOCH,
+            lr_schedule="cosine",
+            warmup_steps=10 * EPOCH,
+            eval_examples=10_000,
+            eval_batch_size=256,
+            dataset="cifar10",
+            n_val=CIFAR_VAL,
+            label_smoothing=0.1,
+            erase_prob=0.25,
+            drop_path=0.1,
+        ),
+    },
+)
 
 # ---------------------------------------------------------------------------------------------
 # CIFAR-100 (the paper's CNN experiments); quick tiers on the Tiny-ImageNet-32 stand-in
@@ -163,11 +272,23 @@ for _name, _arch, _epochs, _desc in [
     ("cifar100-densenet121", "densenet121", 210, "DenseNet-121 (CIFAR stem, growth 32)"),
 ]:
     register_cnn(
-        _name, f"CIFAR-100, {_desc}; the paper's CNN protocol ({_epochs} epochs). Quick tier: Tiny-ImageNet-32 "
-               "stand-in", data="cifar100",
+        _name,
+        f"CIFAR-100, {_desc}; the paper's CNN protocol ({_epochs} epochs). Quick tier: Tiny-ImageNet-32 stand-in",
+        data="cifar100",
         smoke=cnn_smoke(_arch, width=4 if _arch != "densenet121" else 8, classes=100),
-        quick=CnnConfig(steps=QUICK_STEPS[_arch], batch_size=64, eval_every=QUICK_STEPS[_arch] // 4,
-                        target=QUICK_TARGET[_arch], dataset="tinyimagenet32", class_subset=100, n_val=2000,
-                        eval_examples=2000, eval_batch_size=128, arch=_arch, width=QUICK_WIDTH[_arch],
-                        lr_schedule="multistep"),
-        full=cnn_full(_arch, "cifar100", _epochs))
+        quick=CnnConfig(
+            steps=QUICK_STEPS[_arch],
+            batch_size=64,
+            eval_every=QUICK_STEPS[_arch] // 4,
+            target=QUICK_TARGET[_arch],
+            dataset="tinyimagenet32",
+            class_subset=100,
+            n_val=2000,
+            eval_examples=2000,
+            eval_batch_size=128,
+            arch=_arch,
+            width=QUICK_WIDTH[_arch],
+            lr_schedule="multistep",
+        ),
+        full=cnn_full(_arch, "cifar100", _epochs),
+    )

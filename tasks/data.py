@@ -18,6 +18,7 @@ split (neither publishes a labelled test split). The validation split used for t
 the training set with a fixed seed (``tasks._base.split_train_val``; WikiText-103 uses its official
 validation split), so the test split is only ever reported, never tuned on.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,10 @@ import numpy as np
 from rootbench.harness.registry import RegistryError
 
 OFFLINE_ENV = "ROOTBENCH_OFFLINE"
-NPZ = ("or place {name}.npz in $ROOTBENCH_DATA (arrays x_train, y_train, x_test, y_test; uint8 images N x H x W "
-       "[x C] at {size} px, integer labels)")
+NPZ = (
+    "or place {name}.npz in $ROOTBENCH_DATA (arrays x_train, y_train, x_test, y_test; uint8 images N x H x W "
+    "[x C] at {size} px, integer labels)"
+)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -68,35 +71,80 @@ class ImageSet:
     test_is_val: bool = False  # the published split used as test is called 'val'
 
 
-IMAGE_SETS = {s.name: s for s in [
-    ImageSet("cifar10", 10, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
-             torchvision="CIFAR10", torchvision_dir="cifar-10-batches-py",
-             produce="let torchvision download it (needs network: python -c \"import torchvision; "
-                     "torchvision.datasets.CIFAR10('$ROOTBENCH_DATA', download=True)\"), " + NPZ.format(name="cifar10", size=32)),
-    # CIFAR-100 is not in the offline pack: torchvision's download is its source
-    ImageSet("cifar100", 100, 32, (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761),
-             torchvision="CIFAR100", torchvision_dir="cifar-100-python",
-             produce="python -c \"import torchvision; torchvision.datasets.CIFAR100('$ROOTBENCH_DATA', "
-                     "download=True)\""),
-    ImageSet("mnist", 10, 28, (0.1307,), (0.3081,), torchvision="MNIST", torchvision_dir="MNIST",
-             produce="let torchvision download it (needs network), " + NPZ.format(name="mnist", size=28)),
-    ImageSet("tinyimagenet32", 200, 32, (0.4806, 0.4486, 0.3983), (0.2521, 0.2448, 0.2590),
-             folders=("tinyimagenet",), test_is_val=True,  # val/ sorted into <wnid>/ folders
-             produce="unpack Tiny-ImageNet-200 (http://cs231n.stanford.edu/tiny-imagenet-200.zip) as "
-                     "$ROOTBENCH_DATA/tinyimagenet/{train,val}/<wnid>/*.JPEG (val sorted into class folders), "
-                     + NPZ.format(name="tinyimagenet32", size=32)),
-    ImageSet("imagenette64", 10, 64, (0.4624, 0.4579, 0.4300), (0.2728, 0.2696, 0.2927),
-             folders=("imagenette2-160", "imagenette2-320", "imagenette2", "imagenette"), test_is_val=True,
-             archive="https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz",
-             produce="let rootbench download fastai's imagenette2-160.tgz (needs network), "
-                     + NPZ.format(name="imagenette64", size=64)),
-    # ImageWoof (fastai, 10 dog breeds) at 224 px is read from its folder with worker processes
-    ImageSet("imagewoof", 10, 0, IMAGENET_MEAN, IMAGENET_STD,
-             folders=("imagewoof2-320", "imagewoof2", "imagewoof2-160", "imagewoof"), test_is_val=True,
-             archive="https://s3.amazonaws.com/fast-ai-imageclas/imagewoof2-320.tgz",
-             produce="download and unpack https://s3.amazonaws.com/fast-ai-imageclas/imagewoof2-320.tgz "
-                     "into $ROOTBENCH_DATA (gives imagewoof2-320/train and /val)"),
-]}
+IMAGE_SETS = {
+    s.name: s
+    for s in [
+        ImageSet(
+            "cifar10",
+            10,
+            32,
+            (0.4914, 0.4822, 0.4465),
+            (0.2470, 0.2435, 0.2616),
+            torchvision="CIFAR10",
+            torchvision_dir="cifar-10-batches-py",
+            produce='let torchvision download it (needs network: python -c "import torchvision; '
+            "torchvision.datasets.CIFAR10('$ROOTBENCH_DATA', download=True)\"), " + NPZ.format(name="cifar10", size=32),
+        ),
+        # CIFAR-100 is not in the offline pack: torchvision's download is its source
+        ImageSet(
+            "cifar100",
+            100,
+            32,
+            (0.5071, 0.4867, 0.4408),
+            (0.2675, 0.2565, 0.2761),
+            torchvision="CIFAR100",
+            torchvision_dir="cifar-100-python",
+            produce="python -c \"import torchvision; torchvision.datasets.CIFAR100('$ROOTBENCH_DATA', download=True)\"",
+        ),
+        ImageSet(
+            "mnist",
+            10,
+            28,
+            (0.1307,),
+            (0.3081,),
+            torchvision="MNIST",
+            torchvision_dir="MNIST",
+            produce="let torchvision download it (needs network), " + NPZ.format(name="mnist", size=28),
+        ),
+        ImageSet(
+            "tinyimagenet32",
+            200,
+            32,
+            (0.4806, 0.4486, 0.3983),
+            (0.2521, 0.2448, 0.2590),
+            folders=("tinyimagenet",),
+            test_is_val=True,  # val/ sorted into <wnid>/ folders
+            produce="unpack Tiny-ImageNet-200 (http://cs231n.stanford.edu/tiny-imagenet-200.zip) as "
+            "$ROOTBENCH_DATA/tinyimagenet/{train,val}/<wnid>/*.JPEG (val sorted into class folders), "
+            + NPZ.format(name="tinyimagenet32", size=32),
+        ),
+        ImageSet(
+            "imagenette64",
+            10,
+            64,
+            (0.4624, 0.4579, 0.4300),
+            (0.2728, 0.2696, 0.2927),
+            folders=("imagenette2-160", "imagenette2-320", "imagenette2", "imagenette"),
+            test_is_val=True,
+            archive="https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz",
+            produce="let rootbench download fastai's imagenette2-160.tgz (needs network), "
+            + NPZ.format(name="imagenette64", size=64),
+        ),
+        # ImageWoof (fastai, 10 dog breeds) at 224 px is read from its folder with worker processes
+        ImageSet(
+            "imagewoof",
+            10,
+            0,
+            IMAGENET_MEAN,
+            IMAGENET_STD,
+            folders=("imagewoof2-320", "imagewoof2", "imagewoof2-160", "imagewoof"),
+            test_is_val=True,
+            archive="https://s3.amazonaws.com/fast-ai-imageclas/imagewoof2-320.tgz",
+            produce="download and unpack https://s3.amazonaws.com/fast-ai-imageclas/imagewoof2-320.tgz "
+            "into $ROOTBENCH_DATA (gives imagewoof2-320/train and /val)",
+        ),
+    ]
+}
 
 
 @dataclass(frozen=True)
@@ -111,24 +159,43 @@ class TextSet:
     produce: str = ""
 
 
-TEXT_SETS = {s.name: s for s in [
-    TextSet("tinyshakespeare", ("",),
+TEXT_SETS = {
+    s.name: s
+    for s in [
+        TextSet(
+            "tinyshakespeare",
+            ("",),
             url="https://raw.githubusercontent.com/karpathy/char-rnn/6f9487a6fe5b420b7ca9afb0d7c078e37c1d1b4e/"
-                "data/tinyshakespeare/input.txt",
+            "data/tinyshakespeare/input.txt",
             produce="let rootbench download it (needs network), or place tinyshakespeare.txt (karpathy's "
-                    "char-rnn input.txt) in $ROOTBENCH_DATA"),
-    TextSet("wikitext2", ("valid", "test"), hf=("Salesforce/wikitext", "wikitext-2-v1"),
+            "char-rnn input.txt) in $ROOTBENCH_DATA",
+        ),
+        TextSet(
+            "wikitext2",
+            ("valid", "test"),
+            hf=("Salesforce/wikitext", "wikitext-2-v1"),
             hf_splits=("validation", "test"),
             produce="let Hugging Face `datasets` download it (needs network), or place wikitext2_valid.txt and "
-                    "wikitext2_test.txt (wiki.valid.tokens, wiki.test.tokens of WikiText-2 v1) in $ROOTBENCH_DATA"),
-    TextSet("wikitext103", ("train", "valid", "test"), hf=("Salesforce/wikitext", "wikitext-103-v1"),
+            "wikitext2_test.txt (wiki.valid.tokens, wiki.test.tokens of WikiText-2 v1) in $ROOTBENCH_DATA",
+        ),
+        TextSet(
+            "wikitext103",
+            ("train", "valid", "test"),
+            hf=("Salesforce/wikitext", "wikitext-103-v1"),
             hf_splits=("train", "validation", "test"),
             produce="let Hugging Face `datasets` download it (needs network), or place wikitext103_train.txt, "
-                    "wikitext103_valid.txt and wikitext103_test.txt (wiki.*.tokens of WikiText-103 v1)"),
-    TextSet("tinystories", ("train", "valid"), hf=("roneneldan/TinyStories", None), hf_splits=("train", "validation"),
+            "wikitext103_valid.txt and wikitext103_test.txt (wiki.*.tokens of WikiText-103 v1)",
+        ),
+        TextSet(
+            "tinystories",
+            ("train", "valid"),
+            hf=("roneneldan/TinyStories", None),
+            hf_splits=("train", "validation"),
             produce="let Hugging Face `datasets` download it (needs network), or place tinystories_train.txt "
-                    "and tinystories_valid.txt"),
-]}
+            "and tinystories_valid.txt",
+        ),
+    ]
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,8 +223,11 @@ def network_available(url: str, timeout: float = 3.0) -> bool:
     return _REACHABLE[host]
 
 
-TORCHVISION_HOSTS = {"CIFAR10": "https://www.cs.toronto.edu", "CIFAR100": "https://www.cs.toronto.edu",
-                     "MNIST": "https://ossci-datasets.s3.amazonaws.com"}
+TORCHVISION_HOSTS = {
+    "CIFAR10": "https://www.cs.toronto.edu",
+    "CIFAR100": "https://www.cs.toronto.edu",
+    "MNIST": "https://ossci-datasets.s3.amazonaws.com",
+}
 HF_HOST = "https://huggingface.co"
 
 
@@ -172,8 +242,10 @@ def load_npz(path: str, keys=None) -> dict:
         names = [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
         for key in keys if keys is not None else names:
             if key not in names:
-                raise DataMissingError(f"{path} has no array {key!r} (has {', '.join(names)}); "
-                                       f"rewrite it with x_train, y_train, x_test, y_test")
+                raise DataMissingError(
+                    f"{path} has no array {key!r} (has {', '.join(names)}); "
+                    f"rewrite it with x_train, y_train, x_test, y_test"
+                )
             info = zf.getinfo(key + ".npy")
             if info.compress_type != zipfile.ZIP_STORED:
                 out[key] = np.load(zf.open(info), allow_pickle=False)
@@ -187,8 +259,11 @@ def load_npz(path: str, keys=None) -> dict:
             shape, fortran, dtype = read(f)
             if dtype.hasobject:
                 raise DataMissingError(f"{path}:{key} holds Python objects; store plain arrays")
-            out[key] = np.memmap(path, dtype=dtype, mode="r", offset=f.tell(), shape=shape,
-                                 order="F" if fortran else "C") if int(np.prod(shape)) else np.empty(shape, dtype)
+            out[key] = (
+                np.memmap(path, dtype=dtype, mode="r", offset=f.tell(), shape=shape, order="F" if fortran else "C")
+                if int(np.prod(shape))
+                else np.empty(shape, dtype)
+            )
     return out
 
 
@@ -243,10 +318,15 @@ def image_source(name: str, network: bool = True) -> str:
         return "download:torchvision"
     if network and s.archive and network_available(s.archive):
         return f"download:{s.archive}"
-    place = f"place {npz} (keras-style npz: uint8 x_train/x_test HWC, integer y_train/y_test)" if s.image_size \
+    place = (
+        f"place {npz} (keras-style npz: uint8 x_train/x_test HWC, integer y_train/y_test)"
+        if s.image_size
         else f"place an ImageFolder tree {os.path.join(root, s.folders[0])}/{{train,val}}/<class>/*.JPEG"
-    raise DataMissingError(f"data set {name!r} not found in the data root {root} ($ROOTBENCH_DATA) and not "
-                           f"downloadable here: {place}; to produce it: {s.produce}")
+    )
+    raise DataMissingError(
+        f"data set {name!r} not found in the data root {root} ($ROOTBENCH_DATA) and not "
+        f"downloadable here: {place}; to produce it: {s.produce}"
+    )
 
 
 def load_images(name: str) -> tuple[dict, str]:
@@ -277,8 +357,10 @@ def image_folder_path(name: str) -> str:
         _download_archive(IMAGE_SETS[name], data_root())
         source = f"imagefolder:{image_folder(name)}"
     if not source.startswith("imagefolder:"):
-        raise DataMissingError(f"data set {name!r} is read from an ImageFolder tree, found {source}; "
-                               f"to produce it: {IMAGE_SETS[name].produce}")
+        raise DataMissingError(
+            f"data set {name!r} is read from an ImageFolder tree, found {source}; "
+            f"to produce it: {IMAGE_SETS[name].produce}"
+        )
     return source.split(":", 1)[1]
 
 
@@ -287,8 +369,10 @@ def _checked(name: str, arrays: dict, path: str) -> dict:
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.dtype != np.uint8 or x.ndim not in (3, 4) or len(x) != len(y):
-            raise DataMissingError(f"{path}: x_{split} must be uint8 (N,H,W[,C]) with one label per image, got "
-                                   f"{x.dtype} {x.shape} and {len(y)} labels; rebuild it with: {s.produce}")
+            raise DataMissingError(
+                f"{path}: x_{split} must be uint8 (N,H,W[,C]) with one label per image, got "
+                f"{x.dtype} {x.shape} and {len(y)} labels; rebuild it with: {s.produce}"
+            )
     return arrays
 
 
@@ -303,8 +387,9 @@ def _from_torchvision(s: ImageSet, root: str, download: bool) -> dict:
             x = ds.data.numpy() if hasattr(ds.data, "numpy") else np.asarray(ds.data)
             out[f"x_{split}"], out[f"y_{split}"] = x.astype(np.uint8), np.asarray(ds.targets, dtype=np.int64)
     except (RuntimeError, OSError) as e:  # torchvision raises RuntimeError for missing/corrupt files
-        raise DataMissingError(f"torchvision could not read {s.name!r} from {root} ({e}); "
-                               f"to produce it: {s.produce}") from None
+        raise DataMissingError(
+            f"torchvision could not read {s.name!r} from {root} ({e}); to produce it: {s.produce}"
+        ) from None
     return out
 
 
@@ -314,8 +399,9 @@ def _download_archive(s: ImageSet, root: str) -> None:
     try:
         download_and_extract_archive(s.archive, download_root=root)
     except Exception as e:  # noqa: BLE001 - any network or archive failure means: data missing
-        raise DataMissingError(f"downloading {s.archive} into {root} failed ({type(e).__name__}: {e}); "
-                               f"to produce it: {s.produce}") from None
+        raise DataMissingError(
+            f"downloading {s.archive} into {root} failed ({type(e).__name__}: {e}); to produce it: {s.produce}"
+        ) from None
     if image_folder(s.name, root) is None:
         raise DataMissingError(f"{s.archive} did not unpack into one of {s.folders} under {root}")
 
@@ -366,8 +452,10 @@ def text_source(name: str, network: bool = True) -> str:
     if network and s.url and network_available(s.url):
         return f"download:{s.url}"
     missing = [f for f in files if not os.path.isfile(f)]
-    raise DataMissingError(f"text corpus {name!r} not found in the data root {data_root()} ($ROOTBENCH_DATA) and "
-                           f"not downloadable here: place {', '.join(missing)}; to produce it: {s.produce}")
+    raise DataMissingError(
+        f"text corpus {name!r} not found in the data root {data_root()} ($ROOTBENCH_DATA) and "
+        f"not downloadable here: place {', '.join(missing)}; to produce it: {s.produce}"
+    )
 
 
 def load_text(name: str) -> tuple[dict, str]:
@@ -404,8 +492,10 @@ def _from_huggingface(s: TextSet) -> dict:
             sep = "" if path.endswith("wikitext") else "\n\n"
             out[split] = sep.join(ds["text"])
     except Exception as e:  # noqa: BLE001 - any hub failure means: data missing
-        raise DataMissingError(f"Hugging Face datasets could not load {path} {config or ''} "
-                               f"({type(e).__name__}: {e}); to produce it: {s.produce}") from None
+        raise DataMissingError(
+            f"Hugging Face datasets could not load {path} {config or ''} "
+            f"({type(e).__name__}: {e}); to produce it: {s.produce}"
+        ) from None
     return out
 
 
@@ -416,8 +506,9 @@ def _fetch_url(url: str) -> str:
         with urllib.request.urlopen(url, timeout=60) as r:
             return r.read().decode("utf-8")
     except Exception as e:  # noqa: BLE001
-        raise DataMissingError(f"downloading {url} failed ({type(e).__name__}: {e}); place the file in "
-                               f"{data_root()} instead") from None
+        raise DataMissingError(
+            f"downloading {url} failed ({type(e).__name__}: {e}); place the file in {data_root()} instead"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -445,7 +536,9 @@ def status(dataset: str) -> str:
         return require(dataset, network=False)
     except DataMissingError:
         s = IMAGE_SETS.get(dataset) or TEXT_SETS.get(dataset)
-        can = getattr(s, "torchvision", "") or getattr(s, "archive", "") or getattr(s, "hf", ()) or getattr(s, "url", "")
+        can = (
+            getattr(s, "torchvision", "") or getattr(s, "archive", "") or getattr(s, "hf", ()) or getattr(s, "url", "")
+        )
         return "not in the data root" + (" (downloadable)" if can else "")
     except RegistryError as e:
         return f"invalid: {e}"

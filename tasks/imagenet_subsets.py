@@ -45,6 +45,7 @@ protocol scaled to the budget); the reference runs above were measured with a co
 Data wait was 0.8-1.2% of the train time for the CNNs and 4-9% for the ViTs, whose steps are cheap
 (a rerun of imagenette64-vit/adamw after batching the crop and erasing as gathers: 6.4%, val 0.496).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -70,52 +71,177 @@ def _in_memory(model_for):
 
 
 register_task(
-    "tinyimagenet32-resnet", build=_in_memory(cnn_model), metric="accuracy", higher_is_better=True,
-    family="imagenet_subsets", paper=PAPER, data="tinyimagenet32", model_kind="cnn",
+    "tinyimagenet32-resnet",
+    build=_in_memory(cnn_model),
+    metric="accuracy",
+    higher_is_better=True,
+    family="imagenet_subsets",
+    paper=PAPER,
+    data="tinyimagenet32",
+    model_kind="cnn",
     description="Tiny-ImageNet-200 at 32 px, ResNet-18 with a CIFAR stem; CNN protocol (120 epochs)",
     tiers={
-        "smoke": CnnConfig(steps=3, batch_size=16, eval_every=3, eval_examples=16, eval_batch_size=16,
-                           dataset="synthetic", image_size=16, n_val=16, classes=200, arch="resnet18", width=4),
-        "quick": CnnConfig(steps=700, batch_size=64, eval_every=175, target=0.04, dataset="tinyimagenet32",
-                           n_val=2000, eval_examples=2000, eval_batch_size=128, arch="resnet18", width=16, lr_schedule="multistep"),
-        "full": CnnConfig(steps=120 * TIN_EPOCH, batch_size=128, eval_every=TIN_EPOCH, lr_schedule="multistep",
-                          eval_examples=10_000, eval_batch_size=256, dataset="tinyimagenet32", n_val=5_000,
-                          arch="resnet18", width=64),
-    })
+        "smoke": CnnConfig(
+            steps=3,
+            batch_size=16,
+            eval_every=3,
+            eval_examples=16,
+            eval_batch_size=16,
+            dataset="synthetic",
+            image_size=16,
+            n_val=16,
+            classes=200,
+            arch="resnet18",
+            width=4,
+        ),
+        "quick": CnnConfig(
+            steps=700,
+            batch_size=64,
+            eval_every=175,
+            target=0.04,
+            dataset="tinyimagenet32",
+            n_val=2000,
+            eval_examples=2000,
+            eval_batch_size=128,
+            arch="resnet18",
+            width=16,
+            lr_schedule="multistep",
+        ),
+        "full": CnnConfig(
+            steps=120 * TIN_EPOCH,
+            batch_size=128,
+            eval_every=TIN_EPOCH,
+            lr_schedule="multistep",
+            eval_examples=10_000,
+            eval_batch_size=256,
+            dataset="tinyimagenet32",
+            n_val=5_000,
+            arch="resnet18",
+            width=64,
+        ),
+    },
+)
 
 register_task(
-    "imagenette64-resnet", build=_in_memory(cnn_model), metric="accuracy", higher_is_better=True,
-    family="imagenet_subsets", paper=PAPER, data="imagenette64", model_kind="cnn",
+    "imagenette64-resnet",
+    build=_in_memory(cnn_model),
+    metric="accuracy",
+    higher_is_better=True,
+    family="imagenet_subsets",
+    paper=PAPER,
+    data="imagenette64",
+    model_kind="cnn",
     description="Imagenette (10 ImageNet classes) at 64 px, ResNet-18 with a CIFAR stem; CNN protocol (120 epochs)",
     tiers={
-        "smoke": CnnConfig(steps=3, batch_size=16, eval_every=3, eval_examples=16, eval_batch_size=16,
-                           dataset="synthetic", image_size=16, n_val=16, arch="resnet18", width=4),
+        "smoke": CnnConfig(
+            steps=3,
+            batch_size=16,
+            eval_every=3,
+            eval_examples=16,
+            eval_batch_size=16,
+            dataset="synthetic",
+            image_size=16,
+            n_val=16,
+            arch="resnet18",
+            width=4,
+        ),
         # quick: the 64-px images resized to 32 px once on load (4x cheaper convolutions)
-        "quick": CnnConfig(steps=700, batch_size=64, eval_every=175, target=0.55, dataset="imagenette64",
-                           image_size=32, n_val=NETTE_VAL, eval_examples=2000, eval_batch_size=128, arch="resnet18",
-                           width=16, lr_schedule="multistep"),
-        "full": CnnConfig(steps=120 * NETTE_EPOCH, batch_size=128, eval_every=NETTE_EPOCH, lr_schedule="multistep",
-                          eval_examples=4_000, eval_batch_size=256, dataset="imagenette64", image_size=64,
-                          n_val=NETTE_VAL, pad=8, arch="resnet18", width=64),
-    })
+        "quick": CnnConfig(
+            steps=700,
+            batch_size=64,
+            eval_every=175,
+            target=0.55,
+            dataset="imagenette64",
+            image_size=32,
+            n_val=NETTE_VAL,
+            eval_examples=2000,
+            eval_batch_size=128,
+            arch="resnet18",
+            width=16,
+            lr_schedule="multistep",
+        ),
+        "full": CnnConfig(
+            steps=120 * NETTE_EPOCH,
+            batch_size=128,
+            eval_every=NETTE_EPOCH,
+            lr_schedule="multistep",
+            eval_examples=4_000,
+            eval_batch_size=256,
+            dataset="imagenette64",
+            image_size=64,
+            n_val=NETTE_VAL,
+            pad=8,
+            arch="resnet18",
+            width=64,
+        ),
+    },
+)
 
 register_task(
-    "imagenette64-vit", build=_in_memory(vit_model), metric="accuracy", higher_is_better=True,
-    family="imagenet_subsets", paper=PAPER, data="imagenette64", model_kind="vit",
+    "imagenette64-vit",
+    build=_in_memory(vit_model),
+    metric="accuracy",
+    higher_is_better=True,
+    family="imagenet_subsets",
+    paper=PAPER,
+    data="imagenette64",
+    model_kind="vit",
     description="Imagenette at 64 px, small patch-8 ViT (timm VisionTransformer); ViT protocol (200 epochs)",
     tiers={
-        "smoke": VitConfig(steps=3, batch_size=16, eval_every=3, eval_examples=16, eval_batch_size=16,
-                           dataset="synthetic", image_size=16, n_val=16, patch_size=4, embed_dim=16, depth=1,
-                           num_heads=2),
-        "quick": VitConfig(steps=750, batch_size=64, eval_every=250, target=0.45, dataset="imagenette64",
-                           image_size=64, n_val=NETTE_VAL, eval_examples=2000, eval_batch_size=128, pad=8,
-                           lr_schedule="cosine", warmup_steps=75, patch_size=8, embed_dim=96, depth=4, num_heads=3,
-                           label_smoothing=0.1, erase_prob=0.25, drop_path=0.0),
-        "full": VitConfig(steps=200 * NETTE_EPOCH, batch_size=128, eval_every=NETTE_EPOCH, lr_schedule="cosine",
-                          warmup_steps=10 * NETTE_EPOCH, eval_examples=4_000, eval_batch_size=256,
-                          dataset="imagenette64", image_size=64, n_val=NETTE_VAL, pad=8, patch_size=8,
-                          label_smoothing=0.1, erase_prob=0.25, drop_path=0.1),
-    })
+        "smoke": VitConfig(
+            steps=3,
+            batch_size=16,
+            eval_every=3,
+            eval_examples=16,
+            eval_batch_size=16,
+            dataset="synthetic",
+            image_size=16,
+            n_val=16,
+            patch_size=4,
+            embed_dim=16,
+            depth=1,
+            num_heads=2,
+        ),
+        "quick": VitConfig(
+            steps=750,
+            batch_size=64,
+            eval_every=250,
+            target=0.45,
+            dataset="imagenette64",
+            image_size=64,
+            n_val=NETTE_VAL,
+            eval_examples=2000,
+            eval_batch_size=128,
+            pad=8,
+            lr_schedule="cosine",
+            warmup_steps=75,
+            patch_size=8,
+            embed_dim=96,
+            depth=4,
+            num_heads=3,
+            label_smoothing=0.1,
+            erase_prob=0.25,
+            drop_path=0.0,
+        ),
+        "full": VitConfig(
+            steps=200 * NETTE_EPOCH,
+            batch_size=128,
+            eval_every=NETTE_EPOCH,
+            lr_schedule="cosine",
+            warmup_steps=10 * NETTE_EPOCH,
+            eval_examples=4_000,
+            eval_batch_size=256,
+            dataset="imagenette64",
+            image_size=64,
+            n_val=NETTE_VAL,
+            pad=8,
+            patch_size=8,
+            label_smoothing=0.1,
+            erase_prob=0.25,
+            drop_path=0.1,
+        ),
+    },
+)
 
 # ---------------------------------------------------------------------------------------------
 # ImageWoof-10 with timm's hierarchical vision transformers (the paper's ViT experiments)
@@ -135,11 +261,18 @@ class TimmConfig(ImageConfig):
 
 # timm name -> (module, class, the registered model's own arguments, whether the class takes img_size)
 TIMM_ARCHS = {
-    "swin_tiny_patch4_window7_224": ("timm.models.swin_transformer", "SwinTransformer",
-                                     dict(patch_size=4, window_size=7, embed_dim=96, depths=(2, 2, 6, 2),
-                                          num_heads=(3, 6, 12, 24)), True),
-    "gcvit_xxtiny": ("timm.models.gcvit", "GlobalContextVit",
-                     dict(embed_dim=64, depths=(2, 2, 6, 2), num_heads=(2, 4, 8, 16)), True),
+    "swin_tiny_patch4_window7_224": (
+        "timm.models.swin_transformer",
+        "SwinTransformer",
+        dict(patch_size=4, window_size=7, embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
+        True,
+    ),
+    "gcvit_xxtiny": (
+        "timm.models.gcvit",
+        "GlobalContextVit",
+        dict(embed_dim=64, depths=(2, 2, 6, 2), num_heads=(2, 4, 8, 16)),
+        True,
+    ),
     "focalnet_tiny_srf": ("timm.models.focalnet", "FocalNet", dict(embed_dim=96, depths=(2, 2, 6, 2)), False),
 }
 
@@ -154,10 +287,17 @@ def timm_model(num_classes: int, c: TimmConfig):
     kwargs = dict(num_classes=num_classes, drop_path_rate=c.drop_path)
     if takes_img_size:
         kwargs["img_size"] = c.image_size
-    given = {"embed_dim": c.embed_dim, "depths": tuple(c.depths), "num_heads": tuple(c.num_heads),
-             "window_size": c.window_size}
-    changed = {k: v for k, v in given.items()
-               if k in published and v != (tuple(published[k]) if isinstance(v, tuple) else published[k])}
+    given = {
+        "embed_dim": c.embed_dim,
+        "depths": tuple(c.depths),
+        "num_heads": tuple(c.num_heads),
+        "window_size": c.window_size,
+    }
+    changed = {
+        k: v
+        for k, v in given.items()
+        if k in published and v != (tuple(published[k]) if isinstance(v, tuple) else published[k])
+    }
     if not changed:
         return timm.create_model(c.model, pretrained=False, **kwargs)
     cls = getattr(importlib.import_module(module), cls_name)
@@ -168,8 +308,9 @@ def _woof_build(spec, tier, c: TimmConfig):
     if c.dataset != "imagewoof":  # smoke (synthetic) and quick (Imagenette-64 stand-in): in memory
         return build_image_task(spec, tier, c, timm_model)
     s = IMAGE_SETS["imagewoof"]
-    return FolderTask(spec, tier, c, image_folder_path("imagewoof"), model_fn=lambda n: timm_model(n, c),
-                      mean=s.mean, std=s.std)
+    return FolderTask(
+        spec, tier, c, image_folder_path("imagewoof"), model_fn=lambda n: timm_model(n, c), mean=s.mean, std=s.std
+    )
 
 
 WOOF_VAL = 900
@@ -180,34 +321,101 @@ WOOF_QUICK_STEPS = {"imagewoof-swin_t": 750, "imagewoof-gcvit_xxtiny": 400, "ima
 WOOF_QUICK_TARGET = {"imagewoof-swin_t": 0.40, "imagewoof-gcvit_xxtiny": 0.42, "imagewoof-focalnet_tiny_srf": 0.38}
 
 for _task, _model, _epochs, _warmup, _dp, _kw, _small in [
-    ("imagewoof-swin_t", "swin_tiny_patch4_window7_224", 300, 30, 0.2,
-     dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7),
-     dict(embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), window_size=4)),
-    ("imagewoof-gcvit_xxtiny", "gcvit_xxtiny", 310, 20, 0.2,
-     dict(embed_dim=64, depths=(2, 2, 6, 2), num_heads=(2, 4, 8, 16), window_size=0),
-     dict(embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), window_size=0)),
-    ("imagewoof-focalnet_tiny_srf", "focalnet_tiny_srf", 300, 5, 0.1,
-     dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(0, 0, 0, 0), window_size=0),
-     dict(embed_dim=32, depths=(1, 1, 2, 1), num_heads=(0, 0, 0, 0), window_size=0)),
+    (
+        "imagewoof-swin_t",
+        "swin_tiny_patch4_window7_224",
+        300,
+        30,
+        0.2,
+        dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=7),
+        dict(embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), window_size=4),
+    ),
+    (
+        "imagewoof-gcvit_xxtiny",
+        "gcvit_xxtiny",
+        310,
+        20,
+        0.2,
+        dict(embed_dim=64, depths=(2, 2, 6, 2), num_heads=(2, 4, 8, 16), window_size=0),
+        dict(embed_dim=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8), window_size=0),
+    ),
+    (
+        "imagewoof-focalnet_tiny_srf",
+        "focalnet_tiny_srf",
+        300,
+        5,
+        0.1,
+        dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(0, 0, 0, 0), window_size=0),
+        dict(embed_dim=32, depths=(1, 1, 2, 1), num_heads=(0, 0, 0, 0), window_size=0),
+    ),
 ]:
     register_task(
-        _task, build=_woof_build, metric="accuracy", higher_is_better=True, family="imagenet_subsets",
-        paper=PAPER, data="imagewoof", model_kind="vit",
+        _task,
+        build=_woof_build,
+        metric="accuracy",
+        higher_is_better=True,
+        family="imagenet_subsets",
+        paper=PAPER,
+        data="imagewoof",
+        model_kind="vit",
         description=f"ImageWoof-10 at 224 px, timm {_model} from scratch; the paper's ViT protocol "
-                    f"({_epochs} epochs). Quick tier: Imagenette-64 stand-in, scaled-down model",
+        f"({_epochs} epochs). Quick tier: Imagenette-64 stand-in, scaled-down model",
         tiers={
-            "smoke": TimmConfig(steps=3, batch_size=8, eval_every=3, eval_examples=16, eval_batch_size=16,
-                                dataset="synthetic", image_size=32, n_val=16, model=_model, drop_path=0.0,
-                                **{**_small, "embed_dim": 16, "depths": (1, 1, 1, 1),
-                                   "num_heads": tuple(min(h, 1) for h in _small["num_heads"])}),
-            "quick": TimmConfig(steps=WOOF_QUICK_STEPS[_task], batch_size=64, eval_every=WOOF_QUICK_STEPS[_task] // 4,
-                                target=WOOF_QUICK_TARGET[_task], dataset="imagenette64", image_size=64,
-                                n_val=NETTE_VAL, eval_examples=2000, eval_batch_size=128, pad=8, lr_schedule="cosine",
-                                warmup_steps=WOOF_QUICK_STEPS[_task] // 10, label_smoothing=0.1, erase_prob=0.25, model=_model,
-                                drop_path=0.0, **_small),
-            "full": TimmConfig(steps=_epochs * WOOF_EPOCH, batch_size=128, eval_every=5 * WOOF_EPOCH,
-                               lr_schedule="cosine", warmup_steps=_warmup * WOOF_EPOCH, eval_examples=4_000,
-                               eval_batch_size=256, dataset="imagewoof", image_size=224, n_val=WOOF_VAL,
-                               label_smoothing=0.1, erase_prob=0.25, color_jitter=0.4, num_workers=12,
-                               model=_model, drop_path=_dp, **_kw),
-        })
+            "smoke": TimmConfig(
+                steps=3,
+                batch_size=8,
+                eval_every=3,
+                eval_examples=16,
+                eval_batch_size=16,
+                dataset="synthetic",
+                image_size=32,
+                n_val=16,
+                model=_model,
+                drop_path=0.0,
+                **{
+                    **_small,
+                    "embed_dim": 16,
+                    "depths": (1, 1, 1, 1),
+                    "num_heads": tuple(min(h, 1) for h in _small["num_heads"]),
+                },
+            ),
+            "quick": TimmConfig(
+                steps=WOOF_QUICK_STEPS[_task],
+                batch_size=64,
+                eval_every=WOOF_QUICK_STEPS[_task] // 4,
+                target=WOOF_QUICK_TARGET[_task],
+                dataset="imagenette64",
+                image_size=64,
+                n_val=NETTE_VAL,
+                eval_examples=2000,
+                eval_batch_size=128,
+                pad=8,
+                lr_schedule="cosine",
+                warmup_steps=WOOF_QUICK_STEPS[_task] // 10,
+                label_smoothing=0.1,
+                erase_prob=0.25,
+                model=_model,
+                drop_path=0.0,
+                **_small,
+            ),
+            "full": TimmConfig(
+                steps=_epochs * WOOF_EPOCH,
+                batch_size=128,
+                eval_every=5 * WOOF_EPOCH,
+                lr_schedule="cosine",
+                warmup_steps=_warmup * WOOF_EPOCH,
+                eval_examples=4_000,
+                eval_batch_size=256,
+                dataset="imagewoof",
+                image_size=224,
+                n_val=WOOF_VAL,
+                label_smoothing=0.1,
+                erase_prob=0.25,
+                color_jitter=0.4,
+                num_workers=12,
+                model=_model,
+                drop_path=_dp,
+                **_kw,
+            ),
+        },
+    )

@@ -4,6 +4,7 @@ Greydanus & Kobak, "Scaling down deep learning with MNIST-1D", ICML 2024, https:
 The ``mnist1d`` package generates it locally, so these tasks need no download and no data files:
 they are rootbench's embedded default. Generated sets are cached in the data root.
 """
+
 from __future__ import annotations
 
 import os
@@ -64,9 +65,13 @@ class Cnn1d(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv1d(1, channels, 5, stride=2, padding=1), nn.ReLU(),
-            nn.Conv1d(channels, channels, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv1d(channels, channels, 3, stride=2, padding=1), nn.ReLU())
+            nn.Conv1d(1, channels, 5, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv1d(channels, channels, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv1d(channels, channels, 3, stride=2, padding=1),
+            nn.ReLU(),
+        )
         self.head = nn.Linear(channels * 5, 10)
 
     def forward(self, x):
@@ -88,24 +93,49 @@ def _builder(model: str):
 
 for _model, _tiers in {
     "mlp": {
-        "smoke": Mnist1dConfig(steps=40, batch_size=64, eval_every=20, target=0.3, num_samples=2000, n_val=200,
-                               width=32, eval_examples=256),
+        "smoke": Mnist1dConfig(
+            steps=40, batch_size=64, eval_every=20, target=0.3, num_samples=2000, n_val=200, width=32, eval_examples=256
+        ),
         "quick": Mnist1dConfig(steps=1500, batch_size=128, eval_every=150, target=0.6, width=256),
-        "full": Mnist1dConfig(steps=12000, batch_size=128, eval_every=500, target=0.7, num_samples=40000,
-                              width=512, lr_schedule="cosine", eval_examples=8000),
+        "full": Mnist1dConfig(
+            steps=12000,
+            batch_size=128,
+            eval_every=500,
+            target=0.7,
+            num_samples=40000,
+            width=512,
+            lr_schedule="cosine",
+            eval_examples=8000,
+        ),
     },
     "cnn": {
-        "smoke": Mnist1dConfig(steps=40, batch_size=64, eval_every=20, target=0.3, num_samples=2000, n_val=200,
-                               width=8, eval_examples=256),
-        "quick": Mnist1dConfig(steps=1500, batch_size=128, eval_every=150, target=0.85, width=32,
-                               lr_schedule="multistep"),
-        "full": Mnist1dConfig(steps=12000, batch_size=128, eval_every=500, target=0.95, num_samples=40000,
-                              width=64, lr_schedule="cosine", eval_examples=8000),
+        "smoke": Mnist1dConfig(
+            steps=40, batch_size=64, eval_every=20, target=0.3, num_samples=2000, n_val=200, width=8, eval_examples=256
+        ),
+        "quick": Mnist1dConfig(
+            steps=1500, batch_size=128, eval_every=150, target=0.85, width=32, lr_schedule="multistep"
+        ),
+        "full": Mnist1dConfig(
+            steps=12000,
+            batch_size=128,
+            eval_every=500,
+            target=0.95,
+            num_samples=40000,
+            width=64,
+            lr_schedule="cosine",
+            eval_examples=8000,
+        ),
     },
 }.items():
     register_task(
-        f"mnist1d-{_model}", build=_builder(_model), tiers=_tiers, metric="accuracy", higher_is_better=True,
-        family="mnist1d", paper=PAPER, model_kind=_model,
+        f"mnist1d-{_model}",
+        build=_builder(_model),
+        tiers=_tiers,
+        metric="accuracy",
+        higher_is_better=True,
+        family="mnist1d",
+        paper=PAPER,
+        model_kind=_model,
         description=f"MNIST-1D classification with a {'2-hidden-layer MLP' if _model == 'mlp' else '3-layer 1-D CNN'}"
-                    " (generated locally, no download)",
+        " (generated locally, no download)",
     )

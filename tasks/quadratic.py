@@ -4,6 +4,7 @@ Every mini-batch gives a noisy gradient of one fixed convex quadratic, as in the
 model of Zhang et al., "Which Algorithmic Choices Matter at Which Batch Sizes?", NeurIPS 2019
 (https://arxiv.org/abs/1907.04164). Input scales span two decades, so preconditioning matters.
 """
+
 from dataclasses import dataclass
 
 import torch
@@ -38,13 +39,18 @@ def build(spec, tier, c: QuadraticConfig):
     n = c.n_examples + 1024
     x = torch.randn(n, c.dim_in, generator=g) * scales
     y = x @ w_true + c.noise * torch.randn(n, c.dim_out, generator=g)
-    data = split_train_val(x[:c.n_examples], y[:c.n_examples], n_val=512)
-    data["test"] = (x[c.n_examples:], y[c.n_examples:])
+    data = split_train_val(x[: c.n_examples], y[: c.n_examples], n_val=512)
+    data["test"] = (x[c.n_examples :], y[c.n_examples :])
     return QuadraticTask(spec, tier, c, data, model_fn=lambda: torch.nn.Linear(c.dim_in, c.dim_out))
 
 
 register_task(
-    "quadratic", build=build, metric="loss", higher_is_better=False, family="quadratic", model_kind="linear",
+    "quadratic",
+    build=build,
+    metric="loss",
+    higher_is_better=False,
+    family="quadratic",
+    model_kind="linear",
     description="Noisy quadratic: linear least squares, ill-conditioned inputs (unit tests)",
     paper="https://arxiv.org/abs/1907.04164",
     tiers={

@@ -43,6 +43,7 @@ final validation / test loss (nats per token); targets sit a little above the be
 44e049216d6d; an earlier version of this table, measured while the tasks were being written, gave
 2.623 for sgd on the GPT.) Data wait was about 0.1% of the train time.
 """
+
 from __future__ import annotations
 
 import math
@@ -98,8 +99,9 @@ class Block(nn.Module):
         super().__init__()
         self.ln1, self.attn = nn.LayerNorm(c.n_embd), CausalSelfAttention(c)
         self.ln2 = nn.LayerNorm(c.n_embd)
-        self.mlp = nn.Sequential(nn.Linear(c.n_embd, 4 * c.n_embd), nn.GELU(), nn.Linear(4 * c.n_embd, c.n_embd),
-                                 nn.Dropout(c.dropout))
+        self.mlp = nn.Sequential(
+            nn.Linear(c.n_embd, 4 * c.n_embd), nn.GELU(), nn.Linear(4 * c.n_embd, c.n_embd), nn.Dropout(c.dropout)
+        )
 
     def forward(self, x):
         x = x + self.attn(self.ln1(x))
@@ -146,8 +148,9 @@ class LSTMModel(nn.Module):
     def __init__(self, vocab: int, c: TextConfig):
         super().__init__()
         self.emb = nn.Embedding(vocab, c.n_embd)
-        self.lstm = nn.LSTM(c.n_embd, c.n_embd, num_layers=c.n_layer, dropout=c.dropout if c.n_layer > 1 else 0.0,
-                            batch_first=True)
+        self.lstm = nn.LSTM(
+            c.n_embd, c.n_embd, num_layers=c.n_layer, dropout=c.dropout if c.n_layer > 1 else 0.0, batch_first=True
+        )
         self.drop = nn.Dropout(c.dropout)
         self.head = nn.Linear(c.n_embd, vocab)
 
@@ -177,7 +180,7 @@ def char_streams(text: str) -> tuple[dict, int]:
     ids = lut[np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)]
     a = int(0.85 * len(ids))
     block = max(1, min(HELD_OUT_BLOCK, (len(ids) - a) // 12))  # small corpora (tests): at least 12 blocks
-    held = [ids[i:i + block] for i in range(a, len(ids), block)]
+    held = [ids[i : i + block] for i in range(a, len(ids), block)]
     val = np.concatenate([blk for i, blk in enumerate(held) if i % 3 == 0])
     test = np.concatenate([blk for i, blk in enumerate(held) if i % 3 != 0])
     return {"train": ids[:a], "val": val, "test": test}, len(chars)
@@ -230,8 +233,11 @@ def word_streams(c: TextConfig) -> tuple[dict, int, str]:
         cut = int(0.9 * len(lines))
         parts = {"train": lines[:cut], "val": lines[cut:], "test": text_lines(texts["test"])}
     else:
-        parts = {"train": text_lines(texts["train"]), "val": text_lines(texts["valid"]),
-                 "test": text_lines(texts["test"])}
+        parts = {
+            "train": text_lines(texts["train"]),
+            "val": text_lines(texts["valid"]),
+            "test": text_lines(texts["test"]),
+        }
     vocab = build_vocab(word_lines(parts["train"]), c.vocab_size)
     streams = {k: encode_words(lines, vocab) for k, lines in parts.items()}
     if c.dataset == "wikitext103":
@@ -250,8 +256,11 @@ def text_data(c: TextConfig) -> tuple[dict, int, str]:
         noise = torch.rand(len(ids), generator=g) < 0.1
         ids = torch.where(noise, torch.randint(0, c.synthetic_vocab, (len(ids),), generator=g), ids).int().numpy()
         n = len(ids)
-        return ({"train": ids[:int(0.8 * n)], "val": ids[int(0.8 * n):int(0.9 * n)], "test": ids[int(0.9 * n):]},
-                c.synthetic_vocab, "synthetic stand-in")
+        return (
+            {"train": ids[: int(0.8 * n)], "val": ids[int(0.8 * n) : int(0.9 * n)], "test": ids[int(0.9 * n) :]},
+            c.synthetic_vocab,
+            "synthetic stand-in",
+        )
     if c.dataset == "tinyshakespeare":
         texts, source = load_text("tinyshakespeare")
         streams, vocab = char_streams(texts[""])
@@ -275,8 +284,9 @@ class TextTask(Task):
         t = config.block_size
         for split, ids in self.streams.items():
             if len(ids) < t + 1:
-                raise ValueError(f"task {spec.name}: the {split} split has {len(ids)} tokens, fewer than "
-                                 f"block_size + 1 = {t + 1}")
+                raise ValueError(
+                    f"task {spec.name}: the {split} split has {len(ids)} tokens, fewer than block_size + 1 = {t + 1}"
+                )
         self.n_train = len(self.streams["train"]) // t  # sequences per "epoch"
         self._on_device: dict = {}
 
@@ -325,50 +335,152 @@ def _builder(model: str):
 
 
 def _smoke(**kw) -> TextConfig:
-    return TextConfig(**{**dict(steps=3, batch_size=8, eval_every=3, eval_examples=8, eval_batch_size=8,
-                                dataset="synthetic", block_size=16, n_layer=1, n_embd=16, n_head=2), **kw})
+    return TextConfig(
+        **{
+            **dict(
+                steps=3,
+                batch_size=8,
+                eval_every=3,
+                eval_examples=8,
+                eval_batch_size=8,
+                dataset="synthetic",
+                block_size=16,
+                n_layer=1,
+                n_embd=16,
+                n_head=2,
+            ),
+            **kw,
+        }
+    )
 
 
 register_task(
-    "shakespeare-char-gpt", build=_builder("gpt"), metric="loss", higher_is_better=False, family="text",
+    "shakespeare-char-gpt",
+    build=_builder("gpt"),
+    metric="loss",
+    higher_is_better=False,
+    family="text",
     model_kind="transformer",
-    paper="https://github.com/karpathy/nanoGPT", data="tinyshakespeare",
+    paper="https://github.com/karpathy/nanoGPT",
+    data="tinyshakespeare",
     description="tinyshakespeare, character level, small GPT (in-house decoder-only transformer); val loss",
     tiers={
         "smoke": _smoke(),
-        "quick": TextConfig(steps=700, batch_size=32, eval_every=175, target=2.0, block_size=64, n_layer=4,
-                            n_embd=128, n_head=4, lr_schedule="cosine", warmup_steps=70, eval_examples=256,
-                            eval_batch_size=64),
-        "full": TextConfig(steps=5000, batch_size=64, eval_every=250, block_size=256, n_layer=6, n_embd=384,
-                           n_head=6, dropout=0.2, lr_schedule="cosine", warmup_steps=100, eval_examples=400,
-                           eval_batch_size=100),
-    })
+        "quick": TextConfig(
+            steps=700,
+            batch_size=32,
+            eval_every=175,
+            target=2.0,
+            block_size=64,
+            n_layer=4,
+            n_embd=128,
+            n_head=4,
+            lr_schedule="cosine",
+            warmup_steps=70,
+            eval_examples=256,
+            eval_batch_size=64,
+        ),
+        "full": TextConfig(
+            steps=5000,
+            batch_size=64,
+            eval_every=250,
+            block_size=256,
+            n_layer=6,
+            n_embd=384,
+            n_head=6,
+            dropout=0.2,
+            lr_schedule="cosine",
+            warmup_steps=100,
+            eval_examples=400,
+            eval_batch_size=100,
+        ),
+    },
+)
 
 register_task(
-    "shakespeare-char-lstm", build=_builder("lstm"), metric="loss", higher_is_better=False, family="text",
+    "shakespeare-char-lstm",
+    build=_builder("lstm"),
+    metric="loss",
+    higher_is_better=False,
+    family="text",
     model_kind="rnn",
-    paper=PAPER, data="tinyshakespeare",
+    paper=PAPER,
+    data="tinyshakespeare",
     description="tinyshakespeare, character level, 3-layer LSTM; val loss",
     tiers={
         "smoke": _smoke(n_layer=3),
-        "quick": TextConfig(steps=600, batch_size=32, eval_every=150, target=2.05, block_size=64, n_layer=3,
-                            n_embd=256, lr_schedule="cosine", warmup_steps=60, eval_examples=256, eval_batch_size=64),
-        "full": TextConfig(steps=5000, batch_size=64, eval_every=250, block_size=256, n_layer=3, n_embd=512,
-                           dropout=0.2, lr_schedule="cosine", warmup_steps=100, eval_examples=400,
-                           eval_batch_size=100),
-    })
+        "quick": TextConfig(
+            steps=600,
+            batch_size=32,
+            eval_every=150,
+            target=2.05,
+            block_size=64,
+            n_layer=3,
+            n_embd=256,
+            lr_schedule="cosine",
+            warmup_steps=60,
+            eval_examples=256,
+            eval_batch_size=64,
+        ),
+        "full": TextConfig(
+            steps=5000,
+            batch_size=64,
+            eval_every=250,
+            block_size=256,
+            n_layer=3,
+            n_embd=512,
+            dropout=0.2,
+            lr_schedule="cosine",
+            warmup_steps=100,
+            eval_examples=400,
+            eval_batch_size=100,
+        ),
+    },
+)
 
 register_task(
-    "wikitext103-gpt", build=_builder("gpt"), metric="loss", higher_is_better=False, family="text",
+    "wikitext103-gpt",
+    build=_builder("gpt"),
+    metric="loss",
+    higher_is_better=False,
+    family="text",
     model_kind="transformer",
-    paper="https://arxiv.org/abs/1609.07843", data="wikitext103",
+    paper="https://arxiv.org/abs/1609.07843",
+    data="wikitext103",
     description="WikiText-103, word level, GPT (8 layers, 512 wide); val loss. Quick tier: WikiText-2 valid/test",
     tiers={
         "smoke": _smoke(synthetic_vocab=100),
-        "quick": TextConfig(steps=600, batch_size=16, eval_every=150, target=5.1, dataset="wikitext2",
-                            block_size=64, vocab_size=8192, n_layer=2, n_embd=128, n_head=4, lr_schedule="cosine",
-                            warmup_steps=60, eval_examples=256, eval_batch_size=16),
-        "full": TextConfig(steps=50_000, batch_size=32, eval_every=1000, dataset="wikitext103", block_size=512,
-                           vocab_size=32_768, n_layer=8, n_embd=512, n_head=8, dropout=0.1, lr_schedule="cosine",
-                           warmup_steps=2000, eval_examples=1000, eval_batch_size=32),
-    })
+        "quick": TextConfig(
+            steps=600,
+            batch_size=16,
+            eval_every=150,
+            target=5.1,
+            dataset="wikitext2",
+            block_size=64,
+            vocab_size=8192,
+            n_layer=2,
+            n_embd=128,
+            n_head=4,
+            lr_schedule="cosine",
+            warmup_steps=60,
+            eval_examples=256,
+            eval_batch_size=16,
+        ),
+        "full": TextConfig(
+            steps=50_000,
+            batch_size=32,
+            eval_every=1000,
+            dataset="wikitext103",
+            block_size=512,
+            vocab_size=32_768,
+            n_layer=8,
+            n_embd=512,
+            n_head=8,
+            dropout=0.1,
+            lr_schedule="cosine",
+            warmup_steps=2000,
+            eval_examples=1000,
+            eval_batch_size=32,
+        ),
+    },
+)

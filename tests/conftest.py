@@ -1,4 +1,5 @@
 """Shared fixtures. Real-data tests skip (with the reason) when ROOTBENCH_DATA lacks the files."""
+
 import os
 
 import pytest

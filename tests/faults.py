@@ -15,6 +15,7 @@ rounds, so later rounds meet finished runs, cache hits and interrupted work. Aft
 
 It prints one line per round and the totals; the README quotes them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,11 +54,47 @@ def tagged_pids(tag: str) -> list[int]:
 def command(rng: random.Random, runs: str) -> list[str]:
     if rng.random() < 0.5:
         opt = rng.choice(OPTIMIZERS)
-        return ["bench", "--task", "quadratic", "--opt", opt, "--tier", "smoke", "--ref-steps", "0", "--quiet",
-                "--seed", str(rng.randrange(3)), "--runs", runs, f"steps={rng.choice((200, 400))}"]
-    return ["sweep", "--task", "quadratic", "--opt", rng.choice(OPTIMIZERS), "--tier", "smoke", "--trials", "3",
-            "--seeds", "2", "--workers", "2", "--threads", "1", "--ref-steps", "0", "--quiet",
-            "--seed", str(rng.randrange(2)), "--runs", runs]
+        return [
+            "bench",
+            "--task",
+            "quadratic",
+            "--opt",
+            opt,
+            "--tier",
+            "smoke",
+            "--ref-steps",
+            "0",
+            "--quiet",
+            "--seed",
+            str(rng.randrange(3)),
+            "--runs",
+            runs,
+            f"steps={rng.choice((200, 400))}",
+        ]
+    return [
+        "sweep",
+        "--task",
+        "quadratic",
+        "--opt",
+        rng.choice(OPTIMIZERS),
+        "--tier",
+        "smoke",
+        "--trials",
+        "3",
+        "--seeds",
+        "2",
+        "--workers",
+        "2",
+        "--threads",
+        "1",
+        "--ref-steps",
+        "0",
+        "--quiet",
+        "--seed",
+        str(rng.randrange(2)),
+        "--runs",
+        runs,
+    ]
 
 
 def check_store(runs: str, started: dict) -> dict:
@@ -95,8 +132,16 @@ def main(argv=None) -> int:
     rng = random.Random(args.seed)
     runs = args.out or tempfile.mkdtemp(prefix="rootbench-faults-")
     started: dict = {}
-    totals = {"kills": 0, "partial": 0, "unreadable": 0, "repeated": 0, "orphans": 0, "tracebacks": 0,
-              "bad_exit_codes": 0, "finished_before_signal": 0}
+    totals = {
+        "kills": 0,
+        "partial": 0,
+        "unreadable": 0,
+        "repeated": 0,
+        "orphans": 0,
+        "tracebacks": 0,
+        "bad_exit_codes": 0,
+        "finished_before_signal": 0,
+    }
     by_signal: dict = {}
     t_start = time.monotonic()
     for i in range(args.kills):
@@ -105,8 +150,14 @@ def main(argv=None) -> int:
         delay = rng.uniform(0.3, 30.0)
         tag = f"ROOTBENCH_FAULT_TAG={uuid.uuid4().hex}"
         env = {**os.environ, "ROOTBENCH_FAULT_TAG": tag.split("=", 1)[1]}
-        proc = subprocess.Popen([sys.executable, "-m", "rootbench.harness", *cmd], env=env, text=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rootbench.harness", *cmd],
+            env=env,
+            text=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         time.sleep(delay)
         finished = proc.poll() is not None
         if finished:
@@ -142,17 +193,23 @@ def main(argv=None) -> int:
         totals["orphans"] += len(orphans)
         totals["tracebacks"] += traceback
         totals["bad_exit_codes"] += bad_exit
-        print(f"round {i:>3}: {cmd[0]:<5} {sig.name:<7} after {delay:4.1f} s -> exit {proc.returncode}"
-              + (" (finished first)" if finished else "")
-              + "".join(f"; {k} {v}" for k, v in bad.items() if v)
-              + (f"; orphans {orphans}" if orphans else "") + ("; TRACEBACK" if traceback else "")
-              + ("; unexpected exit code" if bad_exit else ""), flush=True)
+        print(
+            f"round {i:>3}: {cmd[0]:<5} {sig.name:<7} after {delay:4.1f} s -> exit {proc.returncode}"
+            + (" (finished first)" if finished else "")
+            + "".join(f"; {k} {v}" for k, v in bad.items() if v)
+            + (f"; orphans {orphans}" if orphans else "")
+            + ("; TRACEBACK" if traceback else "")
+            + ("; unexpected exit code" if bad_exit else ""),
+            flush=True,
+        )
     n_runs = len(started)
-    print(f"\n{args.kills} rounds in {time.monotonic() - t_start:.0f} s: {totals['kills']} kills "
-          f"({', '.join(f'{k} {v}' for k, v in sorted(by_signal.items()))}), {totals['finished_before_signal']} "
-          f"finished before the signal; {n_runs} runs stored; partial files {totals['partial']}, unreadable "
-          f"{totals['unreadable']}, recomputed runs {totals['repeated']}, orphaned processes {totals['orphans']}, "
-          f"tracebacks {totals['tracebacks']}, unexpected exit codes {totals['bad_exit_codes']}")
+    print(
+        f"\n{args.kills} rounds in {time.monotonic() - t_start:.0f} s: {totals['kills']} kills "
+        f"({', '.join(f'{k} {v}' for k, v in sorted(by_signal.items()))}), {totals['finished_before_signal']} "
+        f"finished before the signal; {n_runs} runs stored; partial files {totals['partial']}, unreadable "
+        f"{totals['unreadable']}, recomputed runs {totals['repeated']}, orphaned processes {totals['orphans']}, "
+        f"tracebacks {totals['tracebacks']}, unexpected exit codes {totals['bad_exit_codes']}"
+    )
     failed = sum(totals[k] for k in ("partial", "unreadable", "repeated", "orphans", "tracebacks", "bad_exit_codes"))
     return 1 if failed else 0
 

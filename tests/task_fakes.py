@@ -3,6 +3,7 @@
 They let full-tier configurations build and take a training step without the real data (and without
 network): keras-style npz files, an ImageFolder tree of JPEGs, and text files.
 """
+
 import os
 
 import numpy as np
@@ -56,11 +57,16 @@ def write_all(root):
     write_image_npz(os.path.join(root, "tinyimagenet32.npz"), 64, 16, 32, 200)
     write_image_npz(os.path.join(root, "imagenette64.npz"), 64, 16, 64, 10)
     write_image_folder(os.path.join(root, "imagewoof2-320"))
-    shakespeare = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" * 200)
+    shakespeare = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" * 200
     with open(os.path.join(root, "tinyshakespeare.txt"), "w") as f:
         f.write(shakespeare)
-    for name, n in (("wikitext2_valid", 400), ("wikitext2_test", 300), ("wikitext103_train", 600),
-                    ("wikitext103_valid", 200), ("wikitext103_test", 200)):
+    for name, n in (
+        ("wikitext2_valid", 400),
+        ("wikitext2_test", 300),
+        ("wikitext103_train", 600),
+        ("wikitext103_valid", 200),
+        ("wikitext103_test", 200),
+    ):
         with open(os.path.join(root, f"{name}.txt"), "w") as f:
             f.write(word_text(n, seed=len(name) + n))
     return root

@@ -6,8 +6,8 @@ imports rootbench through its one namespace. ``execute.cached_record`` is the on
 lookup, and file-writing primitives appear only where the file is not under ``runs/`` (the site's output
 folder, the data cache, ``/proc``) or in ``harness/records.py``, which writes every file under ``runs/``.
 """
+
 import ast
-import os
 import pathlib
 
 import pytest
@@ -41,7 +41,7 @@ def _imported(name: str, path: pathlib.Path, tree) -> set[str]:
             base = node.module or ""
             if node.level:
                 parts = package.split(".")
-                parts = parts[:len(parts) - node.level + 1]
+                parts = parts[: len(parts) - node.level + 1]
                 base = ".".join(parts + ([base] if base else []))
             out.add(base)
             out |= {f"{base}.{a.name}" for a in node.names}
@@ -50,6 +50,7 @@ def _imported(name: str, path: pathlib.Path, tree) -> set[str]:
 
 def _calls(tree):
     """(dotted callee, enclosing function name) of every call in ``tree``."""
+
     def walk(node, fn):
         for child in ast.iter_child_nodes(node):
             here = child.name if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) else fn
@@ -69,13 +70,19 @@ def _calls(tree):
 
 def test_the_scan_sees_every_module():
     names = {n for n, _, _ in MODULES}
-    assert {"rootbench.harness.records", "rootbench.optimizers.rfadamw", "rootbench.tasks._images",
-            "rootbench.leaderboard.build"} <= names
+    assert {
+        "rootbench.harness.records",
+        "rootbench.optimizers.rfadamw",
+        "rootbench.tasks._images",
+        "rootbench.leaderboard.build",
+    } <= names
 
 
-@pytest.mark.parametrize("name,path,tree", [m for m in MODULES if m[0].startswith(("rootbench.optimizers",
-                                                                                     "rootbench.tasks"))],
-                         ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    "name,path,tree",
+    [m for m in MODULES if m[0].startswith(("rootbench.optimizers", "rootbench.tasks"))],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
 def test_optimizers_and_tasks_import_only_the_contract_of_the_harness(name, path, tree):
     def allowed(m):  # the contract modules, and names imported from them (registry.register_task)
         return m in CONTRACT or (m.rpartition(".")[0] in CONTRACT and m.rpartition(".")[0] != "rootbench.harness")
@@ -85,31 +92,54 @@ def test_optimizers_and_tasks_import_only_the_contract_of_the_harness(name, path
 
 
 def test_nothing_imports_the_cli():
-    offenders = [str(p.relative_to(ROOT)) for n, p, t in MODULES
-                 if "rootbench.harness.cli" in _imported(n, p, t) and n not in ("rootbench.harness.__main__",)]
+    offenders = [
+        str(p.relative_to(ROOT))
+        for n, p, t in MODULES
+        if "rootbench.harness.cli" in _imported(n, p, t) and n not in ("rootbench.harness.__main__",)
+    ]
     assert not offenders, f"{offenders} import the CLI; commands raise UsageError instead of calling cli helpers"
 
 
 def test_every_import_of_rootbench_goes_through_its_namespace():
     bare = []
-    for n, p, t in MODULES + [(f"tests.{q.stem}", q, ast.parse(q.read_text())) for q in (ROOT / "tests").rglob("*.py")]:
+    for _, p, t in MODULES + [(f"tests.{q.stem}", q, ast.parse(q.read_text())) for q in (ROOT / "tests").rglob("*.py")]:
         for node in ast.walk(t):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            )
             bare += [f"{p.relative_to(ROOT)}: {m}" for m in names if m.split(".")[0] in PACKAGES]
     assert not bare, f"top-level imports that shadow the installed namespace: {bare}"
 
 
 def test_one_function_decides_cache_hits():
-    callers = [(str(p.relative_to(ROOT)), fn) for n, p, t in MODULES for callee, fn, _ in _calls(t)
-               if callee.split(".")[-1] == "lookup" and callee != "lookup" or callee == "records.lookup"]
+    callers = [
+        (str(p.relative_to(ROOT)), fn)
+        for n, p, t in MODULES
+        for callee, fn, _ in _calls(t)
+        if callee.split(".")[-1] == "lookup" and callee != "lookup" or callee == "records.lookup"
+    ]
     assert callers == [("harness/execute.py", "cached_record")], callers
 
 
 # primitive -> where it may be called and why (nothing here writes under runs/ except records.py)
-WRITERS = {"os.replace", "os.rename", "os.remove", "os.unlink", "os.link", "shutil.rmtree", "shutil.copyfile",
-           "shutil.copy", "tempfile.mkstemp", "np.savez", "pq.write_table", "to_parquet", "write_text",
-           "write_bytes"}
+WRITERS = {
+    "os.replace",
+    "os.rename",
+    "os.remove",
+    "os.unlink",
+    "os.link",
+    "shutil.rmtree",
+    "shutil.copyfile",
+    "shutil.copy",
+    "tempfile.mkstemp",
+    "np.savez",
+    "pq.write_table",
+    "to_parquet",
+    "write_text",
+    "write_bytes",
+}
 ALLOWED = {
     "rootbench.harness.records": "the store: every file under runs/",
     "rootbench.tasks.data": "the data root (downloaded and converted data sets)",
@@ -134,13 +164,19 @@ def test_only_the_store_writes_under_runs():
         for callee, fn, call in _calls(t):
             if callee.startswith("records."):  # the store's own functions: writing through it is the point
                 continue
-            writes = callee in WRITERS or callee.split(".")[-1] in ("to_parquet", "write_table", "write_text") or (
-                callee == "open" and _opens_for_writing(call))
+            writes = (
+                callee in WRITERS
+                or callee.split(".")[-1] in ("to_parquet", "write_table", "write_text")
+                or (callee == "open" and _opens_for_writing(call))
+            )
             if writes and n not in ALLOWED:
                 found.append(f"{p.relative_to(ROOT)}:{call.lineno} {callee} in {fn}")
     # files that are neither runs nor site: the kernel's memory counter, a user-named Markdown file, and the
     # per-run lock files in the system's temp folder
-    expected = {("harness/measure.py", "reset_cpu_peak"), ("harness/regress.py", "cmd_regress"),
-                ("harness/execute.py", "run_lock")}
+    expected = {
+        ("harness/measure.py", "reset_cpu_peak"),
+        ("harness/regress.py", "cmd_regress"),
+        ("harness/execute.py", "run_lock"),
+    }
     unexpected = [f for f in found if (f.split(":")[0], f.rsplit(" in ", 1)[1]) not in expected]
     assert not unexpected, f"files written outside harness/records.py: {unexpected}"

@@ -1,4 +1,5 @@
 """``rootbench bench-optim`` runs and its numbers are sane (tiny shapes, a few steps; no speed thresholds)."""
+
 from __future__ import annotations
 
 import glob
@@ -23,8 +24,22 @@ def one_thread():
 
 def run_cli(tmp_path, *extra):
     runs = str(tmp_path / "runs")
-    code = main(["bench-optim", "--threads", "1", "--rounds", "2", "--min-run-time", "0.01", "--no-peak", "--quiet",
-                 "--runs", runs, *extra])
+    code = main(
+        [
+            "bench-optim",
+            "--threads",
+            "1",
+            "--rounds",
+            "2",
+            "--min-run-time",
+            "0.01",
+            "--no-peak",
+            "--quiet",
+            "--runs",
+            runs,
+            *extra,
+        ]
+    )
     files = glob.glob(os.path.join(runs, "bench-optim", "*.parquet"))
     return code, files
 
@@ -57,8 +72,9 @@ def test_bench_optim_runs_and_reports_sane_numbers(tmp_path, capsys):
     assert by.loc["sgd", "state_bytes_per_param"] == 4.0
     assert by.loc["adamw[impl=fused]", "state_bytes"] == 8 * n + 4 * 4
     # traffic floors of the paper (fp32): AdamW / RF-AdamW / RF-RMSProp+momentum 28, SGD+momentum 20
-    assert list(by.loc[["adamw[impl=fused]", "rfadamw", "rfrmsprop[momentum=0.9]", "sgd"],
-                       "traffic_floor_bytes_per_param"]) == [28, 28, 28, 20]
+    assert list(
+        by.loc[["adamw[impl=fused]", "rfadamw", "rfrmsprop[momentum=0.9]", "sgd"], "traffic_floor_bytes_per_param"]
+    ) == [28, 28, 28, 20]
     # IF-Shampoo: K and m_K per axis plus the momentum buffer, fp32 (a 16x8 weight: 16^2 + 8^2; a bias: 8^2)
     kron = 2 * (2 * (16 * 16 + 8 * 8) + 2 * 8 * 8) * 4 + n * 4
     assert by.loc["ifshampoo T=1", "state_bytes"] == kron
@@ -97,11 +113,14 @@ def test_transient_peak_is_measured_in_a_fresh_process():
         assert math.isfinite(out["peak_bytes_per_param"]) and out["peak_bytes_per_param"] >= 0
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--opt", "rfadamm"], "rfadamw"),  # unknown optimizer: close matches
-    (["--shape", "10xfoo"], "--shape"),
-    (["--opt", "rfadamw:not_a_knob=1"], "unknown hyperparameter"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--opt", "rfadamm"], "rfadamw"),  # unknown optimizer: close matches
+        (["--shape", "10xfoo"], "--shape"),
+        (["--opt", "rfadamw:not_a_knob=1"], "unknown hyperparameter"),
+    ],
+)
 def test_bad_input_is_a_usage_error_and_writes_nothing(tmp_path, capsys, argv, message):
     code, files = run_cli(tmp_path, *argv)
     assert code == 2 and not files
@@ -144,9 +163,16 @@ def test_task_shapes_come_from_the_quick_tier_model_without_its_data():
     assert shapes[0] == [65, 128]  # tinyshakespeare's 65 characters, tied head
 
 
-@pytest.mark.parametrize("name,hp", [("ifshampoo", {}), ("ifshampoo", {"impl": "reference"}),
-                                     ("ifshampoo", {"preconditioner_dtype": "bfloat16"}), ("shampoo", {}),
-                                     ("shampoo", {"impl": "reference"})])
+@pytest.mark.parametrize(
+    "name,hp",
+    [
+        ("ifshampoo", {}),
+        ("ifshampoo", {"impl": "reference"}),
+        ("ifshampoo", {"preconditioner_dtype": "bfloat16"}),
+        ("shampoo", {}),
+        ("shampoo", {"impl": "reference"}),
+    ],
+)
 @pytest.mark.parametrize("T", [1, 3])
 def test_recorded_matmul_flops_equal_the_declared_count(name, hp, T):
     """The multiplies a period runs (all of them, at any shape) are exactly those the method's math needs."""

@@ -1,6 +1,7 @@
 """``bench-optim`` treats an optimizer by what it declares, not by its name: Kronecker and diagonal optimizers
 registered from outside the repository (under names and knob names that give nothing away) are benchmarked
 exactly like IF-Shampoo, Shampoo and RF-AdamW, without editing ``harness/bench_optim.py``."""
+
 from __future__ import annotations
 
 import glob
@@ -91,10 +92,33 @@ def read_results(runs) -> pd.DataFrame:
 def test_an_outside_kronecker_optimizer_is_benchmarked_like_ifshampoo(tmp_path, plugin_file):
     runs = tmp_path / "runs"
     env = {**os.environ, "ROOTBENCH_OPTIMIZERS": str(plugin_file)}
-    out = subprocess.run([sys.executable, "-m", "rootbench.harness", "bench-optim", *ARGS, "--runs", str(runs),
-                          "--opt", "ifshampoo,outside_kron,shampoo,outside_rooted", "--shape", "16x8", "8",
-                          "--n-tensors", "2", "--T", "1,2", "--dtype", "bf16"],
-                         cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rootbench.harness",
+            "bench-optim",
+            *ARGS,
+            "--runs",
+            str(runs),
+            "--opt",
+            "ifshampoo,outside_kron,shampoo,outside_rooted",
+            "--shape",
+            "16x8",
+            "8",
+            "--n-tensors",
+            "2",
+            "--T",
+            "1,2",
+            "--dtype",
+            "bf16",
+        ],
+        cwd=str(tmp_path),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     df = read_results(runs)
     by = df.set_index("label")
@@ -127,8 +151,25 @@ def test_an_outside_kronecker_optimizer_is_benchmarked_like_ifshampoo(tmp_path, 
 
 def test_an_outside_diagonal_optimizer_is_benchmarked_like_rfadamw(tmp_path, registered):
     runs = tmp_path / "runs"
-    code = main(["bench-optim", *ARGS, "--runs", str(runs), "--opt", "rfadamw,outside_diag", "--shape", "32x32",
-                 "--n-tensors", "1", "--dtype", "fp32", "bf16", "--T", "1,2"])
+    code = main(
+        [
+            "bench-optim",
+            *ARGS,
+            "--runs",
+            str(runs),
+            "--opt",
+            "rfadamw,outside_diag",
+            "--shape",
+            "32x32",
+            "--n-tensors",
+            "1",
+            "--dtype",
+            "fp32",
+            "bf16",
+            "--T",
+            "1,2",
+        ]
+    )
     assert code == 0
     df = read_results(runs)
     assert set(df["label"]) == {"adamw[impl=fused]", "rfadamw", "outside_diag"}  # no period: --T does not apply
@@ -170,7 +211,19 @@ def test_the_update_step_of_a_period_is_measured(registered, ours, twin, T):
 
 
 def test_a_kronecker_method_without_a_factor_dtype_knob_cannot_claim_bf16(tmp_path, registered, capsys):
-    code = main(["bench-optim", *ARGS, "--runs", str(tmp_path / "runs"), "--opt", "outside_fixed_dtype",
-                 "--shape", "8x4", "--dtype", "bf16"])
+    code = main(
+        [
+            "bench-optim",
+            *ARGS,
+            "--runs",
+            str(tmp_path / "runs"),
+            "--opt",
+            "outside_fixed_dtype",
+            "--shape",
+            "8x4",
+            "--dtype",
+            "bf16",
+        ]
+    )
     assert code == 2 and "preconditioner_dtype" in capsys.readouterr().err
     assert not glob.glob(str(tmp_path / "runs" / "bench-optim" / "*.parquet"))

@@ -1,12 +1,12 @@
 """The spine's acceptance: bad input is rejected with a helpful message and nothing is written;
 identical configs are cache hits; divergence is data; a killed run never leaves a broken file."""
+
 import os
 import signal
 import subprocess
 import sys
 import time
 
-import pandas as pd
 import pytest
 
 from rootbench.harness.records import REQUIRED_COLUMNS, find_runs, read_run
@@ -19,17 +19,20 @@ def files_under(d):
     return sorted(os.path.join(p, f) for p, _, fs in os.walk(d) for f in fs)
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--task", "nope", "--opt", "adamw"], "unknown task 'nope'"),
-    (["--task", "mnist1d-mpl", "--opt", "adamw"], "mnist1d-mlp"),  # close match named
-    (["--task", "quadratic", "--opt", "adamww"], "'adamw'"),
-    (["--task", "quadratic", "--opt", "adamw", "lr=abc"], "lr='abc' has the wrong type"),
-    (["--task", "quadratic", "--opt", "adamw", "bogus=1"], "unknown setting 'bogus'"),
-    (["--task", "quadratic", "--opt", "adamw", "lr=[1,"], "not a Python literal"),
-    (["--task", "quadratic", "--opt", "sgd", "momentum=True"], "wrong type"),
-    (["--task", "quadratic", "--opt", "sgd", "steps=1.5"], "expected an integer"),
-    (["--task", "quadratic", "--opt", "sgd", "--tier", "huge"], "unknown tier"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--task", "nope", "--opt", "adamw"], "unknown task 'nope'"),
+        (["--task", "mnist1d-mpl", "--opt", "adamw"], "mnist1d-mlp"),  # close match named
+        (["--task", "quadratic", "--opt", "adamww"], "'adamw'"),
+        (["--task", "quadratic", "--opt", "adamw", "lr=abc"], "lr='abc' has the wrong type"),
+        (["--task", "quadratic", "--opt", "adamw", "bogus=1"], "unknown setting 'bogus'"),
+        (["--task", "quadratic", "--opt", "adamw", "lr=[1,"], "not a Python literal"),
+        (["--task", "quadratic", "--opt", "sgd", "momentum=True"], "wrong type"),
+        (["--task", "quadratic", "--opt", "sgd", "steps=1.5"], "expected an integer"),
+        (["--task", "quadratic", "--opt", "sgd", "--tier", "huge"], "unknown tier"),
+    ],
+)
 def test_bad_input_is_rejected_and_nothing_written(argv, needle, runs_dir, capsys):
     code = rootbench("bench", *argv, "--quiet", "--in-process", runs=runs_dir)
     err = capsys.readouterr().err
@@ -106,7 +109,7 @@ def test_list_names_every_registered_entry(capsys):
 def test_show_prints_config_provenance_and_curve(runs_dir, capsys):
     assert rootbench("bench", "--task", "quadratic", "--opt", "sgd", *SMOKE, runs=runs_dir) == 0
     (path,) = find_runs(runs_dir)
-    rid = os.path.basename(path)[:-len(".parquet")]
+    rid = os.path.basename(path)[: -len(".parquet")]
     capsys.readouterr()
     assert rootbench("show", rid, "--runs", runs_dir) == 0
     out = capsys.readouterr().out
@@ -137,10 +140,33 @@ def test_kill_9_never_leaves_a_broken_parquet(tmp_path):
     delays = [0.5, 1.5, 2.5, 3.0, 3.5]
     for i, delay in enumerate(delays):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "rootbench.harness", "bench", "--task", "quadratic", "--opt", "sgd", "--tier", "smoke",
-             "--in-process", "--quiet", "--ref-steps", "0", "--runs", str(runs), "lr=0.05",
-             "--seed", str(i)],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "rootbench.harness",
+                "bench",
+                "--task",
+                "quadratic",
+                "--opt",
+                "sgd",
+                "--tier",
+                "smoke",
+                "--in-process",
+                "--quiet",
+                "--ref-steps",
+                "0",
+                "--runs",
+                str(runs),
+                "lr=0.05",
+                "--seed",
+                str(i),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         time.sleep(delay)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()

@@ -1,4 +1,5 @@
 """Run diagnostics for the claims: warm-start share at every evaluation, and EMA states frozen by rounding."""
+
 import pytest
 
 from rootbench.harness import records, run
@@ -15,8 +16,9 @@ def test_a_bf16_state_whose_ema_factor_rounds_to_one_is_warned_and_recorded():
     assert rec["state_frozen"] is True and "1 - lr_cov rounds to 1 in bfloat16" in rec["state_frozen_reason"]
     fine = records.record_from_rows(run("quadratic", "adamw", RunConfig(**SMOKE, hparams={"lr_cov": 1e-3})))
     assert fine["state_frozen"] is False  # fp32 resolves 1 - 1e-3
-    big = records.record_from_rows(run("quadratic", "adamw", RunConfig(**SMOKE, precision="bf16-pure",
-                                                                       hparams={"lr_cov": 0.05})))
+    big = records.record_from_rows(
+        run("quadratic", "adamw", RunConfig(**SMOKE, precision="bf16-pure", hparams={"lr_cov": 0.05}))
+    )
     assert big["state_frozen"] is False
 
 

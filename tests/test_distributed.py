@@ -1,4 +1,5 @@
 """DDP: 2 CPU processes (gloo) reproduce the single-process run on the same global batch."""
+
 import os
 import subprocess
 import sys
@@ -13,8 +14,26 @@ TOLERANCE = 1e-5  # relative, on every recorded loss/metric: only the all-reduce
 
 
 def bench(runs, opt, *launcher):
-    cmd = [*launcher, "-m", "rootbench.harness", "bench", "--task", "quadratic", "--opt", opt, "--tier", "smoke",
-           "--quiet", "--ref-steps", "0", "--in-process", "--runs", runs, "steps=40", "eval_every=10"]
+    cmd = [
+        *launcher,
+        "-m",
+        "rootbench.harness",
+        "bench",
+        "--task",
+        "quadratic",
+        "--opt",
+        opt,
+        "--tier",
+        "smoke",
+        "--quiet",
+        "--ref-steps",
+        "0",
+        "--in-process",
+        "--runs",
+        runs,
+        "steps=40",
+        "eval_every=10",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -26,8 +45,17 @@ def bench(runs, opt, *launcher):
 @pytest.mark.parametrize("opt", ["sgd", "adamw", "rfrmsprop"])
 def test_two_gloo_processes_match_one_process(opt, tmp_path):
     single = bench(str(tmp_path / "single"), opt, sys.executable)
-    ddp = bench(str(tmp_path / "ddp"), opt, sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                "--master_port", str(29500 + os.getpid() % 1000))
+    ddp = bench(
+        str(tmp_path / "ddp"),
+        opt,
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(29500 + os.getpid() % 1000),
+    )
     assert (ddp["world_size"] == 2).all() and (single["world_size"] == 1).all()
     assert (ddp["status"] == "ok").all()
     assert list(ddp["step"]) == list(single["step"]) and list(ddp["split"]) == list(single["split"])

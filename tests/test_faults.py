@@ -1,7 +1,7 @@
 """Bad input and hard failures: one line and exit 2 before any work, workers that die with their parent,
 signals that end a command cleanly, an early check of where results go, a memory limit, one computation
 per run id, and exit codes the regression gate can trust."""
-import json
+
 import math
 import os
 import shutil
@@ -11,7 +11,6 @@ import sys
 import tempfile
 import time
 
-import pandas as pd
 import pytest
 
 from rootbench.harness import records
@@ -20,8 +19,11 @@ from rootbench.optimizers import get_optimizer_spec, list_optimizers
 from tests.conftest import ROOT, rootbench
 
 SMOKE = ("--tier", "smoke", "--ref-steps", "0", "--quiet")
-IN_REPO = [n for n in list_optimizers() if os.path.dirname(get_optimizer_spec(n).source_file)
-           == os.path.join(ROOT, "optimizers")]
+IN_REPO = [
+    n
+    for n in list_optimizers()
+    if os.path.dirname(get_optimizer_spec(n).source_file) == os.path.join(ROOT, "optimizers")
+]
 
 
 def files_under(root: str) -> list[str]:
@@ -35,11 +37,19 @@ def one_error_line(err: str) -> str:
 
 
 def cli(*args, env=None, **kw):
-    return subprocess.Popen([sys.executable, "-m", "rootbench.harness", *args], cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})}, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "rootbench.harness", *args],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+        **kw,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- validation
+
 
 def out_of_range(interval: str):
     """A value just outside ``interval`` (below it where it has a finite low end)."""
@@ -64,8 +74,10 @@ def test_out_of_range_hyperparameters_are_one_line_and_exit_2_with_nothing_writt
     assert files_under(runs_dir) == []
 
 
-@pytest.mark.parametrize("setting", ["steps=0", "steps=-5", "batch_size=0", "eval_every=0", "warmup_steps=-1",
-                                     "lr_schedule=bogus", "eval_examples=0"])
+@pytest.mark.parametrize(
+    "setting",
+    ["steps=0", "steps=-5", "batch_size=0", "eval_every=0", "warmup_steps=-1", "lr_schedule=bogus", "eval_examples=0"],
+)
 def test_nonsense_tier_settings_are_refused_before_any_work(setting, runs_dir, capsys):
     assert rootbench("bench", "--task", "mnist1d-mlp", "--opt", "adamw", *SMOKE, setting, runs=runs_dir) == 2
     assert setting.split("=")[0] in one_error_line(capsys.readouterr().err)
@@ -93,6 +105,7 @@ def test_rerunning_a_stored_failure_exits_1_and_says_how_to_retry(runs_dir, caps
 
 # ---------------------------------------------------------------------------------------------- divergence
 
+
 def test_an_exploding_finite_loss_is_diverged(runs_dir):
     import torch
 
@@ -109,8 +122,10 @@ def test_an_exploding_finite_loss_is_diverged(runs_dir):
 
     register_optimizer("test_exploder", Exploder, defaults={"lr": 0.1}, family="sgd", preconditioner="none")
     try:
-        assert rootbench("bench", "--task", "quadratic", "--opt", "test_exploder", *SMOKE, "--in-process",
-                         runs=runs_dir) == 0
+        assert (
+            rootbench("bench", "--task", "quadratic", "--opt", "test_exploder", *SMOKE, "--in-process", runs=runs_dir)
+            == 0
+        )
         rec = records.read_record(files_under(runs_dir)[0])
         assert rec.status == "diverged" and "exceeds" in rec["status_message"]
         assert all(math.isfinite(v) for v in rec.curve.query("split == 'train_batch'")["value"].dropna())
@@ -119,6 +134,7 @@ def test_an_exploding_finite_loss_is_diverged(runs_dir):
 
 
 # ---------------------------------------------------------------------------------------------- processes
+
 
 def _children(pid: int) -> list[int]:
     try:
@@ -138,8 +154,22 @@ def _alive(pid: int) -> bool:
 
 def _start_long_run(runs: str):
     """A bench command whose run takes long enough to be killed mid-way; returns (process, worker pid)."""
-    proc = cli("bench", "--task", "mnist1d-mlp", "--opt", "adamw", "--tier", "quick", "--quiet", "--runs", runs,
-               "--ref-steps", "0", "steps=100000", start_new_session=True)
+    proc = cli(
+        "bench",
+        "--task",
+        "mnist1d-mlp",
+        "--opt",
+        "adamw",
+        "--tier",
+        "quick",
+        "--quiet",
+        "--runs",
+        runs,
+        "--ref-steps",
+        "0",
+        "steps=100000",
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while not _children(proc.pid):
         assert proc.poll() is None, proc.communicate()
@@ -178,6 +208,7 @@ def test_sigterm_and_sigint_end_with_one_line_and_the_conventional_code(sig, cod
 
 # ---------------------------------------------------------------------------------------------- fail early
 
+
 @pytest.fixture
 def read_only_folder(tmp_path):
     """A folder nobody may write in: chmod 555, or for root (who ignores modes) a path under /sys."""
@@ -201,9 +232,13 @@ def _can_create(folder: str) -> bool:
         return False
 
 
-@pytest.mark.parametrize("command", [["bench", "--task", "quadratic", "--opt", "sgd", *SMOKE],
-                                     ["sweep", "--task", "quadratic", "--opt", "sgd", "--tier", "smoke", "--trials", "1",
-                                      "--quiet"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["bench", "--task", "quadratic", "--opt", "sgd", *SMOKE],
+        ["sweep", "--task", "quadratic", "--opt", "sgd", "--tier", "smoke", "--trials", "1", "--quiet"],
+    ],
+)
 def test_a_read_only_results_folder_fails_before_any_training(command, read_only_folder, capsys):
     runs = os.path.join(read_only_folder, "rootbench-runs")
     t0 = time.monotonic()
@@ -219,6 +254,7 @@ def test_a_results_path_through_a_file_is_refused(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------------------------- exit codes
+
 
 def _baselines_copy(tmp_path, opt="sgd") -> str:
     base = str(tmp_path / "baselines")
@@ -253,8 +289,18 @@ def test_show_never_tracebacks_on_a_readable_file(tmp_path, capsys):
     from rootbench.harness.config import RunConfig
 
     rows = run("quadratic", "sgd", RunConfig(tier="smoke", ref_steps=0))
-    odd = [{**r, "value": float("nan"), "config_json": "{broken", "steps_to_target": None, "n_params": None,
-            "opt_state_bytes_per_param": float("nan"), "metric_name": "accuracy"} for r in rows]
+    odd = [
+        {
+            **r,
+            "value": float("nan"),
+            "config_json": "{broken",
+            "steps_to_target": None,
+            "n_params": None,
+            "opt_state_bytes_per_param": float("nan"),
+            "metric_name": "accuracy",
+        }
+        for r in rows
+    ]
     odd = [{k: v for k, v in r.items() if k not in ("total_train_time_s", "peak_mem_bytes")} for r in odd]
     path = records.write_run(odd, str(tmp_path))
     assert rootbench("show", path) == 0
@@ -264,10 +310,12 @@ def test_show_never_tracebacks_on_a_readable_file(tmp_path, capsys):
 
 # ---------------------------------------------------------------------------------------------- memory, locks
 
+
 @pytest.mark.slow
 def test_a_run_past_its_memory_limit_ends_as_oom(runs_dir, capsys):
-    code = rootbench("bench", "--task", "mnist1d-mlp", "--opt", "sgd", *SMOKE, "--memory-limit", "1G", "width=16000",
-                     runs=runs_dir)
+    code = rootbench(
+        "bench", "--task", "mnist1d-mlp", "--opt", "sgd", *SMOKE, "--memory-limit", "1G", "width=16000", runs=runs_dir
+    )
     assert code == 1
     rec = records.read_record(files_under(runs_dir)[0])
     assert rec.status == "oom" and "allocate" in rec["status_message"]

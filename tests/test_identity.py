@@ -5,6 +5,7 @@ The test copies the four packages into a temporary folder that shadows the insta
 copy and runs the config again: a helper the optimizer imports, the runner, or a task helper changes
 the run id; an unrelated optimizer's file does not.
 """
+
 import json
 import os
 import shutil
@@ -42,8 +43,14 @@ def copy(tmp_path):
 
 def _run(copy):
     env = {**os.environ, "PYTHONPATH": str(copy / "code"), "ROOTBENCH_NO_COMPILE": "1"}
-    out = subprocess.run([sys.executable, "-c", SCRIPT, str(copy / "runs")], env=env, cwd=str(copy),
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(copy / "runs")],
+        env=env,
+        cwd=str(copy),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -62,8 +69,13 @@ def test_editing_a_shared_helper_is_a_cache_miss(copy):
     _edit(copy, "optimizers/sgd.py")  # code rfadamw never imports: still a hit
     assert _run(copy) == {**first, "cached": True}
     seen = {first["run_id"]}
-    for rel in ("optimizers/_common.py", "optimizers/_compiled.py", "harness/runner.py", "harness/measure.py",
-                "tasks/_base.py"):
+    for rel in (
+        "optimizers/_common.py",
+        "optimizers/_compiled.py",
+        "harness/runner.py",
+        "harness/measure.py",
+        "tasks/_base.py",
+    ):
         _edit(copy, rel)
         out = _run(copy)
         assert out["run_id"] not in seen and not out["cached"], f"editing {rel} must change the run id"
@@ -73,10 +85,20 @@ def test_editing_a_shared_helper_is_a_cache_miss(copy):
 def test_identity_lists_the_modules_a_run_executes():
     spec = resolve_run("cifar10-resnet", "rfadamw", RunConfig(tier="smoke"))
     names = identity.code_files([spec.optimizer.source_file, spec.task.source_file])
-    assert {"rootbench.optimizers.rfadamw", "rootbench.optimizers._common", "rootbench.optimizers._compiled",
-            "rootbench.tasks.cifar", "rootbench.tasks._images", "rootbench.harness.runner",
-            "rootbench.harness.measure"} <= set(names)
+    assert {
+        "rootbench.optimizers.rfadamw",
+        "rootbench.optimizers._common",
+        "rootbench.optimizers._compiled",
+        "rootbench.tasks.cifar",
+        "rootbench.tasks._images",
+        "rootbench.harness.runner",
+        "rootbench.harness.measure",
+    } <= set(names)
     # other optimizers, the store, the CLI and the site are not part of what a run executes
-    assert not {"rootbench.optimizers.sgd", "rootbench.harness.records", "rootbench.harness.cli",
-                "rootbench.leaderboard.build"} & set(names)
+    assert not {
+        "rootbench.optimizers.sgd",
+        "rootbench.harness.records",
+        "rootbench.harness.cli",
+        "rootbench.leaderboard.build",
+    } & set(names)
     assert spec.identity["code"] == identity.code_hash([spec.optimizer.source_file, spec.task.source_file])

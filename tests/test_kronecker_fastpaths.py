@@ -11,6 +11,7 @@
   one bucket member only, and with exactly the reference's state bytes; with bf16 factors (statistics through
   fp32, rounded as the reference rounds) within 1e-2 of the largest entry after 4 steps (measured 1.6e-3).
 """
+
 from __future__ import annotations
 
 import copy
@@ -70,10 +71,10 @@ def test_bf16_products_through_fp32_equal_the_bf16_kernel(monkeypatch):
     through_fp32 = ifs._bmm(A, Bm), ifs._baddbmm_(C.clone(), A, Bm, beta=0.5, alpha=0.3)
     monkeypatch.setattr(ifs, "_slow_bf16_gemm", lambda device_type: False)
     native = ifs._bmm(A, Bm), ifs._baddbmm_(C.clone(), A, Bm, beta=0.5, alpha=0.3)
-    ulp = 2.0 ** -7  # bf16: 8 significant bits
+    ulp = 2.0**-7  # bf16: 8 significant bits
     for ours, theirs in zip(through_fp32, native, strict=True):
         assert ours.dtype == theirs.dtype == torch.bfloat16
-        rel = ((ours.float() - theirs.float()).abs() / theirs.float().abs().clamp(min=1e-3))
+        rel = (ours.float() - theirs.float()).abs() / theirs.float().abs().clamp(min=1e-3)
         assert float(rel.max()) <= ulp  # the same fp32 accumulation, one rounding: one ulp where the order differs
         assert int((ours != theirs).sum()) <= 0.01 * ours.numel()
 
@@ -99,8 +100,9 @@ def problem(dtype, steps, seed=0):
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = Net().to(dtype)
-    data = [(torch.randn(B, 2, 4, 4, generator=g).to(dtype), torch.randint(0, 3, (B,), generator=g))
-            for _ in range(steps)]
+    data = [
+        (torch.randn(B, 2, 4, 4, generator=g).to(dtype), torch.randint(0, 3, (B,), generator=g)) for _ in range(steps)
+    ]
     return model, data
 
 
@@ -119,8 +121,9 @@ def train(model, opt, data, skip=lambda step, name: False):
 
 def test_ifshampoo_bf16_through_fp32_stays_with_the_bf16_kernel(monkeypatch):
     """The whole batched step with bf16 factors: the fp32-accumulated products against the bf16 kernel's."""
-    hp = dict(preconditioner_dtype="bfloat16", momentum_dtype="bfloat16", schedule="every_T", T=1, lr=0.02,
-              impl="batched")
+    hp = dict(
+        preconditioner_dtype="bfloat16", momentum_dtype="bfloat16", schedule="every_T", T=1, lr=0.02, impl="batched"
+    )
     runs = []
     for slow in (True, False):
         monkeypatch.setattr(ifs, "_slow_bf16_gemm", lambda device_type, slow=slow: slow)
@@ -147,9 +150,11 @@ def assert_same(ours, theirs, rtol=1e-10, atol=1e-12):
             torch.testing.assert_close(a, b, rtol=rtol, atol=atol, msg=lambda m, step=step: f"step {step}: {m}")
 
 
-@pytest.mark.parametrize("hp", [SH_HP, dict(SH_HP, momentum=0.0, lr_cov=0.0, T=3, weight_decay=0.0),
-                                dict(SH_HP, start_preconditioning_step=4)],
-                         ids=["ema", "adagrad-sums-no-momentum", "late-start"])
+@pytest.mark.parametrize(
+    "hp",
+    [SH_HP, dict(SH_HP, momentum=0.0, lr_cov=0.0, T=3, weight_decay=0.0), dict(SH_HP, start_preconditioning_step=4)],
+    ids=["ema", "adagrad-sums-no-momentum", "late-start"],
+)
 def test_shampoo_buckets_match_the_reference(hp):
     model, data = problem(torch.float64, steps=8)
     ref = copy.deepcopy(model)

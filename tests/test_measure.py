@@ -1,4 +1,5 @@
 """Memory and state-byte measurement."""
+
 import torch
 
 from rootbench.harness import measure
@@ -41,8 +42,11 @@ def test_peak_memory_is_positive_and_grows_with_the_batch_size():
     from rootbench.harness.resolve import resolve_run
 
     def peak(batch_size):
-        cfg = RunConfig(tier="smoke", ref_steps=0, task_settings={"batch_size": batch_size, "width": 1024,
-                                                                  "steps": 4, "eval_every": 4})
+        cfg = RunConfig(
+            tier="smoke",
+            ref_steps=0,
+            task_settings={"batch_size": batch_size, "width": 1024, "steps": 4, "eval_every": 4},
+        )
         rows = run_in_worker(resolve_run("mnist1d-mlp", "sgd", cfg))
         assert rows[0]["status"] == "ok", rows[0]["status_message"]
         return rows[0]["peak_mem_bytes"]

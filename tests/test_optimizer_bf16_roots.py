@@ -6,6 +6,7 @@ which PyTorch runs only in fp32/fp64. rootbench's Shampoo therefore *falls back 
 for 16-bit factors: a RuntimeWarning plus the per-parameter counter state["eigh_fp64_fallbacks"]
 (the behaviour of current Distributed Shampoo, "Retrying in double precision").
 """
+
 from __future__ import annotations
 
 import pathlib
@@ -20,9 +21,30 @@ import torch.nn.functional as F
 from rootbench.optimizers import create_optimizer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-BANNED = ("eigh", "eig", "eigvals", "eigvalsh", "inv", "inv_ex", "pinv", "solve", "solve_ex", "lstsq",
-          "cholesky", "cholesky_ex", "cholesky_inverse", "svd", "svdvals", "matrix_power", "sqrtm", "expm",
-          "matrix_exp", "lu", "lu_factor", "qr")
+BANNED = (
+    "eigh",
+    "eig",
+    "eigvals",
+    "eigvalsh",
+    "inv",
+    "inv_ex",
+    "pinv",
+    "solve",
+    "solve_ex",
+    "lstsq",
+    "cholesky",
+    "cholesky_ex",
+    "cholesky_inverse",
+    "svd",
+    "svdvals",
+    "matrix_power",
+    "sqrtm",
+    "expm",
+    "matrix_exp",
+    "lu",
+    "lu_factor",
+    "qr",
+)
 B = 16
 LR = 0.01
 
@@ -96,8 +118,11 @@ def test_ifshampoo_trains_with_bf16_factors(param_dtype):
     assert abs(results["bfloat16"] - results["float32"]) < 0.1 * results["float32"], results
 
 
-@pytest.mark.parametrize("param_dtype,knob", [(torch.float32, "bfloat16"), (torch.bfloat16, "param")],
-                         ids=["bf16-factors", "bf16-params-param-factors"])
+@pytest.mark.parametrize(
+    "param_dtype,knob",
+    [(torch.float32, "bfloat16"), (torch.bfloat16, "param")],
+    ids=["bf16-factors", "bf16-params-param-factors"],
+)
 def test_shampoo_with_bf16_factors_falls_back_to_fp64_visibly(param_dtype, knob):
     model, data, _ = problem(param_dtype, steps=6)
     opt = create_optimizer("shampoo", model, lr=1e-3, T=2, preconditioner_dtype=knob)

@@ -19,6 +19,7 @@
   discount, alpha2 = 0, no momentum, weight decay; state exactly K, m_K and the momentum buffer.
 - shampoo ``impl="batched"`` (one eigh per factor size) vs the reference: fp64 rtol 1e-10, atol 1e-12.
 """
+
 from __future__ import annotations
 
 import copy
@@ -34,7 +35,7 @@ from rootbench.harness.measure import optimizer_state_bytes
 from rootbench.optimizers import create_optimizer
 
 B = 8
-UNIT = {torch.float32: 2.0 ** -24, torch.bfloat16: 2.0 ** -8, torch.float64: 2.0 ** -53}
+UNIT = {torch.float32: 2.0**-24, torch.bfloat16: 2.0**-8, torch.float64: 2.0**-53}
 STATE_DTYPE = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float64: "float64"}
 
 
@@ -50,10 +51,18 @@ def one_thread():
 # diagonal root-free methods: multi_tensor and compiled vs reference
 
 SWITCHES = {
-    "rfadamw": [dict(weight_decay=1e-2, bias_correction=True), dict(momentum=0.0),
-                dict(s0_zero=True, lr_cov=0.1, momentum=0.5), dict(scale_by_batch=False, momentum=0.5)],
-    "rfrmsprop": [dict(weight_decay=1e-2, momentum=0.9), dict(momentum=0.0),
-                  dict(s0_zero=True, lr_cov=0.1, momentum=0.5), dict(scale_by_batch=False, momentum=0.5)],
+    "rfadamw": [
+        dict(weight_decay=1e-2, bias_correction=True),
+        dict(momentum=0.0),
+        dict(s0_zero=True, lr_cov=0.1, momentum=0.5),
+        dict(scale_by_batch=False, momentum=0.5),
+    ],
+    "rfrmsprop": [
+        dict(weight_decay=1e-2, momentum=0.9),
+        dict(momentum=0.0),
+        dict(s0_zero=True, lr_cov=0.1, momentum=0.5),
+        dict(scale_by_batch=False, momentum=0.5),
+    ],
 }
 # group 0: one tensor above the (patched) per-tensor threshold and two small ones; group 1 (its own lr):
 # small tensors cut into two flat buckets by the (patched) bucket size limit; group 2: a single element
@@ -142,8 +151,12 @@ def one_step_parity(name, dtype, hp, impl="compiled", steps=3, state_dtype=None)
 
 _NO_COMPILE = compiled_mod.compile_unavailable(torch.device("cpu"))
 needs_compile = pytest.mark.skipif(_NO_COMPILE is not None, reason=f"torch.compile unavailable: {_NO_COMPILE}")
-STATE_CASES = [(torch.float32, None), (torch.bfloat16, None), (torch.float32, torch.bfloat16),
-               (torch.bfloat16, torch.float32)]
+STATE_CASES = [
+    (torch.float32, None),
+    (torch.bfloat16, None),
+    (torch.float32, torch.bfloat16),
+    (torch.bfloat16, torch.float32),
+]
 STATE_IDS = ["fp32", "bf16", "fp32-bf16state", "bf16-fp32state"]
 
 
@@ -258,6 +271,7 @@ def test_a_compile_error_falls_back_to_multi_tensor_with_a_warning(monkeypatch, 
     def broken_compile(fn, **kwargs):
         def run(*args):
             raise RuntimeError("simulated: no working C++ compiler")
+
         return run
 
     monkeypatch.setattr(compiled_mod.torch, "compile", broken_compile)
@@ -307,8 +321,9 @@ def problem(dtype, steps=20, seed=0):
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = Net().to(dtype)
-    data = [(torch.randn(B, 2, 6, 6, generator=g).to(dtype), torch.randint(0, 3, (B,), generator=g))
-            for _ in range(steps)]
+    data = [
+        (torch.randn(B, 2, 6, 6, generator=g).to(dtype), torch.randint(0, 3, (B,), generator=g)) for _ in range(steps)
+    ]
     return model, data
 
 
@@ -323,8 +338,11 @@ def train(model, opt, data):
 
 
 IF_HP = dict(lr=1e-2, momentum=0.9, lr_cov=0.1, riemannian_momentum=0.5, damping=1e-3, weight_decay=1e-2)
-IF_CASES = [dict(schedule="prototype_log4", T=2), dict(schedule="every_T", T=3, lr_cov_name_discount=True),
-            dict(schedule="every_T", T=1, riemannian_momentum=0.0, momentum=0.0, weight_decay=0.0)]
+IF_CASES = [
+    dict(schedule="prototype_log4", T=2),
+    dict(schedule="every_T", T=3, lr_cov_name_discount=True),
+    dict(schedule="every_T", T=1, riemannian_momentum=0.0, momentum=0.0, weight_decay=0.0),
+]
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["fp64", "fp32"])
@@ -339,7 +357,7 @@ def test_ifshampoo_batched_matches_reference(dtype, case):
     tol = dict(rtol=1e-10, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-6)
     for step, (s1, s2) in enumerate(zip(ours, theirs)):
         for a, b in zip(s1, s2):
-            torch.testing.assert_close(a, b, **tol, msg=lambda m: f"step {step}: {m}")
+            torch.testing.assert_close(a, b, **tol, msg=lambda m, step=step: f"step {step}: {m}")
     # state: K and m_K per axis (m_K only with alpha2 > 0) and the momentum buffer, nothing else
     esize = torch.tensor([], dtype=dtype).element_size()
     expected = 0
@@ -391,8 +409,9 @@ def test_ifshampoo_batched_bf16_factors_stay_close_to_the_reference():
 def test_shampoo_batched_eigh_matches_reference():
     model, data = problem(torch.float64, steps=10)
     ref = copy.deepcopy(model)
-    hp = dict(lr=1e-2, momentum=0.5, lr_cov=0.1, damping=1e-6, T=2, preconditioner_dtype="float64",
-              max_preconditioner_dim=100)  # conv.weight's axes stay matrices, norm's 64 too
+    hp = dict(
+        lr=1e-2, momentum=0.5, lr_cov=0.1, damping=1e-6, T=2, preconditioner_dtype="float64", max_preconditioner_dim=100
+    )  # conv.weight's axes stay matrices, norm's 64 too
     calls = []
     real = torch.linalg.eigh
 
@@ -434,8 +453,10 @@ def test_ifshampoo_batched_matches_reference_on_large_factors():
     layer = nn.Linear(300, 260).double()
     ref = copy.deepcopy(layer)
     g = torch.Generator().manual_seed(1)
-    data = [(torch.randn(B, 300, generator=g, dtype=torch.float64), torch.randint(0, 260, (B,), generator=g))
-            for _ in range(4)]
+    data = [
+        (torch.randn(B, 300, generator=g, dtype=torch.float64), torch.randint(0, 260, (B,), generator=g))
+        for _ in range(4)
+    ]
     hp = {**IF_HP, "schedule": "every_T", "T": 1, "preconditioner_dtype": "param", "momentum_dtype": "param"}
     ours = train(layer, create_optimizer("ifshampoo", layer, batch_size=B, impl="batched", **hp), data)
     theirs = train(ref, create_optimizer("ifshampoo", ref, batch_size=B, impl="reference", **hp), data)

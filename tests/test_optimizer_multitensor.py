@@ -5,6 +5,7 @@ that this is invisible from outside: state bytes, dtypes and shapes as the refer
 move between implementations, and parameters that join or leave a bucket (no gradient this step, a
 moved parameter, momentum switched on), all bit-identical to the reference step on CPU.
 """
+
 from __future__ import annotations
 
 import io

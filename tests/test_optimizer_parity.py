@@ -9,6 +9,7 @@
 - shampoo: an explicit numpy float64 L^(-1/4) G R^(-1/4) (order 2) and kron of three -1/6 roots (order 3).
 Problems are tiny networks with 0-d, 1-D, 2-D, 3-D (depthwise, after squeeze) and 4-D (conv) parameters.
 """
+
 from __future__ import annotations
 
 import copy
@@ -55,8 +56,9 @@ def make_problem(dtype, seed=0, steps=STEPS):
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = Net().to(dtype)
-    data = [(torch.randn(B, 2, 6, 6, generator=g).to(dtype), torch.randint(0, 3, (B,), generator=g))
-            for _ in range(steps)]
+    data = [
+        (torch.randn(B, 2, 6, 6, generator=g).to(dtype), torch.randint(0, 3, (B,), generator=g)) for _ in range(steps)
+    ]
     return model, data
 
 
@@ -73,15 +75,16 @@ def train(model, opt, data, after_step=None):
 
 def max_diffs(h1, h2):
     abs_d = max(float((a - b).abs().max()) for s1, s2 in zip(h1, h2) for a, b in zip(s1, s2))
-    rel_d = max(float((a - b).abs().max() / b.abs().max().clamp(min=1e-30))
-                for s1, s2 in zip(h1, h2) for a, b in zip(s1, s2))
+    rel_d = max(
+        float((a - b).abs().max() / b.abs().max().clamp(min=1e-30)) for s1, s2 in zip(h1, h2) for a, b in zip(s1, s2)
+    )
     return abs_d, rel_d
 
 
 def assert_same_trajectory(h1, h2, rtol, atol):
     for step, (s1, s2) in enumerate(zip(h1, h2)):
         for a, b in zip(s1, s2):
-            torch.testing.assert_close(a, b, rtol=rtol, atol=atol, msg=lambda m: f"step {step}: {m}")
+            torch.testing.assert_close(a, b, rtol=rtol, atol=atol, msg=lambda m, step=step: f"step {step}: {m}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -89,13 +92,32 @@ def assert_same_trajectory(h1, h2, rtol, atol):
 
 HP = dict(lr=3e-3, momentum=0.7, lr_cov=2e-2, damping=1e-6, weight_decay=1e-2)
 TORCH_ORACLES = {
-    "sgd": lambda ps: torch.optim.SGD(ps, lr=HP["lr"], momentum=HP["momentum"], weight_decay=HP["weight_decay"],
-                                      dampening=0.0, nesterov=False, foreach=False),
-    "adamw": lambda ps: torch.optim.AdamW(ps, lr=HP["lr"], betas=(HP["momentum"], 1 - HP["lr_cov"]),
-                                          eps=HP["damping"], weight_decay=HP["weight_decay"], foreach=False),
-    "rmsprop": lambda ps: torch.optim.RMSprop(ps, lr=HP["lr"], alpha=1 - HP["lr_cov"], eps=HP["damping"],
-                                              momentum=HP["momentum"], weight_decay=HP["weight_decay"],
-                                              foreach=False),
+    "sgd": lambda ps: torch.optim.SGD(
+        ps,
+        lr=HP["lr"],
+        momentum=HP["momentum"],
+        weight_decay=HP["weight_decay"],
+        dampening=0.0,
+        nesterov=False,
+        foreach=False,
+    ),
+    "adamw": lambda ps: torch.optim.AdamW(
+        ps,
+        lr=HP["lr"],
+        betas=(HP["momentum"], 1 - HP["lr_cov"]),
+        eps=HP["damping"],
+        weight_decay=HP["weight_decay"],
+        foreach=False,
+    ),
+    "rmsprop": lambda ps: torch.optim.RMSprop(
+        ps,
+        lr=HP["lr"],
+        alpha=1 - HP["lr_cov"],
+        eps=HP["damping"],
+        momentum=HP["momentum"],
+        weight_decay=HP["weight_decay"],
+        foreach=False,
+    ),
 }
 
 
@@ -121,8 +143,9 @@ def test_rmsprop_has_no_fused_path_and_auto_is_foreach():
 # root-free diagonal methods vs a float64 transcription of the paper's equations
 
 
-def rfrmsprop_oracle(params, grads_of, steps, lr, lr_cov, damping, momentum, weight_decay, batch_size,
-                     s0_zero=False, scale_by_batch=True):
+def rfrmsprop_oracle(
+    params, grads_of, steps, lr, lr_cov, damping, momentum, weight_decay, batch_size, s0_zero=False, scale_by_batch=True
+):
     """Section 1.2 in the paper's s-form: s <- (1-b2) s + b2 B g*g; d = g/(s+lam) + wd mu; heavy-ball."""
     Bf = batch_size if scale_by_batch else 1
     s = [torch.zeros_like(p) if s0_zero else torch.ones_like(p) for p in params]
@@ -139,8 +162,20 @@ def rfrmsprop_oracle(params, grads_of, steps, lr, lr_cov, damping, momentum, wei
         yield [p.clone() for p in params]
 
 
-def rfadamw_oracle(params, grads_of, steps, lr, lr_cov, damping, momentum, weight_decay, batch_size,
-                   s0_zero=False, scale_by_batch=True, bias_correction=False):
+def rfadamw_oracle(
+    params,
+    grads_of,
+    steps,
+    lr,
+    lr_cov,
+    damping,
+    momentum,
+    weight_decay,
+    batch_size,
+    s0_zero=False,
+    scale_by_batch=True,
+    bias_correction=False,
+):
     """Section 2: decoupled decay first; m EMA; v0 = 1/B; den = B v / bc2 + eps, no root."""
     Bf = batch_size if scale_by_batch else 1
     b1, b2 = momentum, 1 - lr_cov
@@ -152,7 +187,7 @@ def rfadamw_oracle(params, grads_of, steps, lr, lr_cov, damping, momentum, weigh
         for i, (mu, g) in enumerate(zip(params, grads)):
             m[i] = b1 * m[i] + (1 - b1) * g
             v[i] = b2 * v[i] + (1 - b2) * g * g
-            bc1, bc2 = (1 - b1 ** t, 1 - b2 ** t) if bias_correction else (1.0, 1.0)
+            bc1, bc2 = (1 - b1**t, 1 - b2**t) if bias_correction else (1.0, 1.0)
             params[i] = mu - (lr / bc1) * m[i] / (Bf * v[i] / bc2 + damping)
         yield [p.clone() for p in params]
 
@@ -185,8 +220,9 @@ def test_root_free_diagonal_methods_match_transcription(name, oracle, case):
     model, data = make_problem(torch.float64)
     ref = copy.deepcopy(model)
     ours = train(model, create_optimizer(name, model, batch_size=B, **case), data)
-    theirs = list(oracle([p.detach().clone() for p in ref.parameters()], functional_grads(ref, data),
-                         STEPS, batch_size=B, **case))
+    theirs = list(
+        oracle([p.detach().clone() for p in ref.parameters()], functional_grads(ref, data), STEPS, batch_size=B, **case)
+    )
     assert_same_trajectory(ours, theirs, rtol=1e-12, atol=1e-14)
 
 
@@ -195,8 +231,16 @@ def test_rfadamw_bias_correction_switch_matches_transcription():
     model, data = make_problem(torch.float64)
     ref = copy.deepcopy(model)
     ours = train(model, create_optimizer("rfadamw", model, batch_size=B, bias_correction=True, **case), data)
-    theirs = list(rfadamw_oracle([p.detach().clone() for p in ref.parameters()], functional_grads(ref, data),
-                                 STEPS, batch_size=B, bias_correction=True, **case))
+    theirs = list(
+        rfadamw_oracle(
+            [p.detach().clone() for p in ref.parameters()],
+            functional_grads(ref, data),
+            STEPS,
+            batch_size=B,
+            bias_correction=True,
+            **case,
+        )
+    )
     assert_same_trajectory(ours, theirs, rtol=1e-12, atol=1e-14)
 
 
@@ -253,14 +297,22 @@ def sirf_oracle(model, schedule, T, discount, steps):
         T_arg = lambda step: step in ups  # noqa: E731
     else:
         T_arg = T
-    return sirfshampoo.SIRFShampoo(model, params=groups, lr=IF_HP["lr"], beta2=IF_HP["lr_cov"],
-                                   alpha1=IF_HP["momentum"], alpha2=IF_HP["riemannian_momentum"],
-                                   lam=IF_HP["damping"], kappa=IF_HP["weight_decay"], batch_size=B, T=T_arg,
-                                   preconditioner_dtypes=None)
+    return sirfshampoo.SIRFShampoo(
+        model,
+        params=groups,
+        lr=IF_HP["lr"],
+        beta2=IF_HP["lr_cov"],
+        alpha1=IF_HP["momentum"],
+        alpha2=IF_HP["riemannian_momentum"],
+        lam=IF_HP["damping"],
+        kappa=IF_HP["weight_decay"],
+        batch_size=B,
+        T=T_arg,
+        preconditioner_dtypes=None,
+    )
 
 
-IF_CASES = [("prototype_log4", 2, False), ("prototype_log4", 2, True), ("every_T", 3, False),
-            ("every_T", 1, True)]
+IF_CASES = [("prototype_log4", 2, False), ("prototype_log4", 2, True), ("every_T", 3, False), ("every_T", 1, True)]
 
 
 @pytest.mark.parametrize("schedule,T,discount", IF_CASES)
@@ -268,8 +320,17 @@ IF_CASES = [("prototype_log4", 2, False), ("prototype_log4", 2, True), ("every_T
 def test_ifshampoo_matches_sirfshampoo(dtype, schedule, T, discount):
     model, data = make_problem(dtype)
     ref = copy.deepcopy(model)
-    opt = create_optimizer("ifshampoo", model, batch_size=B, schedule=schedule, T=T, lr_cov_name_discount=discount,
-                           preconditioner_dtype="param", momentum_dtype="param", **IF_HP)
+    opt = create_optimizer(
+        "ifshampoo",
+        model,
+        batch_size=B,
+        schedule=schedule,
+        T=T,
+        lr_cov_name_discount=discount,
+        preconditioner_dtype="param",
+        momentum_dtype="param",
+        **IF_HP,
+    )
     ours = train(model, opt, data)
     theirs = train(ref, sirf_oracle(ref, schedule, T, discount, STEPS), data)
     if dtype == torch.float64:
@@ -284,8 +345,13 @@ def test_ifshampoo_discount_changes_the_trajectory():
     h = {}
     for discount in (False, True):
         m = copy.deepcopy(model)
-        h[discount] = train(m, create_optimizer("ifshampoo", m, batch_size=B, lr_cov_name_discount=discount,
-                                                preconditioner_dtype="param", **IF_HP), data)
+        h[discount] = train(
+            m,
+            create_optimizer(
+                "ifshampoo", m, batch_size=B, lr_cov_name_discount=discount, preconditioner_dtype="param", **IF_HP
+            ),
+            data,
+        )
     assert not torch.equal(h[False][-1][2], h[True][-1][2])  # conv.bias is discounted
 
 
@@ -296,7 +362,7 @@ def test_ifshampoo_discount_changes_the_trajectory():
 def np_inverse_root(L, exponent, eps):
     lam, Q = np.linalg.eigh(L)
     lam = lam - min(lam.min(), 0.0) + eps
-    return (Q * lam ** exponent) @ Q.T
+    return (Q * lam**exponent) @ Q.T
 
 
 def shampoo_oracle(W0, grad_of, steps, lr, lr_cov, damping, momentum, weight_decay, T, max_dim=10**9):
@@ -314,12 +380,16 @@ def shampoo_oracle(W0, grad_of, steps, lr, lr_cov, damping, momentum, weight_dec
     for t in range(1, steps + 1):
         G = grad_of(W)
         unfold = [np.moveaxis(G, k, 0).reshape(G.shape[k], -1) for k in range(N)]
-        factors = [(1 - lr_cov) * L + lr_cov * ((U * U).sum(1) if diag else U @ U.T)
-                   for L, U, diag in zip(factors, unfold, diagonal)]
+        factors = [
+            (1 - lr_cov) * L + lr_cov * ((U * U).sum(1) if diag else U @ U.T)
+            for L, U, diag in zip(factors, unfold, diagonal)
+        ]
         filtered = momentum * filtered + (1 - momentum) * G if momentum else G
         if t % T == 0:
-            roots = [np.diag((L + damping) ** (-1.0 / (2 * N))) if diag else np_inverse_root(L, -1.0 / (2 * N), damping)
-                     for L, diag in zip(factors, diagonal)]
+            roots = [
+                np.diag((L + damping) ** (-1.0 / (2 * N))) if diag else np_inverse_root(L, -1.0 / (2 * N), damping)
+                for L, diag in zip(factors, diagonal)
+            ]
         if t < T:
             d = filtered
         elif N == 2:
@@ -351,16 +421,18 @@ def quadratic_problem(shape, seed=0):
     return W0, grad_np, loss_torch
 
 
-@pytest.mark.parametrize("shape,max_dim", [((5, 3), 10**9), ((4, 3, 2), 10**9), ((5, 3), 4)],
-                         ids=["matrix", "3d", "matrix-diagonal-axis"])
+@pytest.mark.parametrize(
+    "shape,max_dim", [((5, 3), 10**9), ((4, 3, 2), 10**9), ((5, 3), 4)], ids=["matrix", "3d", "matrix-diagonal-axis"]
+)
 @pytest.mark.parametrize("T,momentum", [(1, 0.0), (3, 0.5)])
 def test_shampoo_matches_explicit_inverse_roots(shape, max_dim, T, momentum):
     hp = dict(lr=1e-2, lr_cov=0.1, damping=1e-6, momentum=momentum, weight_decay=1e-2)
     W0, grad_np, loss_torch = quadratic_problem(shape)
     expected = shampoo_oracle(W0, grad_np, STEPS, T=T, max_dim=max_dim, **hp)
     W = torch.tensor(W0, requires_grad=True)
-    opt = create_optimizer("shampoo", [W], T=T, preconditioner_dtype="float64",
-                           max_preconditioner_dim=min(max_dim, 8192), **hp)
+    opt = create_optimizer(
+        "shampoo", [W], T=T, preconditioner_dtype="float64", max_preconditioner_dim=min(max_dim, 8192), **hp
+    )
     for i in range(STEPS):
         opt.zero_grad()
         loss_torch(W, i).backward()
@@ -374,8 +446,17 @@ def test_shampoo_grafting_takes_the_diagonal_methods_norm(grafting):
     W0, grad_np, loss_torch = quadratic_problem((5, 3))
     lr, eps, beta2 = 1e-2, 1e-3, 0.9
     W = torch.tensor(W0, requires_grad=True)
-    opt = create_optimizer("shampoo", [W], lr=lr, T=2, momentum=0.0, preconditioner_dtype="float64",
-                           grafting=grafting, grafting_epsilon=eps, grafting_beta2=beta2)
+    opt = create_optimizer(
+        "shampoo",
+        [W],
+        lr=lr,
+        T=2,
+        momentum=0.0,
+        preconditioner_dtype="float64",
+        grafting=grafting,
+        grafting_epsilon=eps,
+        grafting_beta2=beta2,
+    )
     acc = np.zeros_like(W0)
     for i in range(6):
         before = W.detach().numpy().copy()

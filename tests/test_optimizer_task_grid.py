@@ -4,6 +4,7 @@ Parametrised over both registries, so a new optimizer or task is tested without 
 parameter shapes of real architectures are what a toy net misses: a ViT's [1, 1, D] class token shares
 its squeezed shape with the [D] biases, which once broke IF-Shampoo's batched path on cifar10-vit only.
 """
+
 from __future__ import annotations
 
 import math

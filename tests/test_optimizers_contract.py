@@ -6,6 +6,7 @@ after a state_dict round trip (through torch.save/torch.load), reject unknown an
 hyperparameters, insist on ``batch_size`` exactly when it needs it, skip parameters without
 gradients and honour per-group hyperparameters.
 """
+
 from __future__ import annotations
 
 import io
@@ -47,8 +48,7 @@ class Small(nn.Module):
 
 def batches(n, dtype=torch.float32, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return [(torch.randn(B, 2, 4, 4, generator=g).to(dtype), torch.randint(0, 3, (B,), generator=g))
-            for _ in range(n)]
+    return [(torch.randn(B, 2, 4, 4, generator=g).to(dtype), torch.randint(0, 3, (B,), generator=g)) for _ in range(n)]
 
 
 def build(name, params, **hparams):
@@ -153,8 +153,12 @@ def test_diagonal_methods_keep_state_in_bf16_for_bf16_params(name):
     model = Small().to(torch.bfloat16)
     opt = build(name, model, **({"momentum": 0.5} if name in ("rmsprop", "rfrmsprop") else {}))
     train(model, opt, batches(2, torch.bfloat16))
-    floats = [v for s in opt.state.values() for k, v in s.items()
-              if torch.is_tensor(v) and v.is_floating_point() and k != "step"]
+    floats = [
+        v
+        for s in opt.state.values()
+        for k, v in s.items()
+        if torch.is_tensor(v) and v.is_floating_point() and k != "step"
+    ]
     assert floats and all(v.dtype == torch.bfloat16 for v in floats)
 
 
@@ -229,8 +233,10 @@ def test_skips_params_without_grads_and_honours_param_groups(name):
     frozen_before = [p.detach().clone() for p in model.conv.parameters()]
     head_before = [p.detach().clone() for p in model.head.parameters()]
     unused_before = model.unused.detach().clone()
-    groups = [{"params": list(model.conv.parameters()), "lr": 0.0},
-              {"params": list(model.head.parameters()) + [model.unused]}]
+    groups = [
+        {"params": list(model.conv.parameters()), "lr": 0.0},
+        {"params": list(model.head.parameters()) + [model.unused]},
+    ]
     opt = build(name, groups, lr=get_optimizer_spec(name).test_lr)
     assert len(opt.param_groups) == 2
     train(model, opt, batches(3))

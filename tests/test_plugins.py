@@ -1,12 +1,12 @@
 """Optimizers registered from outside the repository: a file named by ROOTBENCH_OPTIMIZERS, or an
 installed package's entry point in the group ``rootbench.optimizers``."""
+
 import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
-
 
 PLUGIN = textwrap.dedent('''
     import torch
@@ -22,8 +22,9 @@ PLUGIN = textwrap.dedent('''
 
 def run_python(code, env_extra, tmp_path):
     env = {**os.environ, **env_extra}
-    out = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), env=env, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout
 
@@ -31,9 +32,12 @@ def run_python(code, env_extra, tmp_path):
 def test_a_file_named_by_the_environment_registers_an_optimizer(tmp_path):
     plugin = tmp_path / "my_variant.py"
     plugin.write_text(PLUGIN.format(name="outside_sgd"))
-    out = run_python("from rootbench.optimizers import list_optimizers, get_optimizer_spec as g; "
-                     "print('outside_sgd' in list_optimizers(), g('outside_sgd').parent)",
-                     {"ROOTBENCH_OPTIMIZERS": str(plugin)}, tmp_path)
+    out = run_python(
+        "from rootbench.optimizers import list_optimizers, get_optimizer_spec as g; "
+        "print('outside_sgd' in list_optimizers(), g('outside_sgd').parent)",
+        {"ROOTBENCH_OPTIMIZERS": str(plugin)},
+        tmp_path,
+    )
     assert out.split() == ["True", "sgd"]
 
 
@@ -45,17 +49,28 @@ def test_an_installed_entry_point_registers_an_optimizer(tmp_path):
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ext-opt\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[rootbench.optimizers]\nentry_point_sgd = ext_opt\n")
-    out = run_python("from rootbench.optimizers import list_optimizers; print('entry_point_sgd' in list_optimizers())",
-                     {"PYTHONPATH": str(pkg)}, tmp_path)
+    out = run_python(
+        "from rootbench.optimizers import list_optimizers; print('entry_point_sgd' in list_optimizers())",
+        {"PYTHONPATH": str(pkg)},
+        tmp_path,
+    )
     assert out.strip() == "True"
 
 
 def test_a_missing_plugin_file_is_one_warning_and_the_rest_still_work(tmp_path):
-    code = ("from rootbench.optimizers import list_optimizers, get_optimizer_spec\n"
-            "print('adamw' in list_optimizers())\n"
-            "try:\n    get_optimizer_spec('my_missing')\nexcept Exception as e:\n    print(type(e).__name__, e)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), capture_output=True, text=True,
-                         env={**os.environ, "ROOTBENCH_OPTIMIZERS": str(tmp_path / "nope.py")}, timeout=120)
+    code = (
+        "from rootbench.optimizers import list_optimizers, get_optimizer_spec\n"
+        "print('adamw' in list_optimizers())\n"
+        "try:\n    get_optimizer_spec('my_missing')\nexcept Exception as e:\n    print(type(e).__name__, e)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=str(tmp_path),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ROOTBENCH_OPTIMIZERS": str(tmp_path / "nope.py")},
+        timeout=120,
+    )
     lines = out.stdout.splitlines()
     assert lines[0] == "True" and lines[1].startswith("UsageError") and "nope.py" in lines[1]
     warnings = [ln for ln in out.stderr.splitlines() if "warning" in ln]
@@ -78,15 +93,22 @@ def test_a_raising_plugin_fails_only_the_commands_that_need_it(tmp_path):
     env = {**os.environ, "ROOTBENCH_OPTIMIZERS": str(plugin)}
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "rootbench.harness", *args], cwd=str(tmp_path), env=env,
-                              capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "rootbench.harness", *args],
+            cwd=str(tmp_path),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     listing = cli("list", "optimizers")
     assert listing.returncode == 0 and "adamw" in listing.stdout and "Traceback" not in listing.stderr
     assert listing.stderr.count("broken_plugin.py") == 1 and "broken on purpose" in listing.stderr
     runs = str(tmp_path / "runs")
-    ok = cli("bench", "--task", "quadratic", "--opt", "sgd", "--tier", "smoke", "--ref-steps", "0", "--quiet",
-             "--runs", runs)
+    ok = cli(
+        "bench", "--task", "quadratic", "--opt", "sgd", "--tier", "smoke", "--ref-steps", "0", "--quiet", "--runs", runs
+    )
     assert ok.returncode == 0, ok.stderr[-2000:]
     needs = cli("bench", "--task", "quadratic", "--opt", "fine_sgd", "--tier", "smoke", "--runs", runs)
     assert needs.returncode == 2 and "Traceback" not in needs.stderr  # registered, then withdrawn

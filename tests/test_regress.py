@@ -1,4 +1,5 @@
 """The regression gate: an unchanged optimizer passes; each planted regression fails, naming its metric."""
+
 import os
 
 import pandas as pd
@@ -21,13 +22,30 @@ def gate(tmp_path_factory):
     torch.set_num_threads(1)  # the suite's runs are small: one thread is faster and steadier on 2 cores
     old_env = os.environ.get("ROOTBENCH_OPTIMIZERS")
     os.environ["ROOTBENCH_OPTIMIZERS"] = PLANTED
-    assert rootbench("regress", "--opt", "rfrmsprop", "--suite", "smoke", "--update-baseline", "--baselines", base,
-                     "--quiet") == 0
+    assert (
+        rootbench(
+            "regress", "--opt", "rfrmsprop", "--suite", "smoke", "--update-baseline", "--baselines", base, "--quiet"
+        )
+        == 0
+    )
 
     def run(opt, *extra):
         md = str(root / f"{opt}.md")
-        code = rootbench("regress", "--opt", opt, "--suite", "smoke", "--baselines", base, "--runs", cand,
-                         "--markdown", md, "--quiet", *extra)
+        code = rootbench(
+            "regress",
+            "--opt",
+            opt,
+            "--suite",
+            "smoke",
+            "--baselines",
+            base,
+            "--runs",
+            cand,
+            "--markdown",
+            md,
+            "--quiet",
+            *extra,
+        )
         with open(md) as f:
             return code, f.read()
 
@@ -41,8 +59,11 @@ def gate(tmp_path_factory):
 
 
 def regressions(markdown: str) -> set:
-    return {line.split("|")[2].strip() for line in markdown.splitlines()
-            if line.startswith("|") and "**REGRESSION**" in line}
+    return {
+        line.split("|")[2].strip()
+        for line in markdown.splitlines()
+        if line.startswith("|") and "**REGRESSION**" in line
+    }
 
 
 def test_unchanged_optimizer_passes_against_its_own_baseline(gate):
@@ -63,12 +84,15 @@ def test_a_changed_source_is_judged_against_the_stored_baseline_runs(gate, monke
     assert sorted(find_runs(gate.baselines)) == before
 
 
-@pytest.mark.parametrize("variant, metric", [
-    ("planted_lr10x", "final val accuracy"),
-    ("planted_no_momentum", "final val accuracy"),
-    ("planted_twice", "step time / fused AdamW"),
-    ("planted_fp64_state", "state bytes / param"),
-])
+@pytest.mark.parametrize(
+    "variant, metric",
+    [
+        ("planted_lr10x", "final val accuracy"),
+        ("planted_no_momentum", "final val accuracy"),
+        ("planted_twice", "step time / fused AdamW"),
+        ("planted_fp64_state", "state bytes / param"),
+    ],
+)
 def test_planted_regressions_fail_naming_the_metric(gate, variant, metric):
     code, md = gate(variant)  # no baseline of its own: compared with its declared parent, rfrmsprop
     assert code == 1, md
@@ -89,14 +113,18 @@ def _changed(capsys, *files) -> set:
     from rootbench.optimizers import get_optimizer_spec
 
     # optimizers registered by plugins loaded earlier in this process may import the same code: keep the repo's
-    in_repo = lambda n: os.path.realpath(get_optimizer_spec(n).source_file).startswith(os.path.realpath(ROOT) + os.sep
-                                                                                        + "optimizers")
+    in_repo = lambda n: os.path.realpath(get_optimizer_spec(n).source_file).startswith(
+        os.path.realpath(ROOT) + os.sep + "optimizers"
+    )
     return {n for n in capsys.readouterr().out.split() if in_repo(n)}
 
 
 def test_changed_files_name_the_optimizers_whose_code_they_touch(capsys):
-    assert _changed(capsys, "optimizers/rfrmsprop.py", "README.md") == {"rfrmsprop", "rfrmsprop_s0zero",
-                                                                         "rfrmsprop_nob"}
+    assert _changed(capsys, "optimizers/rfrmsprop.py", "README.md") == {
+        "rfrmsprop",
+        "rfrmsprop_s0zero",
+        "rfrmsprop_nob",
+    }
     # a shared helper gates every optimizer that imports it, not only the files that register them
     assert _changed(capsys, "optimizers/_compiled.py") >= {"rfadamw", "rfrmsprop"}
     assert "sgd" not in _changed(capsys, "optimizers/_compiled.py")
@@ -109,8 +137,16 @@ def test_changed_files_name_the_optimizers_whose_code_they_touch(capsys):
 
 def test_compare_applies_the_stated_rules():
     def frame(case, vals, steps, status="ok"):
-        return pd.DataFrame({"case": case, "final_val": vals, "steps_to_target": steps, "status": status,
-                             "higher_is_better": True, "metric": "accuracy"})
+        return pd.DataFrame(
+            {
+                "case": case,
+                "final_val": vals,
+                "steps_to_target": steps,
+                "status": status,
+                "higher_is_better": True,
+                "metric": "accuracy",
+            }
+        )
 
     probe = {"step_time_ratio_adamw": 1.0, "state_bytes_per_param": 8.0}
     pure = frame("mlp-bf16-pure", [0.5], [1])  # the smoke suite's second case
@@ -130,21 +166,33 @@ def test_compare_applies_the_stated_rules():
     v = verdicts(pd.concat([worse, pure]))
     assert v["final val accuracy"] == "REGRESSION" and v["steps to target"] == "REGRESSION"
     assert verdicts(pd.concat([same, diverging]))["bf16-pure divergences"] == "REGRESSION"
-    assert verdicts(pd.concat([same, pure]), {**probe, "step_time_ratio_adamw": 1.5})["step time / fused AdamW"] \
+    assert (
+        verdicts(pd.concat([same, pure]), {**probe, "step_time_ratio_adamw": 1.5})["step time / fused AdamW"]
         == "REGRESSION"
-    assert verdicts(pd.concat([same, pure]), {**probe, "state_bytes_per_param": 8.5})["state bytes / param"] \
+    )
+    assert (
+        verdicts(pd.concat([same, pure]), {**probe, "state_bytes_per_param": 8.5})["state bytes / param"]
         == "REGRESSION"
+    )
 
 
 def test_a_step_time_breach_must_reproduce(monkeypatch):
     """Noise (one slow timing) is retimed away; a real slowdown survives every retry."""
     ref = {"step_time_ratio_adamw": 1.0, "state_bytes_per_param": 8.0}
     timings = iter([1.0, 2.0])  # the retries of a noisy first timing of 2.0
-    monkeypatch.setattr(regress, "probe", lambda opt, reference=None: {
-        "candidate": {"step_time_ratio_adamw": next(timings), "state_bytes_per_param": 8.0}})
+    monkeypatch.setattr(
+        regress,
+        "probe",
+        lambda opt, reference=None: {
+            "candidate": {"step_time_ratio_adamw": next(timings), "state_bytes_per_param": 8.0}
+        },
+    )
     noisy = regress.confirm_step_time("x", None, {"candidate": {"step_time_ratio_adamw": 2.0}}, ref, log=lambda m: None)
     assert noisy["step_time_ratio_adamw"] == 1.0
-    monkeypatch.setattr(regress, "probe", lambda opt, reference=None: {
-        "candidate": {"step_time_ratio_adamw": 2.1, "state_bytes_per_param": 8.0}})
+    monkeypatch.setattr(
+        regress,
+        "probe",
+        lambda opt, reference=None: {"candidate": {"step_time_ratio_adamw": 2.1, "state_bytes_per_param": 8.0}},
+    )
     slow = regress.confirm_step_time("x", None, {"candidate": {"step_time_ratio_adamw": 2.0}}, ref, log=lambda m: None)
     assert slow["step_time_ratio_adamw"] == 2.0  # still over 1.3x after both retries

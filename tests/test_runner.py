@@ -1,4 +1,5 @@
 """The runner: determinism, the train clock, time limits, precision modes, memory and failures."""
+
 import time
 
 import pytest
@@ -92,8 +93,9 @@ def test_train_clock_excludes_a_slow_evaluation(monkeypatch):
         return out
 
     monkeypatch.setattr(torch.optim.SGD, "step", timed_step)
-    cfg = RunConfig(tier="smoke", ref_steps=0, task_settings={"steps": 300, "eval_every": 60, "width": 512,
-                                                              "batch_size": 256})
+    cfg = RunConfig(
+        tier="smoke", ref_steps=0, task_settings={"steps": 300, "eval_every": 60, "width": 512, "batch_size": 256}
+    )
     rows = harness_run("mnist1d-mlp", "sgd", cfg)
     r = rows[0]
     assert r["status"] == "ok" and len(step_times) == 300
@@ -138,7 +140,8 @@ def test_lr_schedules():
     assert runner.lr_factor("cosine", 0, 10, 0) == 1.0
     assert runner.lr_factor("cosine", 10, 10, 0) == pytest.approx(0.0)
     assert [runner.lr_factor("multistep", s, 9, 0) for s in (0, 2, 3, 5, 6, 8)] == pytest.approx(
-        [1, 1, 0.1, 0.1, 0.01, 0.01])
+        [1, 1, 0.1, 0.1, 0.01, 0.01]
+    )
     with pytest.raises(RegistryError):
         runner.lr_factor("wavy", 0, 10, 0)
 

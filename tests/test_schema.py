@@ -4,6 +4,7 @@ Schema 2 stores list, tuple and dict values (Swin's per-stage ``num_heads``) as 
 often-empty columns one type everywhere; schema-1 files (lists as parquet lists) are still read,
 upgraded in memory, and ``records.upgrade_file`` rewrites them with values unchanged.
 """
+
 import glob
 import json
 import os
@@ -32,12 +33,15 @@ def test_duckdb_reads_every_committed_run_file_as_one_table():
     duckdb = pytest.importorskip("duckdb")
     files = _committed_run_files()
     n_rows = sum(records.read_record(f).curve_table.num_rows for f in files)
-    got = duckdb.sql(f"SELECT count(*), count(DISTINCT run_id) FROM read_parquet({files!r}, union_by_name=true)"
-                     ).fetchall()[0]
+    got = duckdb.sql(
+        f"SELECT count(*), count(DISTINCT run_id) FROM read_parquet({files!r}, union_by_name=true)"
+    ).fetchall()[0]
     assert got == (n_rows, len(files))
     # the README's one-liner
-    best = duckdb.sql(f"SELECT task, optimizer, max(value) FROM read_parquet('{RUN_GLOB}', union_by_name=true) "
-                      "WHERE split = 'test' AND metric = 'accuracy' GROUP BY ALL").df()
+    best = duckdb.sql(
+        f"SELECT task, optimizer, max(value) FROM read_parquet('{RUN_GLOB}', union_by_name=true) "
+        "WHERE split = 'test' AND metric = 'accuracy' GROUP BY ALL"
+    ).df()
     assert len(best) > 10
 
 
@@ -66,8 +70,9 @@ def test_list_values_are_json_strings_and_empty_columns_keep_their_type(tmp_path
     assert str(schema.field("steps_to_target").type) == "int64"  # empty here, int64 everywhere
     rec = records.read_record(path)
     assert json.loads(rec.run["task_num_heads"]) == [1, 2, 4] and rec.run["schema_version"] == records.SCHEMA_VERSION
-    assert rec.final("val", "loss") == pytest.approx(rec.curve.query("split == 'val'").sort_values("step")
-                                                     ["value"].iloc[-1])
+    assert rec.final("val", "loss") == pytest.approx(
+        rec.curve.query("split == 'val'").sort_values("step")["value"].iloc[-1]
+    )
 
 
 def test_schema_1_files_are_read_and_upgraded_without_changing_values(tmp_path):
@@ -81,8 +86,9 @@ def test_schema_1_files_are_read_and_upgraded_without_changing_values(tmp_path):
     assert records.upgrade_file(path) and not records.upgrade_file(path)
     new = records.read_record(path)
     assert new.run["schema_version"] == 2 and new.run["schema_upgraded_from"] == 1
-    assert {k: v for k, v in new.run.items() if k not in ("schema_version", "schema_upgraded_from")} == \
-        {k: v for k, v in old.run.items() if k != "schema_version"}
+    assert {k: v for k, v in new.run.items() if k not in ("schema_version", "schema_upgraded_from")} == {
+        k: v for k, v in old.run.items() if k != "schema_version"
+    }
     pd.testing.assert_frame_equal(new.curve, old.curve)
 
 

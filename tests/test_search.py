@@ -1,4 +1,5 @@
 """Search spaces that depend on the run's length, quasi-random draws per (task, optimizer), the paper point."""
+
 import math
 
 import numpy as np
@@ -44,11 +45,10 @@ def test_draws_are_quasi_random_reproducible_and_independent_per_task_and_optimi
 
 
 def test_the_paper_point_is_one_more_trial_recorded_as_such(monkeypatch):
-    from rootbench.optimizers import get_optimizer_spec
-
     import dataclasses
 
     from rootbench.harness import registry
+    from rootbench.optimizers import get_optimizer_spec
 
     spec = get_optimizer_spec("sgd")
     patched = dataclasses.replace(spec, published={"linear": {"lr": 0.123, "momentum": 0.5}})
@@ -57,9 +57,12 @@ def test_the_paper_point_is_one_more_trial_recorded_as_such(monkeypatch):
     trials = s._trials(1, s.space, 3)
     assert [t.kind for t in trials] == ["drawn"] * 3 + ["published"]
     assert trials[-1].spec.hparams["lr"] == 0.123 and trials[-1].spec.hparams["momentum"] == 0.5
-    pinned = sw.Sweep(sw.SweepConfig(task="quadratic", optimizer="sgd", tier="smoke", trials=3,
-                                     overrides={"lr": 0.01}), out=lambda m: None)
+    pinned = sw.Sweep(
+        sw.SweepConfig(task="quadratic", optimizer="sgd", tier="smoke", trials=3, overrides={"lr": 0.01}),
+        out=lambda m: None,
+    )
     assert pinned.published == {"momentum": 0.5}  # a pin wins over the paper's value
-    off = sw.Sweep(sw.SweepConfig(task="quadratic", optimizer="sgd", tier="smoke", trials=3, published=False),
-                   out=lambda m: None)
+    off = sw.Sweep(
+        sw.SweepConfig(task="quadratic", optimizer="sgd", tier="smoke", trials=3, published=False), out=lambda m: None
+    )
     assert [t.kind for t in off._trials(1, off.space, 3)] == ["drawn"] * 3

@@ -1,4 +1,5 @@
 """Shampoo keeps its previous inverse root when eigh fails (Distributed Shampoo's behaviour), for both impls."""
+
 import pytest
 import torch
 

@@ -4,13 +4,12 @@ The expected sizes follow the paper: the diagonal methods hold one or two
 parameter-sized buffers in the state dtype; the Kronecker methods one d x d factor (plus momentum and
 cache) per tensor axis. The run records ``opt_state_bytes`` by walking the live optimizer.
 """
+
 import math
 
 import pytest
-import torch
 
 from rootbench.harness import run as harness_run
-from rootbench.harness import runner
 from rootbench.harness.config import RunConfig
 from rootbench.tasks import create_task
 
@@ -23,20 +22,28 @@ def shapes():
 
 
 def run(opt, precision, **hparams):
-    rows = harness_run(TASK, opt, RunConfig(tier="smoke", precision=precision, ref_steps=0, hparams=hparams,
-                                           task_settings={"steps": 4, "eval_every": 4}))
+    rows = harness_run(
+        TASK,
+        opt,
+        RunConfig(
+            tier="smoke", precision=precision, ref_steps=0, hparams=hparams, task_settings={"steps": 4, "eval_every": 4}
+        ),
+    )
     assert rows[0]["status"] == "ok", rows[0]["status_message"]
     return rows[0]
 
 
 @pytest.mark.parametrize("precision, width", [("fp32", 4), ("bf16-pure", 2)])
-@pytest.mark.parametrize("opt, buffers, extra_per_tensor", [
-    ("sgd", 1, 0),  # momentum buffer
-    ("adamw", 2, 4),  # exp_avg, exp_avg_sq (+ torch's float32 step counter per tensor)
-    ("rmsprop", 1, 4),  # square_avg (+ step counter); momentum 0 by default
-    ("rfadamw", 2, 0),  # m, v; the step count is a Python int
-    ("rfrmsprop", 2, 0),  # s and the heavy-ball buffer (momentum > 0 here)
-])
+@pytest.mark.parametrize(
+    "opt, buffers, extra_per_tensor",
+    [
+        ("sgd", 1, 0),  # momentum buffer
+        ("adamw", 2, 4),  # exp_avg, exp_avg_sq (+ torch's float32 step counter per tensor)
+        ("rmsprop", 1, 4),  # square_avg (+ step counter); momentum 0 by default
+        ("rfadamw", 2, 0),  # m, v; the step count is a Python int
+        ("rfrmsprop", 2, 0),  # s and the heavy-ball buffer (momentum > 0 here)
+    ],
+)
 def test_diagonal_state_is_exactly_buffers_per_parameter(opt, buffers, extra_per_tensor, precision, width):
     hp = {"momentum": 0.9} if opt == "rfrmsprop" else {}
     r = run(opt, precision, **hp)

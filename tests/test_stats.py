@@ -1,4 +1,5 @@
 """Multiple-comparison corrections against scipy's and against hand-computed values."""
+
 import math
 
 import numpy as np

@@ -2,6 +2,7 @@
 
 The end-to-end tests run smoke-tier sweeps of the noisy quadratic (each run in its own process).
 """
+
 import glob
 import json
 import math
@@ -23,8 +24,28 @@ from rootbench.optimizers import get_optimizer_spec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 4 + 2 trials, seed 0 only: six runs; one thread per run so every backend computes identical numbers
-SWEEP = ["sweep", "--task", "quadratic", "--opt", "sgd", "--tier", "smoke", "--trials", "4", "--stage2-trials", "2",
-         "--seeds", "1", "--seed", "7", "--threads", "1", "--ref-steps", "0", "--quiet"]
+SWEEP = [
+    "sweep",
+    "--task",
+    "quadratic",
+    "--opt",
+    "sgd",
+    "--tier",
+    "smoke",
+    "--trials",
+    "4",
+    "--stage2-trials",
+    "2",
+    "--seeds",
+    "1",
+    "--seed",
+    "7",
+    "--threads",
+    "1",
+    "--ref-steps",
+    "0",
+    "--quiet",
+]
 
 
 def _manifest(runs: str) -> dict:
@@ -44,6 +65,7 @@ def local_sweep(tmp_path_factory):
 
 # ---------------------------------------------------------------------------------------------- sampler
 
+
 def test_sampler_is_reproducible_and_within_the_declared_ranges():
     spec = get_optimizer_spec("adamw")
     space = sw.search_space(spec, {}, steps=1000)  # horizon dimensions resolved for a 1000-step run
@@ -60,8 +82,12 @@ def test_sampler_is_reproducible_and_within_the_declared_ranges():
 
 
 def test_sampler_is_log_uniform_for_log_ranges_and_handles_other_kinds():
-    space = {"lr": ("log", 1e-5, 1e-1), "m": ("uniform", 0.0, 1.0), "impl": ("choice", ["a", "b"]),
-             "T": ("log", 1, 100)}
+    space = {
+        "lr": ("log", 1e-5, 1e-1),
+        "m": ("uniform", 0.0, 1.0),
+        "impl": ("choice", ["a", "b"]),
+        "T": ("log", 1, 100),
+    }
     draws = sw.sample_configs(space, 4000, seed=0, defaults={"T": 10})
     u = np.sort((np.log10([d["lr"] for d in draws]) + 5) / 4)  # uniform on [0, 1] if log-uniform
     ks = np.max(np.abs(u - (np.arange(1, len(u) + 1) - 0.5) / len(u)))
@@ -88,8 +114,11 @@ def test_pinned_overrides_leave_the_search_and_apply_to_every_trial():
 
 def test_stage2_narrows_the_ranges_around_the_best_trials():
     space = {"lr": ("log", 1e-3, 1.0), "wd": ("uniform", 0.0, 1.0), "impl": ("choice", ["a", "b", "c"])}
-    best = [{"lr": 0.01, "wd": 0.4, "impl": "a"}, {"lr": 0.03, "wd": 0.5, "impl": "c"},
-            {"lr": 0.02, "wd": 0.45, "impl": "a"}]
+    best = [
+        {"lr": 0.01, "wd": 0.4, "impl": "a"},
+        {"lr": 0.03, "wd": 0.5, "impl": "c"},
+        {"lr": 0.02, "wd": 0.45, "impl": "a"},
+    ]
     narrow = sw.narrow_space(space, best)
     margin = sw.WIDEN * math.log(1.0 / 1e-3)
     assert narrow["lr"][1] == pytest.approx(0.01 * math.exp(-margin), rel=1e-3)
@@ -106,6 +135,7 @@ def test_stage2_narrows_the_ranges_around_the_best_trials():
 
 
 # ---------------------------------------------------------------------------------------------- selection
+
 
 def _runs_frame(runs: str) -> pd.DataFrame:
     df = load_runs(runs)
@@ -140,6 +170,7 @@ def test_selection_reads_validation_never_test(local_sweep):
 
 
 # ---------------------------------------------------------------------------------------------- end to end
+
 
 @pytest.mark.slow  # a smoke sweep: each run in its own process
 def test_local_sweep_records_the_budget_and_reruns_nothing(local_sweep, capsys):
@@ -186,10 +217,35 @@ def test_results_store_accepts_file_uris(local_sweep, tmp_path):
 @pytest.mark.slow  # a smoke sweep: each run in its own process
 def test_interrupted_sweep_resumes_without_repeating_finished_runs(tmp_path, capsys):
     runs = str(tmp_path / "runs")
-    cmd = ["sweep", "--task", "quadratic", "--opt", "adamw", "--tier", "smoke", "--trials", "2", "--seeds", "2",
-           "--threads", "1", "--ref-steps", "0", "--workers", "2", "--runs", runs, "--quiet"]
-    proc = subprocess.Popen([sys.executable, "-m", "rootbench.harness", *cmd], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    cmd = [
+        "sweep",
+        "--task",
+        "quadratic",
+        "--opt",
+        "adamw",
+        "--tier",
+        "smoke",
+        "--trials",
+        "2",
+        "--seeds",
+        "2",
+        "--threads",
+        "1",
+        "--ref-steps",
+        "0",
+        "--workers",
+        "2",
+        "--runs",
+        runs,
+        "--quiet",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rootbench.harness", *cmd],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 240
         while len(find_runs(runs)) < 2:
@@ -249,8 +305,10 @@ def test_cached_failures_rerun_only_with_retry_failed_and_unreadable_files_rerun
     from rootbench.harness.runner import failure_rows
 
     def sweep(**kw):
-        return sw.Sweep(sw.SweepConfig(task="quadratic", optimizer="sgd", tier="smoke", runs=str(tmp_path), **kw),
-                        out=lambda msg: None)
+        return sw.Sweep(
+            sw.SweepConfig(task="quadratic", optimizer="sgd", tier="smoke", runs=str(tmp_path), **kw),
+            out=lambda msg: None,
+        )
 
     s = sweep()
     failed, broken, fresh = s._trials(1, s.space, 3)

@@ -7,14 +7,15 @@ without editing this file.
 - with an empty data root and no network, every real-data tier fails with one clear line
   (DataMissingError names the file and the command), before anything runs or is written.
 """
+
 import dataclasses
 import math
 
 import pytest
 import torch
 
-from rootbench.harness.config import RunConfig
 from rootbench.harness import run
+from rootbench.harness.config import RunConfig
 from rootbench.tasks import check_data, create_task, get_task_spec, list_tasks
 from rootbench.tasks.data import DataMissingError
 from tests.task_fakes import one_thread, write_all  # noqa: F401 - autouse fixture
@@ -71,8 +72,9 @@ def _one_step_overrides(config) -> dict:
     return out
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n
-                                  for n in TASKS if n in REAL])
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in TASKS if n in REAL]
+)
 def test_full_tier_builds_and_takes_one_training_step(name, fake_root, monkeypatch):
     monkeypatch.setenv("ROOTBENCH_DATA", fake_root)
     monkeypatch.setenv("ROOTBENCH_OFFLINE", "1")

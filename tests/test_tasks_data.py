@@ -1,5 +1,6 @@
 """The data layer: a plain file first, then the native source (torchvision, ImageFolder, a download,
 Hugging Face), else one clear error. Network sources are exercised with monkeypatched clients."""
+
 import io
 import os
 import socket
@@ -50,8 +51,9 @@ def test_split_train_val_reads_numpy_rows_like_tensors(tmp_path):
     arrays = write_image_npz(tmp_path / "a.npz", 50, 4, 4, 5)
     mm = data.load_npz(str(tmp_path / "a.npz"))
     a = split_train_val(mm["x_train"], mm["y_train"], n_val=10, n_train=30, n_train_eval=5)
-    b = split_train_val(torch.from_numpy(arrays["x_train"]), torch.from_numpy(arrays["y_train"]), n_val=10,
-                        n_train=30, n_train_eval=5)
+    b = split_train_val(
+        torch.from_numpy(arrays["x_train"]), torch.from_numpy(arrays["y_train"]), n_val=10, n_train=30, n_train_eval=5
+    )
     for k in ("train", "val", "train_eval"):
         for u, v in zip(a[k], b[k]):
             assert torch.equal(u, v)
@@ -62,7 +64,12 @@ def test_missing_everything_is_one_line_naming_file_and_command(root):
     with pytest.raises(DataMissingError) as info:
         data.require("cifar10")
     msg = str(info.value)
-    assert "\n" not in msg and os.path.join(str(root), "cifar10.npz") in msg and "torchvision" in msg and "../shared" not in msg
+    assert (
+        "\n" not in msg
+        and os.path.join(str(root), "cifar10.npz") in msg
+        and "torchvision" in msg
+        and "../shared" not in msg
+    )
     with pytest.raises(DataMissingError, match="CIFAR100"):
         data.require("cifar100")
     with pytest.raises(DataMissingError, match="imagewoof2-320"):

@@ -1,6 +1,6 @@
 """The input pipelines: on-device augmentation matches its reference definition and is fixed by the
 seed; normalisation is exact; text batches are next-token windows."""
-import numpy as np
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -23,7 +23,7 @@ def reference_crops(x, pad):
     out = []
     for dy in range(2 * pad + 1):
         for dx in range(2 * pad + 1):
-            crop = xp[..., dy:dy + h, dx:dx + w]
+            crop = xp[..., dy : dy + h, dx : dx + w]
             out += [crop, crop.flip(-1)]
     return torch.stack(out, 1)  # (B, 2 * (2 pad + 1)^2, C, H, W)
 
@@ -38,8 +38,9 @@ def test_crop_flip_draws_exactly_the_padded_crops_and_flips_uniformly():
     first = match.float().argmax(1)
     counts = torch.bincount(first, minlength=50)
     assert (counts > 0).all(), "all 25 offsets x 2 flips occur"
-    flipped = (cands[:, 1::2] == out[:, None]).flatten(2).all(-1).any(1) & ~(
-        cands[:, 0::2] == out[:, None]).flatten(2).all(-1).any(1)
+    flipped = (cands[:, 1::2] == out[:, None]).flatten(2).all(-1).any(1) & ~(cands[:, 0::2] == out[:, None]).flatten(
+        2
+    ).all(-1).any(1)
     assert 0.4 < flipped.float().mean() < 0.6
 
 
@@ -50,8 +51,9 @@ def test_augmentation_is_fixed_by_the_seed():
     c = crop_flip(x, 4, True, torch.Generator().manual_seed(4))
     assert torch.equal(a, b) and not torch.equal(a, c)
     xf = x.float()
-    assert torch.equal(random_erase(xf, 0.5, torch.Generator().manual_seed(1)),
-                       random_erase(xf, 0.5, torch.Generator().manual_seed(1)))
+    assert torch.equal(
+        random_erase(xf, 0.5, torch.Generator().manual_seed(1)), random_erase(xf, 0.5, torch.Generator().manual_seed(1))
+    )
 
 
 def test_random_erasing_puts_one_noise_rectangle_of_bounded_area_and_ratio():
@@ -90,8 +92,7 @@ def test_image_task_batches_are_seeded_normalised_and_stay_on_the_device(fake_ro
 
 def test_text_batches_are_next_token_windows(fake_root, monkeypatch):
     monkeypatch.setenv("ROOTBENCH_DATA", fake_root)
-    task = create_task("shakespeare-char-gpt", "quick", block_size=16, batch_size=4, eval_examples=5,
-                       eval_batch_size=2)
+    task = create_task("shakespeare-char-gpt", "quick", block_size=16, batch_size=4, eval_examples=5, eval_batch_size=2)
     g = torch.Generator().manual_seed(0)
     x, y = next(task.train_batches(g, "cpu"))
     assert x.shape == y.shape == (4, 16) and x.dtype == torch.long
@@ -112,7 +113,7 @@ def test_char_splits_and_word_tokens():
     # train is the first 85 %; the held-out 150 characters are dealt in 12-character blocks, every third
     # to validation, so val and test interleave over the same stretch of text
     held = text[850:]
-    blocks = [held[i:i + 12] for i in range(0, 150, 12)]
+    blocks = [held[i : i + 12] for i in range(0, 150, 12)]
     decode = lambda ids: "".join(chr(97 + int(i)) for i in ids)  # noqa: E731
     assert decode(streams["train"]) == text[:850]
     assert decode(streams["val"]) == "".join(blocks[0::3])

@@ -1,4 +1,5 @@
 """Full tiers reproduce the paper's protocols (the paper): models, schedules, augmentation."""
+
 import importlib
 import inspect
 
@@ -22,8 +23,9 @@ CNN = {  # task -> (architecture, epochs, weighted layers on the main path)
 
 def named_depth(model: nn.Module) -> int:
     """Convolutions and linear layers on the main path (1x1 projection shortcuts excluded)."""
-    return sum(1 for name, m in model.named_modules()
-               if isinstance(m, (nn.Conv2d, nn.Linear)) and "shortcut" not in name)
+    return sum(
+        1 for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and "shortcut" not in name
+    )
 
 
 @pytest.mark.parametrize("name", sorted(CNN))
@@ -87,7 +89,9 @@ def test_imagewoof_full_tier_is_the_papers_vit_protocol(name, woof_root, monkeyp
     module, _, published, _ = TIMM_ARCHS[model_name]
     captured = {}
     with monkeypatch.context() as mp:  # smaller tiers rescale the class from timm's own arguments
-        create = {"swin": "_create_swin_transformer", "gcvi": "_create_gcvit", "foca": "_create_focalnet"}[model_name[:4]]
+        create = {"swin": "_create_swin_transformer", "gcvi": "_create_gcvit", "foca": "_create_focalnet"}[
+            model_name[:4]
+        ]
         mp.setattr(importlib.import_module(module), create, lambda variant, pretrained=False, **kw: captured.update(kw))
         getattr(importlib.import_module(module), model_name)()
     cls = getattr(importlib.import_module(module), TIMM_ARCHS[model_name][1])
@@ -116,7 +120,12 @@ def test_imagewoof_full_tier_is_the_papers_vit_protocol(name, woof_root, monkeyp
 def test_vision_quick_and_full_tiers_of_small_image_tasks():
     vit = get_task_spec("cifar10-vit").tiers["full"]
     assert (vit.patch_size, vit.image_size, vit.lr_schedule, vit.label_smoothing, vit.erase_prob) == (
-        4, 32, "cosine", 0.1, 0.25)
+        4,
+        32,
+        "cosine",
+        0.1,
+        0.25,
+    )
     for name in ("cifar10-resnet", "cifar10-vgg"):
         c = get_task_spec(name).tiers["full"]
         assert (c.steps, c.batch_size, c.lr_schedule, c.pad, c.flip) == (210 * EPOCH, 128, "multistep", 4, True)
@@ -126,7 +135,13 @@ def test_vision_quick_and_full_tiers_of_small_image_tasks():
 def test_text_full_tiers():
     gpt = get_task_spec("shakespeare-char-gpt").tiers["full"]  # nanoGPT's shakespeare-char recipe
     assert (gpt.n_layer, gpt.n_head, gpt.n_embd, gpt.block_size, gpt.batch_size, gpt.dropout) == (
-        6, 6, 384, 256, 64, 0.2)
+        6,
+        6,
+        384,
+        256,
+        64,
+        0.2,
+    )
     assert (gpt.steps, gpt.lr_schedule, gpt.warmup_steps) == (5000, "cosine", 100)
     lstm = get_task_spec("shakespeare-char-lstm").tiers["full"]
     assert lstm.n_layer == 3

@@ -1,5 +1,6 @@
 """Every quick tier's real data loads with the expected shapes and label ranges (needs ROOTBENCH_DATA;
 skips with the reason otherwise). The quick runs themselves are not in the suite: too slow."""
+
 import pytest
 import torch
 
@@ -7,8 +8,9 @@ from rootbench.tasks import check_data, create_task, get_task_spec, list_tasks
 from rootbench.tasks.data import IMAGE_SETS, DataMissingError
 from tests.task_fakes import one_thread  # noqa: F401 - autouse fixture
 
-QUICK_REAL = [n for n in list_tasks()
-              if getattr(get_task_spec(n).tiers["quick"], "dataset", None) not in (None, "synthetic")]
+QUICK_REAL = [
+    n for n in list_tasks() if getattr(get_task_spec(n).tiers["quick"], "dataset", None) not in (None, "synthetic")
+]
 
 
 @pytest.mark.data

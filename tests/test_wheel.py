@@ -1,5 +1,6 @@
 """The package as another repository gets it: build the wheel, install it into a fresh venv outside the
 checkout, import the optimizers with torch alone, and render a site from the wheel's own templates."""
+
 import os
 import shutil
 import subprocess
@@ -24,10 +25,26 @@ def wheel(tmp_path_factory):
     dist = tmp_path_factory.mktemp("dist")
     build = tmp_path_factory.mktemp("build")
     src = build / "src"  # build from a copy: the checkout keeps no build/ or egg-info litter
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv", ".data", "runs", "site", "__pycache__",
-                                                             "*.egg-info", "build", ".rootbench"))
-    _sh(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(src),
-        cwd=build)
+    shutil.copytree(
+        ROOT,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", ".data", "runs", "site", "__pycache__", "*.egg-info", "build", ".rootbench"
+        ),
+    )
+    _sh(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "-q",
+        "-w",
+        str(dist),
+        str(src),
+        cwd=build,
+    )
     (path,) = dist.glob("rootbench-*.whl")
     return path
 
@@ -41,8 +58,11 @@ def test_the_wheel_installs_one_namespace_with_templates_and_torch_as_its_only_r
     assert any(n.startswith("rootbench/leaderboard/templates/") and n.endswith(".j2") for n in names)
     assert any(n.startswith("rootbench/leaderboard/static/") for n in names)
     assert "rootbench/optimizers/rfadamw.py" in names and "rootbench/harness/registry.py" in names
-    required = [ln.split(":", 1)[1].strip() for ln in meta.splitlines()
-                if ln.startswith("Requires-Dist:") and "extra ==" not in ln]
+    required = [
+        ln.split(":", 1)[1].strip()
+        for ln in meta.splitlines()
+        if ln.startswith("Requires-Dist:") and "extra ==" not in ln
+    ]
     assert [r.split(">")[0].split("=")[0].strip() for r in required] == ["torch"], required
     extras = {ln.split(":", 1)[1].strip() for ln in meta.splitlines() if ln.startswith("Provides-Extra:")}
     assert {"tasks", "site", "sweeps", "test"} <= extras
@@ -60,22 +80,32 @@ def test_a_fresh_venv_outside_the_checkout_uses_the_optimizers_and_renders_a_sit
     with open(os.path.join(site, "zz_deps.pth"), "w") as f:
         f.write(sysconfig.get_paths()["purelib"] + "\n")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "ROOTBENCH_OPTIMIZERS")}
-    code = ("import sys, torch\n"
-            "import rootbench.optimizers as o\n"
-            f"assert not o.__file__.startswith({str(ROOT)!r}), o.__file__\n"
-            "m = torch.nn.Linear(3, 2)\n"
-            "opt = o.create_optimizer('rfadamw', m, lr=0.1, batch_size=8)\n"
-            "m(torch.randn(8, 3)).pow(2).mean().backward(); opt.step()\n"
-            "heavy = sorted(x for x in ('pandas', 'pyarrow', 'jinja2', 'timm', 'torchvision') if x in sys.modules)\n"
-            "assert not heavy, heavy\n"
-            "print(len(o.list_optimizers()))\n")
+    code = (
+        "import sys, torch\n"
+        "import rootbench.optimizers as o\n"
+        f"assert not o.__file__.startswith({str(ROOT)!r}), o.__file__\n"
+        "m = torch.nn.Linear(3, 2)\n"
+        "opt = o.create_optimizer('rfadamw', m, lr=0.1, batch_size=8)\n"
+        "m(torch.randn(8, 3)).pow(2).mean().backward(); opt.step()\n"
+        "heavy = sorted(x for x in ('pandas', 'pyarrow', 'jinja2', 'timm', 'torchvision') if x in sys.modules)\n"
+        "assert not heavy, heavy\n"
+        "print(len(o.list_optimizers()))\n"
+    )
     assert int(_sh(str(py), "-c", code, cwd=tmp_path, env=env).strip()) >= 7
     runs = tmp_path / "runs"
     for path in records.find_runs(os.path.join(ROOT, "runs"))[:4]:
         dst = runs / os.path.relpath(path, os.path.join(ROOT, "runs"))
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, dst)
-    _sh(str(venv / "bin" / "rootbench"), "site", "--runs", str(runs), "--out", str(tmp_path / "site"), cwd=tmp_path,
-        env=env)
+    _sh(
+        str(venv / "bin" / "rootbench"),
+        "site",
+        "--runs",
+        str(runs),
+        "--out",
+        str(tmp_path / "site"),
+        cwd=tmp_path,
+        env=env,
+    )
     index = (tmp_path / "site" / "index.html").read_text()
     assert "rootbench" in index and (tmp_path / "site" / "static").is_dir()
