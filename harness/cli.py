@@ -240,6 +240,7 @@ def cmd_bench(args) -> int:
 def cmd_show(args) -> int:
     import json
 
+    from rootbench.harness import records
     from rootbench.harness.records import find_run_file, read_record
 
     path = args.run if args.run.endswith(".parquet") else find_run_file(args.runs, args.run)
@@ -256,20 +257,7 @@ def cmd_show(args) -> int:
     except (TypeError, ValueError):
         print(f"  (unreadable config_json: {str(r.get('config_json'))[:200]!r})")
     print("provenance:")
-    for key in (
-        "git_sha",
-        "git_dirty",
-        "rootbench_version",
-        "torch_version",
-        "cuda_version",
-        "device",
-        "cpu",
-        "num_threads",
-        "hostname",
-        "started_at",
-        "schema_version",
-        "code_hash",
-    ):
+    for key in records.PROVENANCE_COLUMNS:
         if key in r:
             print(f"  {key:<18} {r[key]}")
     if r.get("traceback"):

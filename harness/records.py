@@ -63,6 +63,24 @@ REQUIRED_COLUMNS = (
 CURVE_COLUMNS = ("step", "epoch", "examples_seen", "split", "metric", "value", "train_time_s", "eval_time_s")
 STATUSES = ("ok", "diverged", "oom", "timeout", "error")
 FAILED = ("oom", "timeout", "error")  # environment failures; "diverged" is a legitimate outcome
+# Where a run came from, in the order ``rootbench show`` and the run pages list it.
+PROVENANCE_COLUMNS = (
+    "git_sha",
+    "git_dirty",
+    "rootbench_version",
+    "torch_version",
+    "cuda_version",
+    "device",
+    "cpu",
+    "num_threads",
+    "hostname",
+    "python_version",
+    "started_at",
+    "schema_version",
+    "code_hash",
+    "optimizer_source_hash",
+    "task_source_hash",
+)
 SWEEPS_DIR = "sweeps"
 BASELINES_DIR = "baselines"
 BENCH_OPTIM_DIR = "bench-optim"

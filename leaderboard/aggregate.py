@@ -18,6 +18,7 @@ then the best mean final validation metric over seeds, then more finished seeds,
 (so the choice is deterministic). Test numbers are reported for the selected configuration, never used
 to select it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -42,6 +43,13 @@ REFERENCE_OPTIMIZER = "adamw"  # the tuned baseline of the geometric-mean speedu
 CNN_REFERENCE = "sgd"  # claim 1's generalisation reference on the tasks that declare model_kind "cnn"
 
 
+def plain(df: pd.DataFrame) -> pd.DataFrame:
+    """String columns as Python objects: pandas' arrow-backed strings make row-wise access (``to_dict``, masks on
+    small frames) several times slower, and the site reads these tables row by row."""
+    cols = [c for c in df.columns if isinstance(df[c].dtype, pd.StringDtype)]
+    return df.astype({c: object for c in cols}) if cols else df
+
+
 def tier_key(tier: str) -> tuple:
     return (TIER_ORDER.index(tier) if tier in TIER_ORDER else len(TIER_ORDER), str(tier))
 
@@ -52,6 +60,7 @@ def precision_key(p: str) -> tuple:
 
 # ---------------------------------------------------------------------------------------------
 # per run
+
 
 def _missing(v) -> bool:
     if v is None or v is pd.NA:
@@ -78,15 +87,18 @@ def format_value(v) -> str:
     if isinstance(v, (bool, np.bool_)):
         return str(bool(v))
     if isinstance(v, (int, float, np.integer, np.floating)):
-        return f"{float(v):g}"
+        return f"{float(v) + 0.0:g}"  # + 0.0: no "-0"
     return str(v)
 
 
 def config_identity(run: Mapping) -> dict:
     """``config_id``, ``setting_id`` and display strings of one run (a mapping of its columns)."""
     hp = {k[3:]: _canonical(v) for k, v in run.items() if k.startswith("hp_") and not _missing(v)}
-    task = {k[5:]: _canonical(v) for k, v in run.items() if k.startswith("task_") and not _missing(v)
-            and k not in ("task_source_hash",)}
+    task = {
+        k[5:]: _canonical(v)
+        for k, v in run.items()
+        if k.startswith("task_") and not _missing(v) and k not in ("task_source_hash",)
+    }
     setting = json.dumps({"hp": hp, "task": task}, sort_keys=True, default=str)
     precision = str(run.get("precision") or "fp32")
     config = json.dumps({"hp": hp, "task": task, "precision": precision}, sort_keys=True, default=str)
@@ -104,9 +116,16 @@ def summarize(runs: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
     the loss); ``gap`` is final train metric minus final test metric.
     """
     df = runs.copy()
-    for col, default in (("metric_name", "loss"), ("higher_is_better", False), ("status", "error"),
-                         ("status_message", ""), ("precision", "fp32"), ("target", np.nan),
-                         ("steps_to_target", np.nan), ("time_to_target_s", np.nan)):
+    for col, default in (
+        ("metric_name", "loss"),
+        ("higher_is_better", False),
+        ("status", "error"),
+        ("status_message", ""),
+        ("precision", "fp32"),
+        ("target", np.nan),
+        ("steps_to_target", np.nan),
+        ("time_to_target_s", np.nan),
+    ):
         if col not in df.columns:
             df[col] = default
         elif default is not np.nan:
@@ -117,7 +136,7 @@ def summarize(runs: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
     for col in ("steps_to_target", "time_to_target_s", "target"):
         df[col] = pd.to_numeric(df[col], errors="coerce")
     # the loader computes the ids from each file's own values; compute them here for other frames
-    todo = (df["config_id"].isna() if "config_id" in df.columns else pd.Series(True, index=df.index))
+    todo = df["config_id"].isna() if "config_id" in df.columns else pd.Series(True, index=df.index)
     if todo.any():
         cols = [c for c in df.columns if c.startswith(("hp_", "task_"))] + ["precision"]
         ids = [config_identity(r) for r in df.loc[todo, cols].to_dict("records")]
@@ -131,13 +150,16 @@ def summarize(runs: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
     df["ok"] = df["status"] == "ok"
     df["config_label"] = config_labels(df) if len(df) else pd.Series(dtype=str)
 
-    finals = final_values(points, df[["run_id", "metric_name"]])
-    df = df.merge(finals, on="run_id", how="left")
-    for c in ("final_train", "final_val", "final_test", "final_train_loss", "final_val_loss", "final_test_loss"):
+    final_cols = ("final_train", "final_val", "final_test", "final_train_loss", "final_val_loss", "final_test_loss")
+    if not all(c in df.columns for c in final_cols):  # the loader computes them per run; other frames here
+        df = df.drop(columns=[c for c in final_cols if c in df.columns])
+        df = df.merge(final_values(points, df[["run_id", "metric_name"]]), on="run_id", how="left")
+    for c in final_cols:
         if c not in df.columns:
             df[c] = np.nan
+        df[c] = pd.to_numeric(df[c], errors="coerce")
     df["gap"] = df["final_train"] - df["final_test"]
-    return df
+    return plain(df)
 
 
 def config_labels(df: pd.DataFrame) -> list[str]:
@@ -178,7 +200,8 @@ def final_values(points: pd.DataFrame, metric_names: pd.DataFrame) -> pd.DataFra
     loss = last[last["metric"] == "loss"].pivot(index="run_id", columns="split", values="value")
     loss.columns = [f"final_{c}_loss" for c in loss.columns]
     return out.merge(metric, left_on="run_id", right_index=True, how="left").merge(
-        loss, left_on="run_id", right_index=True, how="left")
+        loss, left_on="run_id", right_index=True, how="left"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,8 +211,16 @@ GROUP = ["tier", "task", "optimizer"]
 
 
 def _mean(values) -> float:
-    x = stats.finite(values)
-    return float(x.mean()) if len(x) else float("nan")
+    """Mean of the finite values (a handful per configuration: plain Python beats numpy's call overhead)."""
+    total, n = 0.0, 0
+    for v in values.tolist() if isinstance(values, np.ndarray) else values:
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(f):
+            total, n = total + f, n + 1
+    return total / n if n else float("nan")
 
 
 def configs(summary: pd.DataFrame) -> pd.DataFrame:
@@ -198,27 +229,81 @@ def configs(summary: pd.DataFrame) -> pd.DataFrame:
     Metric statistics (val, test, train, gap) use the finished (``ok``) runs; time- and steps-to-target
     are the median over all seeds with a miss counting as infinite (AlgoPerf's convention).
     """
-    cols = ["tier", "task", "optimizer", "config_id", "setting_id", "precision", "hparams_label", "config_label",
-            "metric_name",
-            "higher_is_better", "n_runs", "n_ok", "n_diverged", "n_failed", "status_counts", "seeds", "run_ids",
-            "val_mean", "test_mean", "test_half", "test_n", "test_sd", "test_values", "train_mean", "gap_mean",
-            "ttt", "stt", "n_reached", "target", "step_ratio", "peak_mem_bytes", "state_bytes_per_param",
-            "train_time_s", "hp_lr"]
+    cols = [
+        "tier",
+        "task",
+        "optimizer",
+        "config_id",
+        "setting_id",
+        "precision",
+        "hparams_label",
+        "config_label",
+        "metric_name",
+        "higher_is_better",
+        "n_runs",
+        "n_ok",
+        "n_diverged",
+        "n_failed",
+        "status_counts",
+        "seeds",
+        "run_ids",
+        "val_mean",
+        "test_mean",
+        "test_half",
+        "test_n",
+        "test_sd",
+        "test_values",
+        "train_mean",
+        "gap_mean",
+        "ttt",
+        "stt",
+        "n_reached",
+        "target",
+        "step_ratio",
+        "peak_mem_bytes",
+        "state_bytes_per_param",
+        "train_time_s",
+        "hp_lr",
+    ]
     if summary.empty:
         return pd.DataFrame(columns=cols)
     s = summary
-    arr = {c: s[c].to_numpy() for c in ("run_id", "seed", "status", "final_val", "final_test", "final_train",
-                                        "gap", "time_to_target_s", "steps_to_target", "setting_id", "precision",
-                                        "hparams_label", "config_label", "metric_name", "higher_is_better")}
+    arr = {
+        c: s[c].to_numpy()
+        for c in (
+            "run_id",
+            "seed",
+            "status",
+            "final_val",
+            "final_test",
+            "final_train",
+            "gap",
+            "time_to_target_s",
+            "steps_to_target",
+            "setting_id",
+            "precision",
+            "hparams_label",
+            "config_label",
+            "metric_name",
+            "higher_is_better",
+        )
+    }
     optional = {}
-    for c in ("step_time_ratio_adamw", "peak_mem_bytes", "opt_state_bytes_per_param", "total_train_time_s",
-              "hp_lr", "target"):
-        optional[c] = (pd.to_numeric(s[c], errors="coerce").to_numpy() if c in s.columns
-                       else np.full(len(s), np.nan))
+    for c in (
+        "step_time_ratio_adamw",
+        "peak_mem_bytes",
+        "opt_state_bytes_per_param",
+        "total_train_time_s",
+        "hp_lr",
+        "target",
+    ):
+        optional[c] = pd.to_numeric(s[c], errors="coerce").to_numpy() if c in s.columns else np.full(len(s), np.nan)
     rows = []
     for key, idx in s.groupby(GROUP + ["config_id"], sort=False).indices.items():
-        first = {c: arr[c][idx[0]] for c in ("setting_id", "precision", "hparams_label", "config_label",
-                                              "metric_name", "higher_is_better")}
+        first = {
+            c: arr[c][idx[0]]
+            for c in ("setting_id", "precision", "hparams_label", "config_label", "metric_name", "higher_is_better")
+        }
         status = arr["status"][idx]
         ok = idx[status == "ok"]
         counts = {k: int((status == k).sum()) for k in STATUS_ORDER if (status == k).any()}
@@ -231,28 +316,45 @@ def configs(summary: pd.DataFrame) -> pd.DataFrame:
         failed_any = np.isin(status, FAILED)
         ttt_runs = np.where(failed_any, np.nan, ttt_runs)  # a crashed seed never "reached" the target
         stt_runs = np.where(failed_any, np.nan, stt_runs)
-        rows.append({
-            "tier": key[0], "task": key[1], "optimizer": key[2], "config_id": key[3],
-            "setting_id": first["setting_id"], "precision": first["precision"], "hparams_label": first["hparams_label"],
-            "config_label": first["config_label"],
-            "metric_name": first["metric_name"], "higher_is_better": bool(first["higher_is_better"]),
-            "n_runs": len(idx), "n_ok": len(ok), "n_diverged": counts.get("diverged", 0),
-            "n_failed": int(failed_any.sum()), "status_counts": counts,
-            "seeds": sorted(int(x) for x in arr["seed"][idx] if not _missing(x)),
-            "run_ids": [str(r) for r in arr["run_id"][idx]],
-            "val_mean": _mean(arr["final_val"][ok]), "test_mean": ci.mean, "test_half": ci.half,
-            "test_n": ci.n, "test_sd": ci.sd, "test_values": [float(v) for v in test],
-            "train_mean": _mean(arr["final_train"][ok]), "gap_mean": _mean(arr["gap"][ok]),
-            "ttt": stats.median_with_inf(ttt_runs), "stt": stats.median_with_inf(stt_runs),
-            "n_reached": int(np.isfinite(ttt_runs).sum()),
-            "target": _mean(optional["target"][idx]),
-            "step_ratio": _mean(optional["step_time_ratio_adamw"][idx]),
-            "peak_mem_bytes": _mean(optional["peak_mem_bytes"][idx]),
-            "state_bytes_per_param": _mean(optional["opt_state_bytes_per_param"][idx]),
-            "train_time_s": _mean(optional["total_train_time_s"][ok]),
-            "hp_lr": _mean(optional["hp_lr"][idx]),
-        })
-    return pd.DataFrame(rows, columns=cols)
+        rows.append(
+            {
+                "tier": key[0],
+                "task": key[1],
+                "optimizer": key[2],
+                "config_id": key[3],
+                "setting_id": first["setting_id"],
+                "precision": first["precision"],
+                "hparams_label": first["hparams_label"],
+                "config_label": first["config_label"],
+                "metric_name": first["metric_name"],
+                "higher_is_better": bool(first["higher_is_better"]),
+                "n_runs": len(idx),
+                "n_ok": len(ok),
+                "n_diverged": counts.get("diverged", 0),
+                "n_failed": int(failed_any.sum()),
+                "status_counts": counts,
+                "seeds": sorted(int(x) for x in arr["seed"][idx] if not _missing(x)),
+                "run_ids": [str(r) for r in arr["run_id"][idx]],
+                "val_mean": _mean(arr["final_val"][ok]),
+                "test_mean": ci.mean,
+                "test_half": ci.half,
+                "test_n": ci.n,
+                "test_sd": ci.sd,
+                "test_values": [float(v) for v in test],
+                "train_mean": _mean(arr["final_train"][ok]),
+                "gap_mean": _mean(arr["gap"][ok]),
+                "ttt": stats.median_with_inf(ttt_runs),
+                "stt": stats.median_with_inf(stt_runs),
+                "n_reached": int(np.isfinite(ttt_runs).sum()),
+                "target": _mean(optional["target"][idx]),
+                "step_ratio": _mean(optional["step_time_ratio_adamw"][idx]),
+                "peak_mem_bytes": _mean(optional["peak_mem_bytes"][idx]),
+                "state_bytes_per_param": _mean(optional["opt_state_bytes_per_param"][idx]),
+                "train_time_s": _mean(optional["total_train_time_s"][ok]),
+                "hp_lr": _mean(optional["hp_lr"][idx]),
+            }
+        )
+    return plain(pd.DataFrame(rows, columns=cols))
 
 
 def selection_key(row: Mapping) -> tuple:
@@ -283,14 +385,16 @@ def select_best(configs_df: pd.DataFrame) -> pd.DataFrame:
         rs = [r for r in rs if str(r["precision"]) == REFERENCE_PRECISION] or rs
         replicated = min(MIN_REPLICATES, max(int(r["n_ok"]) for r in rs))
         best.append(min((r for r in rs if r["n_ok"] >= replicated), key=selection_key))
-    return pd.DataFrame(best, columns=configs_df.columns)
+    return plain(pd.DataFrame(best, columns=configs_df.columns))
 
 
 # ---------------------------------------------------------------------------------------------
 # overview
 
-def overview(summary: pd.DataFrame, configs_df: pd.DataFrame, alpha: float = stats.ALPHA,
-             best: pd.DataFrame | None = None) -> pd.DataFrame:
+
+def overview(
+    summary: pd.DataFrame, configs_df: pd.DataFrame, alpha: float = stats.ALPHA, best: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """One row per (tier, task, optimizer), ranked within (tier, task) by the selected config's test mean.
 
     Columns beside the selected configuration's statistics: ``n_configs`` (tuning budget: distinct
@@ -300,25 +404,47 @@ def overview(summary: pd.DataFrame, configs_df: pd.DataFrame, alpha: float = sta
     the best is better) and ``significance`` in {"best", "tied", "worse", "n/a"}.
     """
     renamed = {"n_runs": "config_n_runs", "status_counts": "config_status_counts"}
-    cols = ["tier", "task", "optimizer", "rank", "significance", "p_vs_best", "n_configs", "n_runs",
-            "status_counts", "divergence", "selected"] + [renamed.get(c, c) for c in configs_df.columns
-                                                          if c not in GROUP]
+    cols = [
+        "tier",
+        "task",
+        "optimizer",
+        "rank",
+        "significance",
+        "p_vs_best",
+        "n_configs",
+        "n_runs",
+        "status_counts",
+        "divergence",
+        "selected",
+    ] + [renamed.get(c, c) for c in configs_df.columns if c not in GROUP]
     if summary.empty:
         return pd.DataFrame(columns=cols)
     best = select_best(configs_df) if best is None else best
     best_by = {tuple(r[k] for k in GROUP): r for r in best.to_dict("records")}
-    conf_by_setting = {(r["tier"], r["task"], r["optimizer"], r["setting_id"], r["precision"]): r
-                       for r in configs_df.to_dict("records")}
+    conf_by_setting = {
+        (r["tier"], r["task"], r["optimizer"], r["setting_id"], r["precision"]): r
+        for r in configs_df.to_dict("records")
+    }
     rows = []
     a = {c: summary[c].to_numpy() for c in ("status", "precision", "config_id", "metric_name", "higher_is_better")}
     for key, idx in summary.groupby(GROUP, sort=False).indices.items():
         status, precision = a["status"][idx], a["precision"][idx].astype(str)
         counts = {k: int((status == k).sum()) for k in STATUS_ORDER if (status == k).any()}
-        divergence = {str(p): [int(((precision == p) & (status == "diverged")).sum()), int((precision == p).sum())]
-                      for p in sorted(set(precision), key=precision_key)}
-        row = {"tier": key[0], "task": key[1], "optimizer": key[2], "n_configs": len(set(a["config_id"][idx])),
-               "n_runs": len(idx), "status_counts": counts, "divergence": divergence,
-               "metric_name": a["metric_name"][idx[0]], "higher_is_better": bool(a["higher_is_better"][idx[0]])}
+        divergence = {
+            str(p): [int(((precision == p) & (status == "diverged")).sum()), int((precision == p).sum())]
+            for p in sorted(set(precision), key=precision_key)
+        }
+        row = {
+            "tier": key[0],
+            "task": key[1],
+            "optimizer": key[2],
+            "n_configs": len(set(a["config_id"][idx])),
+            "n_runs": len(idx),
+            "status_counts": counts,
+            "divergence": divergence,
+            "metric_name": a["metric_name"][idx[0]],
+            "higher_is_better": bool(a["higher_is_better"][idx[0]]),
+        }
         chosen = best_by.get(key)
         row["selected"] = chosen is not None
         if chosen is not None:  # the selected configuration's own counts keep a config_ prefix
@@ -365,19 +491,24 @@ def _rank(df: pd.DataFrame, alpha: float) -> pd.DataFrame:
     df = pd.concat(out, ignore_index=True)
     df["_t"] = df["tier"].map(tier_key)
     df = df.sort_values(["_t", "task"], kind="stable").drop(columns="_t").reset_index(drop=True)
-    return df
+    return plain(df)
 
 
 # ---------------------------------------------------------------------------------------------
 # root vs root-free
+
 
 def both_sides_ran(rvf: pd.DataFrame) -> pd.Series:
     """Mask of the ``root_vs_free`` rows whose root and root-free optimizers both have runs (comparable pairs)."""
     return rvf["root_present"].astype(bool) & rvf["free_present"].astype(bool)
 
 
-def root_vs_free(overview_df: pd.DataFrame, pairs: list[tuple[str, str]], cnn_tasks: Iterable[str] = (),
-                 every_task: Iterable[tuple[str, str]] = ()) -> pd.DataFrame:
+def root_vs_free(
+    overview_df: pd.DataFrame,
+    pairs: list[tuple[str, str]],
+    cnn_tasks: Iterable[str] = (),
+    every_task: Iterable[tuple[str, str]] = (),
+) -> pd.DataFrame:
     """For every (tier, task) and every (root, root-free) pair: both selected configurations and their difference.
 
     The pairs in ``every_task`` get a row on every task; the others only where one side has runs.
@@ -399,13 +530,32 @@ def root_vs_free(overview_df: pd.DataFrame, pairs: list[tuple[str, str]], cnn_ta
             present = [(t["tier"], t["task"], o) in any_run for o in (root, free)]
             if (root, free) not in everywhere and not any(present):
                 continue  # a variant's one-sided pair would otherwise add an empty row to every task
-            row = {"tier": t["tier"], "task": t["task"], "metric_name": t["metric_name"],
-                   "higher_is_better": t["higher_is_better"], "root": root, "free": free,
-                   "root_present": (t["tier"], t["task"], root) in any_run,
-                   "free_present": (t["tier"], t["task"], free) in any_run}
+            row = {
+                "tier": t["tier"],
+                "task": t["task"],
+                "metric_name": t["metric_name"],
+                "higher_is_better": t["higher_is_better"],
+                "root": root,
+                "free": free,
+                "root_present": (t["tier"], t["task"], root) in any_run,
+                "free_present": (t["tier"], t["task"], free) in any_run,
+            }
             for side, r in (("root", a), ("free", b)):
-                for c in ("test_mean", "test_half", "test_n", "hparams_label", "config_label", "config_id", "ttt",
-                          "stt", "step_ratio", "state_bytes_per_param", "peak_mem_bytes", "n_reached", "n_runs"):
+                for c in (
+                    "test_mean",
+                    "test_half",
+                    "test_n",
+                    "hparams_label",
+                    "config_label",
+                    "config_id",
+                    "ttt",
+                    "stt",
+                    "step_ratio",
+                    "state_bytes_per_param",
+                    "peak_mem_bytes",
+                    "n_reached",
+                    "n_runs",
+                ):
                     row[f"{side}_{c}"] = r[c] if r is not None else np.nan
             if a is not None and b is not None:
                 w = stats.welch(b["test_values"], a["test_values"])
@@ -417,140 +567,11 @@ def root_vs_free(overview_df: pd.DataFrame, pairs: list[tuple[str, str]], cnn_ta
             for c in ("test_mean", "test_half", "test_n", "hparams_label", "config_label"):
                 row[f"sgd_{c}"] = ref[c] if ref is not None else np.nan
             rows.append(row)
-    return pd.DataFrame(rows)
+    return plain(pd.DataFrame(rows))
 
 
 # ---------------------------------------------------------------------------------------------
-# across tasks
-
-def fastest_ttt(configs_df: pd.DataFrame) -> pd.DataFrame:
-    """Per (tier, task, optimizer): the fastest configuration's median time- and steps-to-target.
-
-    A time-to-target is a validation quantity, so choosing the fastest configuration by it is
-    selection on validation data (AlgoPerf scores the best trial the same way).
-    """
-    if configs_df.empty:
-        return pd.DataFrame(columns=GROUP + ["ttt", "stt", "ttt_config", "stt_config"])
-    rows = []
-    for key, g in configs_df.groupby(GROUP, sort=False):
-        t = g["ttt"].astype(float).to_numpy()
-        s = g["stt"].astype(float).to_numpy()
-        ti = int(np.nanargmin(np.where(np.isnan(t), np.inf, t)))
-        si = int(np.nanargmin(np.where(np.isnan(s), np.inf, s)))
-        rows.append({"tier": key[0], "task": key[1], "optimizer": key[2], "ttt": t[ti], "stt": s[si],
-                     "ttt_config": g["config_id"].iloc[ti], "stt_config": g["config_id"].iloc[si]})
-    return pd.DataFrame(rows)
-
-
-def across_tasks(overview_df: pd.DataFrame, configs_df: pd.DataFrame, reference: str = REFERENCE_OPTIMIZER) -> dict:
-    """Per tier: performance profiles over time-to-target, geometric-mean speedups and ranks.
-
-    Returns ``{tier: {"profile": performance_profiles(...), "speedup": DataFrame, "ranks": DataFrame,
-    "tasks": [...], "optimizers": [...]}}``.
-    """
-    out = {}
-    if overview_df.empty:
-        return out
-    fast = fastest_ttt(configs_df)
-    for tier in sorted(overview_df["tier"].unique(), key=tier_key):
-        ov = overview_df[overview_df["tier"] == tier]
-        tasks = sorted(ov["task"].unique())
-        optimizers = sorted(ov["optimizer"].unique())
-        f = fast[fast["tier"] == tier]
-        times = {task: {} for task in tasks}
-        steps = {task: {} for task in tasks}
-        for r in f.to_dict("records"):
-            times[r["task"]][r["optimizer"]] = r["ttt"]
-            steps[r["task"]][r["optimizer"]] = r["stt"]
-        for task in tasks:  # every optimizer appears in every task (missing = never reached)
-            for o in optimizers:
-                times[task].setdefault(o, math.inf)
-                steps[task].setdefault(o, math.inf)
-        profile = stats.performance_profiles(times)
-        profile_steps = stats.performance_profiles(steps)
-        speed = []
-        for o in optimizers:
-            sp_t = [times[t][reference] / times[t][o] for t in tasks
-                    if reference in times[t] and math.isfinite(times[t][reference]) and math.isfinite(times[t][o])]
-            sp_s = [steps[t][reference] / steps[t][o] for t in tasks
-                    if reference in steps[t] and math.isfinite(steps[t][reference]) and math.isfinite(steps[t][o])
-                    and steps[t][o] > 0]
-            speed.append({"optimizer": o, "speedup_time": stats.geometric_mean(sp_t), "n_time": len(sp_t),
-                          "speedup_steps": stats.geometric_mean(sp_s), "n_steps": len(sp_s),
-                          "score": profile["score"].get(o, float("nan")),
-                          "score_steps": profile_steps["score"].get(o, float("nan")),
-                          "n_reached": sum(math.isfinite(times[t][o]) for t in tasks)})
-        speed_df = pd.DataFrame(speed).sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
-        rank_rows = {o: {"optimizer": o} for o in optimizers}
-        for task in tasks:
-            g = ov[ov["task"] == task]
-            ranks = stats.average_ranks(dict(zip(g["optimizer"], g["test_mean"].astype(float))),
-                                        bool(g["higher_is_better"].iloc[0]))
-            for o in optimizers:
-                rank_rows[o][task] = ranks.get(o, np.nan)
-        ranks_df = pd.DataFrame(list(rank_rows.values()), columns=["optimizer"] + tasks)
-        ranks_df["mean_rank"] = ranks_df[tasks].mean(axis=1, skipna=True) if tasks else np.nan
-        ranks_df["n_tasks"] = ranks_df[tasks].notna().sum(axis=1) if tasks else 0
-        ranks_df = ranks_df.sort_values(["mean_rank", "optimizer"], na_position="last", kind="stable")
-        out[tier] = {"profile": profile, "profile_steps": profile_steps, "speedup": speed_df,
-                     "ranks": ranks_df.reset_index(drop=True), "tasks": tasks, "optimizers": optimizers,
-                     "reference_present": reference in optimizers}
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# curves, sensitivity, hardware
-
-def curves(points: pd.DataFrame, summary: pd.DataFrame, best: pd.DataFrame, tier: str, task: str,
-           index: Mapping | None = None) -> dict:
-    """Learning curves of the selected configuration of each optimizer on one (tier, task).
-
-    ``{optimizer: {"train_loss": DataFrame(step, time, mean, lo, hi, n), "test_metric": ...}}`` where
-    ``time`` is the mean train clock at that step, the band is min..max over finished seeds (all seeds
-    when none finished). ``index``: ``points.groupby("run_id").indices``, when the caller has it.
-    """
-    out = {}
-    sel = best[(best["tier"] == tier) & (best["task"] == task)]
-    if sel.empty or points.empty:
-        return out
-    if index is None:
-        index = points.groupby("run_id", sort=False, observed=True).indices
-    s = summary.loc[(summary["tier"] == tier) & (summary["task"] == task), ["config_id", "optimizer", "ok", "run_id"]]
-    for r in sel.to_dict("records"):
-        runs = s[s["config_id"] == r["config_id"]]
-        runs = runs[runs["optimizer"] == r["optimizer"]]
-        ids = runs.loc[runs["ok"], "run_id"] if runs["ok"].any() else runs["run_id"]
-        rows = [index[i] for i in ids if i in index]
-        p = points.iloc[np.concatenate(rows)] if rows else points.iloc[:0]
-        series = {}
-        for name, split, metric in (("train_loss", "train", "loss"), ("test_metric", "test", r["metric_name"])):
-            q = p[(p["split"] == split) & (p["metric"] == metric)]
-            q = q[np.isfinite(q["value"].to_numpy(dtype=float))]
-            if q.empty:
-                continue
-            g = q.groupby("step")
-            series[name] = pd.DataFrame({"time": g["train_time_s"].mean(), "mean": g["value"].mean(),
-                                         "lo": g["value"].min(), "hi": g["value"].max(),
-                                         "n": g["value"].size()}).reset_index()
-        if series:
-            out[r["optimizer"]] = series
-    return out
-
-
-def sensitivity(configs_df: pd.DataFrame, tier: str, task: str) -> dict:
-    """Mean final validation metric of every configuration against its learning rate, per optimizer.
-
-    ``{optimizer: DataFrame(lr, val, failed, precision)}``; configurations without ``hp_lr`` are left out;
-    ``failed`` marks configurations where no seed finished (plotted at the edge of the axis).
-    """
-    c = configs_df[(configs_df["tier"] == tier) & (configs_df["task"] == task)]
-    c = c[np.isfinite(c["hp_lr"].astype(float)) & (c["hp_lr"].astype(float) > 0)]
-    out = {}
-    for o, g in c.groupby("optimizer", sort=True):
-        out[o] = pd.DataFrame({"lr": g["hp_lr"].astype(float), "val": g["val_mean"].astype(float),
-                               "failed": g["n_ok"] == 0, "precision": g["precision"]}).sort_values("lr")
-    return out
-
+# hardware
 
 HARDWARE_COLUMNS = ("device", "cpu", "num_threads", "torch_version", "cuda_version", "hostname")
 
@@ -567,10 +588,17 @@ def hardware(summary: pd.DataFrame) -> pd.DataFrame:
     for key, g in s.groupby(["tier", *cols], sort=False):
         started = g["started_at"].dropna().astype(str) if "started_at" in g.columns else pd.Series([], dtype=str)
         shas = sorted(set(str(x)[:10] for x in g.get("git_sha", pd.Series([], dtype=str)).dropna()))
-        rows.append({"tier": key[0], **dict(zip(cols, key[1:])), "n_runs": len(g),
-                     "tasks": ", ".join(sorted(g["task"].astype(str).unique())),
-                     "first": started.min() if len(started) else "", "last": started.max() if len(started) else "",
-                     "git_shas": ", ".join(shas[:5]) + (f" (+{len(shas) - 5})" if len(shas) > 5 else "")})
+        rows.append(
+            {
+                "tier": key[0],
+                **dict(zip(cols, key[1:])),
+                "n_runs": len(g),
+                "tasks": ", ".join(sorted(g["task"].astype(str).unique())),
+                "first": started.min() if len(started) else "",
+                "last": started.max() if len(started) else "",
+                "git_shas": ", ".join(shas[:5]) + (f" (+{len(shas) - 5})" if len(shas) > 5 else ""),
+            }
+        )
     df = pd.DataFrame(rows)
     df["_t"] = df["tier"].map(tier_key)
     return df.sort_values(["_t", "n_runs"], ascending=[True, False]).drop(columns="_t").reset_index(drop=True)

@@ -4,9 +4,12 @@
 
 It writes made-up run files (same columns as the runner's; every task is named ``synthetic-*``, the host,
 git sha and data source say ``synthetic``) into a temporary folder, never into ``runs/``, then times:
-a cold build, a rebuild with nothing changed, and a rebuild after 1 % new runs. The numbers are
-curves from a formula, not measurements; they exist only to load the site builder.
+a cold build, a rebuild with nothing changed, and a rebuild after 1 % new runs, each with its CPU time, the
+load average, the peak resident memory of the whole process tree and the site's size and largest file. The
+numbers in the runs are curves from a formula, not measurements; they exist only to load the site builder.
+The machine is often shared: read the wall times against the load average printed beside them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,10 +26,14 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 OPTIMIZERS = {  # name: (family, root_free, state bytes/param, step-time ratio, best log10 lr)
-    "adamw": ("adam", False, 8.0, 1.0, -3.0), "rfadamw": ("adam", True, 8.0, 1.05, -2.5),
-    "rmsprop": ("rmsprop", False, 4.0, 0.9, -3.2), "rfrmsprop": ("rmsprop", True, 4.0, 0.95, -2.7),
-    "shampoo": ("shampoo", False, 20.0, 3.0, -2.8), "ifshampoo": ("shampoo", True, 22.0, 2.2, -2.4),
-    "sgd": ("sgd", None, 4.0, 0.6, -1.0), "synthetic-retired": ("other", None, 12.0, 1.4, -2.0),
+    "adamw": ("adam", False, 8.0, 1.0, -3.0),
+    "rfadamw": ("adam", True, 8.0, 1.05, -2.5),
+    "rmsprop": ("rmsprop", False, 4.0, 0.9, -3.2),
+    "rfrmsprop": ("rmsprop", True, 4.0, 0.95, -2.7),
+    "shampoo": ("shampoo", False, 20.0, 3.0, -2.8),
+    "ifshampoo": ("shampoo", True, 22.0, 2.2, -2.4),
+    "sgd": ("sgd", None, 4.0, 0.6, -1.0),
+    "synthetic-retired": ("other", None, 12.0, 1.4, -2.0),
 }
 LRS_PER_DECADE = 3
 N_LRS = 10
@@ -46,12 +53,21 @@ def plan(n_runs: int) -> list[dict]:
         for tier in ("full", "quick"):
             for opt, (_, _, _, _, best) in OPTIMIZERS.items():
                 lrs = [10 ** (best + (i - N_LRS // 2) / LRS_PER_DECADE) for i in range(N_LRS)]
-                configs = [(lr, "fp32") for lr in lrs] + [(lr, p) for lr in lrs[N_LRS // 2 - 1:N_LRS // 2 + 1]
-                                                          for p in PRECISION_EXTRA]
+                configs = [(lr, "fp32") for lr in lrs] + [
+                    (lr, p) for lr in lrs[N_LRS // 2 - 1 : N_LRS // 2 + 1] for p in PRECISION_EXTRA
+                ]
                 for lr, precision in configs:
                     for seed in range(SEEDS):
-                        specs.append({"task": task, "tier": tier, "optimizer": opt, "lr": lr,
-                                      "precision": precision, "seed": seed})
+                        specs.append(
+                            {
+                                "task": task,
+                                "tier": tier,
+                                "optimizer": opt,
+                                "lr": lr,
+                                "precision": precision,
+                                "seed": seed,
+                            }
+                        )
     return specs[:n_runs]
 
 
@@ -68,15 +84,16 @@ def make_rows(spec: dict) -> dict:
     eval_every = steps // (EVALS - 1)
     cnn = "cnn" in spec["task"] or "resnet" in spec["task"]
     distance = abs(math.log10(spec["lr"]) - best)
-    quality = math.exp(-distance ** 2) * (0.97 if root_free else 1.0) * (0.99 if spec["precision"] != "fp32" else 1)
+    quality = math.exp(-(distance**2)) * (0.97 if root_free else 1.0) * (0.99 if spec["precision"] != "fp32" else 1)
     diverge_at = None
     if math.log10(spec["lr"]) - best > 1.2 or (spec["precision"] == "bf16-pure" and rng.random() < 0.1):
         diverge_at = int(rng.integers(1, EVALS - 1)) * eval_every
     status = "diverged" if diverge_at else ("error" if rng.random() < 0.003 else "ok")
     step_time = (0.004 if full else 0.02) * ratio * (1 + 0.05 * rng.standard_normal())
     target = 0.7 if full else 0.6
-    cols = {c: [] for c in ("step", "epoch", "examples_seen", "split", "metric", "value", "train_time_s",
-                            "eval_time_s")}
+    cols = {
+        c: [] for c in ("step", "epoch", "examples_seen", "split", "metric", "value", "train_time_s", "eval_time_s")
+    }
     reached = None
     last_step = 0
     for k in range(EVALS):
@@ -85,14 +102,17 @@ def make_rows(spec: dict) -> dict:
             break
         last_step = step
         progress = 1 - math.exp(-3 * quality * step / steps)
-        acc = {split: min(0.999, 0.1 + 0.8 * progress * quality + 0.01 * rng.standard_normal()
-                          - (0.03 if split == "test" else 0))
-               for split in ("train", "val", "test")}
+        acc = {
+            split: min(
+                0.999, 0.1 + 0.8 * progress * quality + 0.01 * rng.standard_normal() - (0.03 if split == "test" else 0)
+            )
+            for split in ("train", "val", "test")
+        }
         loss = {split: max(1e-3, 2.3 * (1 - progress * quality) + 0.02 * rng.standard_normal()) for split in acc}
         t = step * step_time
         if reached is None and acc["val"] >= target:
             reached = (step, t)
-        rows = ([] if k == 0 else [("train_batch", "loss", loss["train"] * 1.05)])
+        rows = [] if k == 0 else [("train_batch", "loss", loss["train"] * 1.05)]
         rows += [(s, m, v[s]) for s in ("train", "val", "test") for m, v in (("loss", loss), ("accuracy", acc))]
         for split, metric, value in rows:
             cols["step"].append(step)
@@ -104,42 +124,91 @@ def make_rows(spec: dict) -> dict:
             cols["train_time_s"].append(t)
             cols["eval_time_s"].append(0.2 * k)
     if diverge_at is not None:
-        for c, v in (("step", diverge_at), ("epoch", diverge_at * 128 / 50000), ("examples_seen", diverge_at * 128),
-                     ("split", "train_batch"), ("metric", "loss"), ("value", float("nan")),
-                     ("train_time_s", diverge_at * step_time), ("eval_time_s", 0.0)):
+        for c, v in (
+            ("step", diverge_at),
+            ("epoch", diverge_at * 128 / 50000),
+            ("examples_seen", diverge_at * 128),
+            ("split", "train_batch"),
+            ("metric", "loss"),
+            ("value", float("nan")),
+            ("train_time_s", diverge_at * step_time),
+            ("eval_time_s", 0.0),
+        ):
             cols[c].append(v)
     n = len(cols["step"])
     n_params = 11_000_000 if cnn else 2_700_000
     hp = {"lr": spec["lr"], "momentum": 0.9, "weight_decay": 5e-4 if cnn else 1e-2}
     if family != "sgd":
         hp.update(lr_cov=1e-3, damping=1e-8)
-    task_cfg = {"steps": steps, "batch_size": 128, "eval_every": eval_every, "target": target,
-                "lr_schedule": "cosine" if full else "constant", "warmup_steps": 0}
+    task_cfg = {
+        "steps": steps,
+        "batch_size": 128,
+        "eval_every": eval_every,
+        "target": target,
+        "lr_schedule": "cosine" if full else "constant",
+        "warmup_steps": 0,
+    }
     run = {
-        "run_id": rid, "task": spec["task"], "tier": spec["tier"], "optimizer": spec["optimizer"],
-        "seed": spec["seed"], "precision": spec["precision"],
-        **{f"hp_{k}": v for k, v in hp.items()}, **{f"task_{k}": v for k, v in task_cfg.items()},
-        "optimizer_source_hash": "synthetic", "task_source_hash": "synthetic", "time_limit_s": None,
+        "run_id": rid,
+        "task": spec["task"],
+        "tier": spec["tier"],
+        "optimizer": spec["optimizer"],
+        "seed": spec["seed"],
+        "precision": spec["precision"],
+        **{f"hp_{k}": v for k, v in hp.items()},
+        **{f"task_{k}": v for k, v in task_cfg.items()},
+        "optimizer_source_hash": "synthetic",
+        "task_source_hash": "synthetic",
+        "time_limit_s": None,
         "config_json": json.dumps({"synthetic": True, **spec, "hparams": hp, "task_config": task_cfg}, sort_keys=True),
-        "target": target, "metric_name": "accuracy", "higher_is_better": True, "batch_size": 128,
-        "family": family, "wd_kind": "decoupled", "status": status,
-        "status_message": {"ok": "", "diverged": f"non-finite loss at step {diverge_at}",
-                           "error": "SyntheticError: made-up failure for the site benchmark"}[status],
-        "diverged_step": diverge_at, "n_params": n_params, "param_bytes": 4 * n_params, "grad_bytes": 4 * n_params,
-        "opt_step_time_s": step_time * 0.2, "adamw_step_time_s": step_time * 0.2 / ratio,
-        "step_time_ratio_adamw": ratio * (1 + 0.03 * rng.standard_normal()), "setup_time_s": 3.0,
+        "target": target,
+        "metric_name": "accuracy",
+        "higher_is_better": True,
+        "batch_size": 128,
+        "family": family,
+        "wd_kind": "decoupled",
+        "status": status,
+        "status_message": {
+            "ok": "",
+            "diverged": f"non-finite loss at step {diverge_at}",
+            "error": "SyntheticError: made-up failure for the site benchmark",
+        }[status],
+        "diverged_step": diverge_at,
+        "n_params": n_params,
+        "param_bytes": 4 * n_params,
+        "grad_bytes": 4 * n_params,
+        "opt_step_time_s": step_time * 0.2,
+        "adamw_step_time_s": step_time * 0.2 / ratio,
+        "step_time_ratio_adamw": ratio * (1 + 0.03 * rng.standard_normal()),
+        "setup_time_s": 3.0,
         "peak_mem_total_bytes": int(n_params * (8 + state_bpp) * 1.5),
         "peak_mem_bytes": int(n_params * (4 + state_bpp)),
-        "peak_mem_kind": "synthetic", "baseline_mem_bytes": 4 * n_params, "fp16_skipped_steps": 0,
-        "opt_state_bytes": int(state_bpp * n_params), "opt_state_bytes_per_param": state_bpp,
-        "data_wait_s": 0.1, "data_wait_share": 0.01, "data_source": "synthetic (leaderboard/bench_build.py)",
-        "steps_completed": diverge_at or steps, "total_train_time_s": last_step * step_time,
-        "total_eval_time_s": 0.2 * EVALS, "wall_time_s": last_step * step_time + 5,
-        "steps_to_target": reached[0] if reached else None, "time_to_target_s": reached[1] if reached else None,
-        "git_sha": "synthetic", "git_dirty": False, "rootbench_version": "synthetic", "torch_version": "synthetic",
-        "cuda_version": "", "device": "synthetic GPU" if full else "synthetic CPU", "cpu": "synthetic",
-        "hostname": "synthetic", "num_threads": 2, "python_version": "synthetic",
-        "started_at": "2026-01-01T00:00:00+00:00", "schema_version": SCHEMA_VERSION,
+        "peak_mem_kind": "synthetic",
+        "baseline_mem_bytes": 4 * n_params,
+        "fp16_skipped_steps": 0,
+        "opt_state_bytes": int(state_bpp * n_params),
+        "opt_state_bytes_per_param": state_bpp,
+        "data_wait_s": 0.1,
+        "data_wait_share": 0.01,
+        "data_source": "synthetic (leaderboard/bench_build.py)",
+        "steps_completed": diverge_at or steps,
+        "total_train_time_s": last_step * step_time,
+        "total_eval_time_s": 0.2 * EVALS,
+        "wall_time_s": last_step * step_time + 5,
+        "steps_to_target": reached[0] if reached else None,
+        "time_to_target_s": reached[1] if reached else None,
+        "git_sha": "synthetic",
+        "git_dirty": False,
+        "rootbench_version": "synthetic",
+        "torch_version": "synthetic",
+        "cuda_version": "",
+        "device": "synthetic GPU" if full else "synthetic CPU",
+        "cpu": "synthetic",
+        "hostname": "synthetic",
+        "num_threads": 2,
+        "python_version": "synthetic",
+        "started_at": "2026-01-01T00:00:00+00:00",
+        "schema_version": SCHEMA_VERSION,
     }
     return {**{k: [v] * n for k, v in run.items()}, **cols}
 
@@ -190,39 +259,125 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def _tree_rss() -> int:
+    """Resident bytes of this process and all its descendants now (Linux /proc; 0 where unreadable)."""
+    kids: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for name in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            kids.setdefault(int(fields[1]), []).append(int(name))
+            rss[int(name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            continue
+    total, todo = 0, [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo += kids.get(pid, [])
+    return total
+
+
+class PeakMemory:
+    """The largest resident size of this process tree, sampled every ``every`` seconds while running."""
+
+    def __init__(self, every: float = 0.05):
+        import threading
+
+        self.peak, self.every, self._stop = 0, every, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _tree_rss())
+            self._stop.wait(self.every)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def site_size(folder: str) -> tuple[int, int, str, int]:
+    """(total bytes, files, largest file, its bytes) of a built site."""
+    total, n, largest = 0, 0, ("", 0)
+    for dirpath, _, files in os.walk(folder):
+        for f in files:
+            size = os.path.getsize(os.path.join(dirpath, f))
+            total, n = total + size, n + 1
+            if size > largest[1]:
+                largest = (os.path.relpath(os.path.join(dirpath, f), folder), size)
+    return total, n, largest[0], largest[1]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=10_000, help="number of synthetic runs")
     ap.add_argument("--jobs", type=int, default=None, help="processes for reading (default: CPUs)")
     ap.add_argument("--keep", default=None, help="keep the synthetic runs and site in this folder")
     args = ap.parse_args(argv)
+    import resource
+
     from rootbench.leaderboard.build import build
 
     base = args.keep or tempfile.mkdtemp(prefix="rootbench-synthetic-")
     runs, site = os.path.join(base, "synthetic-runs"), os.path.join(base, "site")
     specs = plan(args.runs)
-    extra = plan(int(args.runs * 1.01) + 1)[len(specs):] or [dict(specs[0], seed=99)]
+    extra = plan(int(args.runs * 1.01) + 1)[len(specs) :] or [dict(specs[0], seed=99)]
+    mib = 2**20
     try:
         t0 = time.perf_counter()
-        generate(runs, specs, os.cpu_count() or 1)
+        if not (args.keep and os.path.isdir(runs)):
+            generate(runs, specs, os.cpu_count() or 1)
         print(f"generated {len(specs)} synthetic runs in {time.perf_counter() - t0:.1f} s under {runs}")
         quiet = [0]
 
         def warn(m):
             quiet[0] += 1
 
-        for label, prepare in (("cold build", None), ("rebuild, nothing changed", None),
-                               (f"rebuild after {len(extra)} new runs", lambda: generate(runs, extra, 1))):
+        if os.path.exists(site):
+            shutil.rmtree(site)
+        for label, prepare in (
+            ("cold build", None),
+            ("rebuild, nothing changed", None),
+            (f"rebuild after {len(extra)} new runs", lambda: generate(runs, extra, 1)),
+        ):
             if prepare:
                 prepare()
-            cpu0, load0 = _cpu_seconds(), os.getloadavg()[0]
-            info = build(runs, site, warn=warn, jobs=args.jobs)
-            cpu, load1 = _cpu_seconds() - cpu0, os.getloadavg()[0]
+            cpu0, load0 = _cpu_seconds(), os.getloadavg()
+            with PeakMemory() as peak:
+                info = build(runs, site, warn=warn, jobs=args.jobs)
+            cpu, load1 = _cpu_seconds() - cpu0, os.getloadavg()
             t = info["timings"]
             parts = ", ".join(f"{k} {v:.1f}" for k, v in t.items() if k != "total")
-            print(f"{label}: {t['total']:.1f} s wall, {cpu:.1f} s CPU (this process + its workers), "
-                  f"load average {load0:.1f} -> {load1:.1f}, for {info['n_runs']} runs ({info['n_read']} files read, "
-                  f"{info['pages_rendered']} run pages rendered) [{parts}]")
+            readers = info.get("worker_cpu") or {}
+            if readers:
+                parts += (
+                    f"; readers' CPU: reading {readers.get('read', 0):.1f} s, run pages {readers.get('each', 0):.1f} s"
+                )
+            print(
+                f"{label}: {t['total']:.1f} s wall, {cpu:.1f} s CPU (this process and the children it waited for), "
+                f"load average (1/5/15 min) {load0[0]:.2f}/{load0[1]:.2f}/{load0[2]:.2f} before, "
+                f"{load1[0]:.2f} after; {info['n_runs']} runs ({info['n_read']} files read, "
+                f"{info['pages_rendered']} run pages rendered"
+                f"{', site kept as it was' if info.get('unchanged') else ''})"
+                f" [{parts}]"
+            )
+            own, kid = (
+                resource.getrusage(who).ru_maxrss / 1024 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+            )
+            print(
+                f"  peak memory: {peak.peak / mib:.0f} MiB for the whole process tree (sampled every 0.05 s); "
+                f"largest single process so far: this one {own:.0f} MiB, a child {kid:.0f} MiB"
+            )
+            total, n, big, big_size = site_size(site)
+            print(f"  site: {total / mib:.1f} MiB in {n} files; largest {big} ({big_size / mib:.1f} MiB)")
             sys.stdout.flush()
         print(f"{quiet[0]} warnings; cpus: {os.cpu_count()}")
     finally:

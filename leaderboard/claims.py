@@ -12,6 +12,7 @@ ids of each selected configuration, so RESULTS.md can quote it and anyone can re
 are CNNs and which optimizers pair up across the square root is what the task and optimizer registries
 declare (``leaderboard.model``), so a plugin's task or pair is counted without editing this file.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,6 +22,7 @@ import sys
 
 from rootbench.harness import records, stats
 from rootbench.leaderboard import load as loader
+from rootbench.leaderboard import verdicts
 from rootbench.leaderboard.aggregate import CNN_REFERENCE, both_sides_ran
 from rootbench.leaderboard.model import compute
 
@@ -49,32 +51,49 @@ def tables(model: dict, tier: str) -> str:
     ov = ov[(ov["tier"] == tier) & ov["selected"].astype(bool)]
     rvf = model["root_vs_free"]
     rvf = rvf[(rvf["tier"] == tier) & both_sides_ran(rvf)] if len(rvf) else rvf
-    out = [f"## Root vs root-free, {tier} tier (test metric, selected on validation)", "",
-           "| task | root | root-free | root | root-free | difference (free − root), 95% CI | Welch p | SGD |",
-           "|---|---|---|---:|---:|---:|---:|---:|"]
+    out = [
+        f"## Root vs root-free, {tier} tier (test metric, selected on validation)",
+        "",
+        "| task | root | root-free | root | root-free | difference (free − root), 95% CI | Welch p | SGD |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
     for r in rvf.to_dict("records"):
-        sgd = _cell(r.get("sgd_test_mean", float("nan")), r.get("sgd_test_half", float("nan")),
-                    r.get("sgd_test_n", 0) or 0) if r.get("sgd_reference") else ""
+        sgd = (
+            _cell(
+                r.get("sgd_test_mean", float("nan")), r.get("sgd_test_half", float("nan")), r.get("sgd_test_n", 0) or 0
+            )
+            if r.get("sgd_reference")
+            else ""
+        )
         diff = _diff(r["diff"], r["diff_half"])
-        out.append(f"| {r['task']} | {r['root']} | {r['free']} "
-                   f"| {_cell(r['root_test_mean'], r['root_test_half'], r['root_test_n'])} "
-                   f"| {_cell(r['free_test_mean'], r['free_test_half'], r['free_test_n'])} "
-                   f"| {diff} | {_num(r['p'], 3)} | {sgd} |")
+        out.append(
+            f"| {r['task']} | {r['root']} | {r['free']} "
+            f"| {_cell(r['root_test_mean'], r['root_test_half'], r['root_test_n'])} "
+            f"| {_cell(r['free_test_mean'], r['free_test_half'], r['free_test_n'])} "
+            f"| {diff} | {_num(r['p'], 3)} | {sgd} |"
+        )
     out += against_sgd(model, tier)
-    out += ["", f"## Precision, memory and step time, {tier} tier", "",
-            "| task | optimizer | fp32 test | bf16-pure − fp32 | bf16-pure diverged | state B/param "
-            "| peak memory MiB | "
-            "step time ×fused AdamW | train−test gap | selected run ids |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    out += verdict_table(model, tier)
+    out += [
+        "",
+        f"## Precision, memory and step time, {tier} tier",
+        "",
+        "| task | optimizer | fp32 test | bf16-pure − fp32 | bf16-pure diverged | state B/param "
+        "| peak memory MiB | "
+        "step time ×fused AdamW | train−test gap | selected run ids |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for r in ov.sort_values(["task", "optimizer"]).to_dict("records"):
         pure = r.get("delta_bf16-pure")
         div = r.get("diverged_bf16-pure")
         div = f"{div[0]}/{div[1]}" if isinstance(div, (list, tuple)) else "–"
         peak = r.get("peak_mem_bytes")
-        out.append(f"| {r['task']} | {r['optimizer']} | {_cell(r['test_mean'], r['test_half'], r['test_n'])} "
-                   f"| {'–' if pure != pure or pure is None else f'{pure:+.4f}'} | {div} "
-                   f"| {_num(r['state_bytes_per_param'], 2)} | {_num(peak / 2**20, 1) if peak == peak else '–'} "
-                   f"| {_num(r['step_ratio'], 2)} | {_num(r['gap_mean'], 4)} | {' '.join(r['run_ids'])} |")
+        out.append(
+            f"| {r['task']} | {r['optimizer']} | {_cell(r['test_mean'], r['test_half'], r['test_n'])} "
+            f"| {'–' if pure != pure or pure is None else f'{pure:+.4f}'} | {div} "
+            f"| {_num(r['state_bytes_per_param'], 2)} | {_num(peak / 2**20, 1) if peak == peak else '–'} "
+            f"| {_num(r['step_ratio'], 2)} | {_num(r['gap_mean'], 4)} | {' '.join(r['run_ids'])} |"
+        )
     return "\n".join(out) + "\n"
 
 
@@ -87,9 +106,13 @@ def against_sgd(model: dict, tier: str, tasks=None) -> list[str]:
     ov = model["overview"]
     ov = ov[(ov["tier"] == tier) & ov["selected"].astype(bool)]
     tasks = model.get("cnn_tasks", []) if tasks is None else tasks
-    out = ["", f"## Against SGD on CNN tasks, {tier} tier (test metric, selected on validation)", "",
-           "| task | optimizer | test | SGD test | difference (optimizer − SGD), 95% CI | Welch p |",
-           "|---|---|---:|---:|---:|---:|"]
+    out = [
+        "",
+        f"## Against SGD on CNN tasks, {tier} tier (test metric, selected on validation)",
+        "",
+        "| task | optimizer | test | SGD test | difference (optimizer − SGD), 95% CI | Welch p |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for task in sorted(tasks):
         rows = {r["optimizer"]: r for r in ov[ov["task"] == task].to_dict("records")}
         ref = rows.get(CNN_REFERENCE)
@@ -99,9 +122,43 @@ def against_sgd(model: dict, tier: str, tasks=None) -> list[str]:
             if name == CNN_REFERENCE:
                 continue
             w = stats.welch(r["test_values"], ref["test_values"])
-            out.append(f"| {task} | {name} | {_cell(r['test_mean'], r['test_half'], r['test_n'])} "
-                       f"| {_cell(ref['test_mean'], ref['test_half'], ref['test_n'])} "
-                       f"| {_diff(r['test_mean'] - ref['test_mean'], w.half)} | {_num(w.p, 3)} |")
+            out.append(
+                f"| {task} | {name} | {_cell(r['test_mean'], r['test_half'], r['test_n'])} "
+                f"| {_cell(ref['test_mean'], ref['test_half'], ref['test_n'])} "
+                f"| {_diff(r['test_mean'] - ref['test_mean'], w.half)} | {_num(w.p, 3)} |"
+            )
+    return out
+
+
+def verdict_table(model: dict, tier: str) -> list[str]:
+    """The claims decided by ``leaderboard.verdicts`` (the site's rules): one row per comparison, with the
+    Benjamini-Hochberg q within its claim, the seeds and the verdict with its reason."""
+    df = verdicts.decide(model, tier)
+    out = [
+        "",
+        f"## Claim verdicts, {tier} tier (decided by rootbench.leaderboard.verdicts)",
+        "",
+        "| task | claim | comparison | metric | difference, 95% CI | q (BH) | seeds | verdict | reason |",
+        "|---|---:|---|---|---:|---:|---|---|---|",
+    ]
+    if not len(df):
+        return out
+    for r in df.sort_values(["claim", "task", "comparison"]).to_dict("records"):
+        diff = "–" if r["diff"] != r["diff"] else f"{r['diff']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}]"
+        out.append(
+            f"| {r['task']} | {r['claim']} | {r['comparison']} | {r['metric']} | {diff} | {_num(r['q'], 3)} "
+            f"| {r['n'] or '–'} | {r['verdict'] or '–'} | {str(r['reason']).replace('|', '/')} |"
+        )
+    counts = df[df["verdict"].isin(["supported", "contradicted", "not testable"])].groupby(["claim", "verdict"]).size()
+    out += [
+        "",
+        "Tally: "
+        + "; ".join(
+            f"claim {c}: "
+            + ", ".join(f"{counts.get((c, v), 0)} {v}" for v in ("supported", "contradicted", "not testable"))
+            for c in sorted(df["claim"].unique())
+        ),
+    ]
     return out
 
 
@@ -129,8 +186,9 @@ def sweep_run_ids(runs_root: str, stages: int) -> dict[tuple[str, str, str], set
         except records.ResultsError as e:
             raise SystemExit(f"error: cannot read sweep manifest {e}; restore it from git or delete it") from None
         except (AttributeError, KeyError, TypeError) as e:
-            raise SystemExit(f"error: cannot read sweep manifest {path} ({type(e).__name__}: {e}); "
-                             "restore it from git or delete it") from None
+            raise SystemExit(
+                f"error: cannot read sweep manifest {path} ({type(e).__name__}: {e}); restore it from git or delete it"
+            ) from None
         out.setdefault(key, set()).update(i for i in ids if i)
     return out
 
@@ -144,12 +202,13 @@ def restrict_to_sweeps(runs, allowed: dict[tuple[str, str, str], set[str]]):
     return runs[keep].reset_index(drop=True)
 
 
-def render(results: loader.Results, runs_root: str, tier: str, stages: int | None) -> str:
-    """The tables of ``results`` (optionally restricted to the sweeps with ``stages`` search stages)."""
+def render(results: loader.Results, runs_root: str, tier: str, stages: int | None, protocol: int | None = None) -> str:
+    """The tables of ``results`` (optionally restricted to the sweeps with ``stages`` search stages, and to the
+    tuning protocols up to ``protocol``: 1 the random boxes, 2 the horizon-aware Halton search)."""
     if stages:
         runs = restrict_to_sweeps(results.runs, sweep_run_ids(runs_root, stages))
         results = loader.Results(runs=runs, points=results.points[results.points["run_id"].isin(set(runs["run_id"]))])
-    return tables(compute(results), tier)
+    return tables(compute(results, protocol=protocol), tier)
 
 
 def table_rows(markdown: str) -> list[str]:
@@ -169,13 +228,15 @@ def table_rows(markdown: str) -> list[str]:
 
 
 def unprinted_rows(document: str, results: loader.Results, runs_root: str, tier: str) -> list[str]:
-    """Table rows of ``document`` that no aggregation of the runs prints (all stages, ``--stages 1``, ``--stages 2``).
+    """Table rows of ``document`` that no aggregation of the runs prints (all stages, ``--stages 1``, ``--stages 2``;
+    each under the newest protocol and under ``--protocol 1``).
 
     An empty list means every table row of the document is, verbatim, what ``claims`` prints today.
     """
     printed = set()
-    for stages in (None, 1, 2):
-        printed.update(table_rows(render(results, runs_root, tier, stages)))
+    for protocol in (None, 1):
+        for stages in (None, 1, 2):
+            printed.update(table_rows(render(results, runs_root, tier, stages, protocol)))
     return [r for r in table_rows(document) if r not in printed]
 
 
@@ -183,11 +244,28 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", default="runs")
     ap.add_argument("--tier", default="quick")
-    ap.add_argument("--stages", type=int, choices=(1, 2), default=None,
-                    help="only runs of sweeps with this many search stages, where a task/optimizer has such "
-                         "a sweep (e.g. 1: the 6-trial budget even where a second stage was run)")
-    ap.add_argument("--check", metavar="FILE", default=None,
-                    help="exit 1 if a table row of FILE (e.g. RESULTS.md) is not printed, verbatim, from --runs")
+    ap.add_argument(
+        "--stages",
+        type=int,
+        choices=(1, 2),
+        default=None,
+        help="only runs of sweeps with this many search stages, where a task/optimizer has such "
+        "a sweep (e.g. 1: the 6-trial budget even where a second stage was run)",
+    )
+    ap.add_argument(
+        "--protocol",
+        type=int,
+        choices=(1, 2),
+        default=None,
+        help="tuning protocol: 1 the first random-box sweeps, 2 the horizon-aware Halton sweeps "
+        "(default: each optimizer's newest)",
+    )
+    ap.add_argument(
+        "--check",
+        metavar="FILE",
+        default=None,
+        help="exit 1 if a table row of FILE (e.g. RESULTS.md) is not printed, verbatim, from --runs",
+    )
     args = ap.parse_args(argv)
     warnings = []
     results = loader.load(args.runs, warnings.append)
@@ -198,20 +276,23 @@ def main(argv=None) -> int:
             with open(args.check, encoding="utf-8") as f:
                 document = f.read()
         except OSError as e:
-            raise SystemExit(f"error: cannot read {args.check} ({e.strerror}); "
-                             "give the path of a Markdown file") from None
+            raise SystemExit(
+                f"error: cannot read {args.check} ({e.strerror}); give the path of a Markdown file"
+            ) from None
         missing = unprinted_rows(document, results, args.runs, args.tier)
         for row in missing:
             print(f"not printed: {row}", file=sys.stderr)
         n = len(table_rows(document))
         if missing:
-            print(f"error: {len(missing)} of {n} table rows in {args.check} are not what the runs in {args.runs} "
-                  f"aggregate to; regenerate them with python -m rootbench.leaderboard.claims [--stages N]",
-                  file=sys.stderr)
+            print(
+                f"error: {len(missing)} of {n} table rows in {args.check} are not what the runs in {args.runs} "
+                f"aggregate to; regenerate them with python -m rootbench.leaderboard.claims [--stages N]",
+                file=sys.stderr,
+            )
             return 1
         print(f"ok: all {n} table rows in {args.check} are printed from {args.runs}")
         return 0
-    sys.stdout.write(render(results, args.runs, args.tier, args.stages))
+    sys.stdout.write(render(results, args.runs, args.tier, args.stages, args.protocol))
     return 0
 
 

@@ -1,8 +1,11 @@
 """Display formatting for the site: every value shown on a page goes through one of these.
 
-Numbers become short strings (``num``, ``signed``, ``seconds``, ``nbytes``), table cells carry a sort value
-beside their text (``Cell``), and names taken from the results become safe file names (``safe_name``).
+Numbers become short strings (``num``, ``signed``, ``seconds``, ``nbytes``), a mean is rounded to the
+precision its interval supports (``ci_text``: the half-width to two significant digits, the mean to the same
+decimal place), table cells carry a sort value beside their text (``Cell``), and names taken from the results
+become safe file names and anchors (``safe_name``, ``anchor``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,8 +21,12 @@ TIER_INFO = {
     "smoke": ("tier-smoke", "Smoke tier", "pipeline test only; ranks nothing"),
 }
 # significance of a row against the best row: (text, CSS class)
-SIG_TEXT = {"best": ("best", "sig-best"), "tied": ("≈ best", "sig-tied"), "worse": ("worse", "sig-worse"),
-            "n/a": ("n/a", "sig-na")}
+SIG_TEXT = {
+    "best": ("best", "sig-best"),
+    "tied": ("≈ best", "sig-tied"),
+    "worse": ("worse", "sig-worse"),
+    "n/a": ("n/a", "sig-na"),
+}
 
 
 def missing(v) -> bool:
@@ -33,11 +40,14 @@ def missing(v) -> bool:
 
 
 def num(v, digits: int = 4) -> str:
+    """``digits`` significant digits; whole numbers too large for them in full with thousands separators."""
     if missing(v):
         return "–"
     v = float(v)
     if math.isinf(v):
         return "∞" if v > 0 else "−∞"
+    if abs(v) >= 10**digits and abs(v) < 1e15:
+        return f"{v:,.0f}"
     return f"{v:.{digits}g}"
 
 
@@ -45,7 +55,38 @@ def signed(v, digits: int = 3) -> str:
     if missing(v):
         return "–"
     v = float(v)
-    return ("+" if v > 0 else "−" if v < 0 else "±") + f"{abs(v):.{digits}g}"
+    return ("+" if v > 0 else "−" if v < 0 else "±") + num(abs(v), digits)
+
+
+def decimals_for(half) -> int | None:
+    """Decimal places that show ``half`` (a CI half-width) to two significant digits; None without one."""
+    if missing(half) or not math.isfinite(float(half)) or float(half) <= 0:
+        return None
+    return max(0, min(8, 1 - math.floor(math.log10(float(half)))))
+
+
+def fixed(v, decimals: int, sign: bool = False) -> str:
+    if missing(v):
+        return "–"
+    v = float(v)
+    text = f"{abs(v):,.{decimals}f}" if abs(v) >= 1e4 else f"{abs(v):.{decimals}f}"
+    zero = float(text.replace(",", "")) == 0
+    if sign:
+        return ("±" if zero else "+" if v > 0 else "−") + text
+    return ("−" if v < 0 and not zero else "") + text
+
+
+def ci_text(mean, half, sign: bool = False) -> tuple[str, str]:
+    """(mean, "± half") rounded together: the half-width to two significant digits and the mean to the same
+    decimal place (``0.5685 ± 0.0142`` reads ``0.569 ± 0.014``). Without an interval, four significant digits."""
+    if missing(mean):
+        return "–", ""
+    d = decimals_for(half)
+    if d is None:
+        if not missing(half) and float(half) == 0:
+            return (signed(mean, 4) if sign else num(mean)), "± 0"
+        return (signed(mean, 4) if sign else num(mean)), ""
+    return fixed(mean, d, sign), f"± {fixed(half, d)}"
 
 
 def seconds(v) -> str:
@@ -62,15 +103,19 @@ def seconds(v) -> str:
         return f"{v * 1e3:.3g} ms"
     if v < 600:
         return f"{v:.3g} s"
-    return f"{v / 60:.3g} min"
+    if v < 7200:
+        return f"{v / 60:.3g} min"
+    return f"{v / 3600:.3g} h"
 
 
 def nbytes(v) -> str:
+    """Binary units, switching at 1000 so that a value never prints as ``1.02e+03 KiB``."""
     if missing(v):
         return "–"
     v = float(v)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(v) < 1024 or unit == "TiB":
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    for i, unit in enumerate(units):
+        if abs(v) < 1000 or i == len(units) - 1:
             return f"{v:.0f} {unit}" if unit == "B" else f"{v:.3g} {unit}"
         v /= 1024
     return "–"
@@ -79,6 +124,11 @@ def nbytes(v) -> str:
 def ratio(v) -> str:
     """A step-time ratio such as ``1.05×``."""
     return f"{num(v, 3)}×" if not missing(v) else "–"
+
+
+def diverged_text(step) -> str:
+    """What a diverged run shows instead of a final value."""
+    return f"diverged at step {int(step):,}" if not missing(step) else "diverged"
 
 
 def sort_value(v):
@@ -108,30 +158,49 @@ class Cell:
     Attributes (not dict keys): Jinja's attribute lookup on a dict tries getattr first, which costs
     more than the rest of the cell at 10,000-run scale."""
 
-    __slots__ = ("t", "v", "c", "h", "s", "ti", "sc", "rf")
+    __slots__ = ("t", "v", "c", "h", "s", "ti", "sc", "rf", "ls", "k")
 
-    def __init__(self, t, v=None, c="", h="", s="", ti="", sc="", rf=False):
+    def __init__(self, t, v=None, c="", h="", s="", ti="", sc="", rf=False, ls=(), k=""):
         self.t, self.v, self.c, self.h, self.s, self.ti, self.sc, self.rf = t, v, c, h, s, ti, sc, rf
+        self.ls = ls  # more links after the text: (text, href, class, title) each
+        self.k = k  # "check": a checkbox whose data-cfg is ``t`` (choose a configuration's curve)
 
 
 class Col:
-    """One column header: text, title (hover help) and whether it holds numbers."""
+    """One column header: text, title (hover help), whether it holds numbers, and whether it is optional
+    (hidden until chosen in the table's column chooser)."""
 
-    __slots__ = ("t", "ti", "num")
+    __slots__ = ("t", "ti", "num", "opt")
 
-    def __init__(self, t, ti="", num_=False):
-        self.t, self.ti, self.num = t, ti, num_
+    def __init__(self, t, ti="", num_=False, opt=False):
+        self.t, self.ti, self.num, self.opt = t, ti, num_, opt
 
 
 cell, col = Cell, Col
 
 
 def ci_cell(mean, half, n, href="") -> Cell:
-    """A mean with its 95 % half-width and seed count."""
+    """A mean with its 95 % half-width and seed count, rounded to what the interval supports."""
     if missing(mean):
         return cell("–", "", "num")
-    return cell(num(mean), sort_value(mean), "num", href, s=(f"± {num(half, 2)}" if not missing(half) else "")
-                + f" n={int(n)}", sc="ci")
+    m, h = ci_text(mean, half)
+    return cell(m, sort_value(mean), "num", href, s=f"{h} n={int(n)}".strip(), sc="ci")
+
+
+def drop_empty(table: dict, keep: int = 2) -> dict:
+    """The table without the columns (after the first ``keep``) that are empty in every row: a column of
+    dashes (no bf16 runs anywhere, say) says nothing and costs width."""
+    cols, rows = table["cols"], table["rows"]
+    if not rows:
+        return table
+    empty = {
+        i for i in range(keep, len(cols)) if all(r["cells"][i].t in ("–", "") and not r["cells"][i].s for r in rows)
+    }
+    if not empty:
+        return table
+    out = {**table, "cols": [c for i, c in enumerate(cols) if i not in empty]}
+    out["rows"] = [{**r, "cells": [x for i, x in enumerate(r["cells"]) if i not in empty]} for r in rows]
+    return out
 
 
 def safe_name(name: str) -> str:
@@ -141,6 +210,11 @@ def safe_name(name: str) -> str:
         return name
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")[:60] or "x"
     return f"{cleaned}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
+
+
+def anchor(*parts) -> str:
+    """An element id (permalink target) made of result strings."""
+    return safe_name("--".join(str(p) for p in parts)).replace(".", "_")
 
 
 def task_slug(tier: str, task: str) -> str:
@@ -153,7 +227,18 @@ def task_href(tier: str, task: str) -> str:
 
 
 def run_page(rid: str) -> str:
+    """A run's own address (a small page that forwards to its section of the configuration's page)."""
     return f"runs/{safe_name(rid)}.html"
+
+
+def config_page(tier: str, task: str, optimizer: str, config_id: str) -> str:
+    """The page of one configuration: every seed of it, one section per run."""
+    return f"runs/{safe_name(f'{task}--{optimizer}--{tier}--{config_id}')}.html"
+
+
+def run_href(tier: str, task: str, optimizer: str, config_id: str, rid: str) -> str:
+    """Where a run is shown: its section of the configuration's page."""
+    return f"{config_page(tier, task, optimizer, config_id)}#{anchor('run', rid)}"
 
 
 def tier_view(tier: str) -> dict:
@@ -164,4 +249,4 @@ def tier_view(tier: str) -> dict:
 def relative(path: str, root: str) -> str:
     """``path`` relative to ``root`` (paths come from walking ``root``, so a prefix cut is enough)."""
     prefix = root.rstrip(os.sep) + os.sep
-    return path[len(prefix):] if path.startswith(prefix) else os.path.relpath(path, root)
+    return path[len(prefix) :] if path.startswith(prefix) else os.path.relpath(path, root)

@@ -2,15 +2,20 @@
 
 Capabilities are declared by the registries, never guessed from names: a task is a CNN task when its
 registered ``TaskSpec.model_kind`` is ``"cnn"``, and the root / root-free pairs are what registered
-optimizers declare (``OptimizerSpec.pair`` and ``root_free``). A task or optimizer found in the runs but not
-registered in this checkout has no declared kind, pair or root-freeness; the site says so.
+optimizers declare (``OptimizerSpec.pair`` and ``root_free``), read through ``leaderboard.declared``. A task or
+optimizer found in the runs but not registered in this checkout has no declared kind, pair or root-freeness;
+the site says so.
 """
+
 from __future__ import annotations
 
 import sys
 
 from rootbench.harness.registry import PRECONDITIONERS
+from rootbench.leaderboard import across as acr
 from rootbench.leaderboard import aggregate as agg
+from rootbench.leaderboard import comparisons as cmp
+from rootbench.leaderboard import declared
 from rootbench.leaderboard import load as loader
 
 CNN_KIND = "cnn"  # the TaskSpec.model_kind of tasks that get the SGD reference (claim 1)
@@ -20,62 +25,19 @@ def _warn(message: str) -> None:
     print(f"rootbench site: warning: {message}", file=sys.stderr)
 
 
-def optimizer_info(names) -> dict:
-    """Declared metadata of every optimizer in the results or the registry (the site builds even when an
-    optimizer is no longer registered: it is then listed with ``registered`` False and nothing declared)."""
-    info = {}
-    try:
-        from rootbench.optimizers import get_optimizer_spec, list_optimizers
-
-        registered = set(list_optimizers())
-    except Exception as e:  # noqa: BLE001 - a broken optimizer file must not break the site
-        registered, get_optimizer_spec = set(), None
-        _warn(f"optimizer registry unavailable ({type(e).__name__}: {e})")
-    in_results = set(names)
-    for name in sorted(in_results | registered):
-        spec = None
-        if name in registered:
-            try:
-                spec = get_optimizer_spec(name)
-            except Exception:  # noqa: BLE001
-                spec = None
-        info[name] = {"registered": spec is not None, "description": getattr(spec, "description", ""),
-                      "paper": getattr(spec, "paper", ""), "family": getattr(spec, "family", ""),
-                      "root_free": getattr(spec, "root_free", None), "pair": getattr(spec, "pair", None),
-                      "preconditioner": getattr(spec, "preconditioner", None), "in_results": name in in_results}
-    return info
+def optimizer_info(names, snap: dict | None = None) -> dict:
+    """Declared metadata of every optimizer in the results or the registry (``declared.optimizer_info``)."""
+    return declared.optimizer_info(names, declared.snapshot() if snap is None else snap)
 
 
-def task_info(names) -> dict:
-    """Declared metadata of the tasks in the results; ``model_kind`` is None for a task not registered here."""
-    info = {}
-    try:
-        from rootbench.tasks import get_task_spec
-    except Exception:  # noqa: BLE001
-        get_task_spec = None
-    for name in names:
-        spec = None
-        if get_task_spec is not None:
-            try:
-                spec = get_task_spec(name)
-            except Exception:  # noqa: BLE001
-                spec = None
-        info[name] = {"description": getattr(spec, "description", ""), "family": getattr(spec, "family", ""),
-                      "model_kind": getattr(spec, "model_kind", None), "registered": spec is not None}
-    return info
+def task_info(names, snap: dict | None = None) -> dict:
+    """Declared metadata of the tasks in the results (``declared.task_info``)."""
+    return declared.task_info(names, declared.snapshot() if snap is None else snap)
 
 
 def import_registries() -> None:
-    """Import the optimizer and task registries (torch and every optimizer file: seconds), so that a
-    thread can do it while the run files are being read."""
-    try:
-        from rootbench.optimizers import list_optimizers
-        from rootbench.tasks import list_tasks
-
-        list_optimizers()
-        list_tasks()
-    except Exception:  # noqa: BLE001 - optimizer_info reports registry problems itself
-        pass
+    """Import the optimizer and task registries (torch and every optimizer file: seconds)."""
+    declared.snapshot()
 
 
 def _oriented(name: str, partner: str, root_free, partner_root_free) -> tuple[str, str] | None:
@@ -116,24 +78,71 @@ def declared_pairs(opt_info: dict) -> tuple[list[tuple[str, str]], set[tuple[str
     return sorted(pairs, key=order), both_sides
 
 
-def compute(results: loader.Results, with_registry: bool = True) -> dict:
-    """Every table the pages need, from the loaded runs and the registries' declarations."""
-    summary = agg.summarize(results.runs, results.points)
+def newest_protocol(runs, up_to: int | None = None):
+    """The runs of each (tier, task, optimizer)'s newest tuning protocol (``load.tuning_protocols``), so that a
+    re-sweep under a new protocol replaces the old selection instead of mixing with it (the old runs stay on disk
+    and on their run pages; ``up_to`` reproduces an older protocol's tables). Returns the kept runs and
+    ``{(tier, task, optimizer): protocol}``."""
+    if not len(runs) or "tuning_protocol" not in runs.columns:
+        return runs, {}
+    level = runs["tuning_protocol"].clip(lower=1)  # single runs sit with the first protocol's sweeps
+    if up_to is not None:
+        runs, level = runs[level <= up_to], level[level <= up_to]
+    newest = level.groupby([runs["tier"], runs["task"], runs["optimizer"]], observed=True).transform("max")
+    kept = runs[level == newest].reset_index(drop=True)
+    chosen = level[level == newest].groupby([runs["tier"], runs["task"], runs["optimizer"]], observed=True).max()
+    return kept, {tuple(map(str, k)): int(v) for k, v in chosen.items()}
+
+
+def compute(
+    results: loader.Results,
+    with_registry: bool = True,
+    snap: dict | None = None,
+    warn=None,
+    protocol: int | None = None,
+) -> dict:
+    """Every table the pages need, from the loaded runs and the registries' declarations.
+
+    ``snap``: the declarations (``declared.snapshot()`` or what ``declared.Pending`` returned); read here
+    when not given. ``with_registry=False``: nothing declared (no pairs, no kinds). ``protocol``: the newest
+    tuning protocol to use (``newest_protocol``; default: each optimizer's newest)."""
+    runs, protocols = newest_protocol(results.runs, protocol)
+    summary = agg.summarize(runs, results.points)
     configs = agg.configs(summary)
     best = agg.select_best(configs)
     overview = agg.overview(summary, configs, best=best)
     names = sorted(summary["optimizer"].astype(str).unique()) if len(summary) else []
     tasks_ = sorted(summary["task"].astype(str).unique()) if len(summary) else []
-    opt_info = optimizer_info(names) if with_registry else {n: {"registered": False, "in_results": True}
-                                                            for n in names}
-    t_info = task_info(tasks_) if with_registry else {n: {"description": "", "family": "", "model_kind": None,
-                                                          "registered": False} for n in tasks_}
+    if not with_registry:
+        snap = declared.empty()
+    elif snap is None:
+        snap = declared.Pending().get()
+    for e in snap.get("errors", []):
+        (warn or _warn)(e)
+    opt_info = declared.optimizer_info(names, snap)
+    t_info = declared.task_info(tasks_, snap)
     pairs, every_task = declared_pairs(opt_info)
     cnn = [t for t in tasks_ if t_info[t]["model_kind"] == CNN_KIND]
-    return {"summary": summary, "configs": configs, "best": best, "overview": overview, "points": results.points,
-            "pairs": pairs, "root_vs_free": agg.root_vs_free(overview, pairs, cnn, every_task),
-            "across": agg.across_tasks(overview, configs), "hardware": agg.hardware(summary),
-            "opt_info": opt_info, "task_info": t_info, "cnn_tasks": cnn}
+    model = {
+        "summary": summary,
+        "configs": configs,
+        "best": best,
+        "overview": overview,
+        "points": results.points,
+        "pairs": pairs,
+        "root_vs_free": agg.root_vs_free(overview, pairs, cnn, every_task),
+        "across": acr.across_tasks(overview, configs),
+        "hardware": agg.hardware(summary),
+        "opt_info": opt_info,
+        "task_info": t_info,
+        "cnn_tasks": cnn,
+        "declared": snap,
+        "tuning_protocol": protocols,
+    }
+    model["verdicts"] = cmp.formal_verdicts(model, warn)
+    model["comparisons"] = cmp.comparisons(model, model["verdicts"])
+    model["task_classes"] = cmp.task_classes(overview)
+    return model
 
 
 def groups(model: dict) -> list[tuple[str, list[str]]]:

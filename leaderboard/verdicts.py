@@ -24,6 +24,7 @@ configurations' test values over seeds, never written by hand:
   root-based partner; claim 3: in bf16-pure than in fp32, same configuration and seeds); *supported* when
   it is not, and the lower CI bound of the difference is above ``-MARGIN``.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,18 +33,36 @@ import numpy as np
 import pandas as pd
 
 from rootbench.harness import stats
+from rootbench.leaderboard.aggregate import CNN_REFERENCE
 
 ALPHA = 0.05
 MIN_SEEDS = 5
 MARGIN = {"accuracy": 0.01, "loss": 0.02}  # the smallest difference that matters (non-inferiority margin)
 WARM_START_LIMIT = 0.5
 CHANCE_FACTOR = 10
-CLAIMS = {1: "closes the generalisation gap to SGD on CNNs", 2: "keeps root-based performance on transformers",
-          3: "trains in bf16 as well as in fp32"}
+CLAIMS = {
+    1: "closes the generalisation gap to SGD on CNNs",
+    2: "keeps root-based performance on transformers",
+    3: "trains in bf16 as well as in fp32",
+}
 CLAIM_KINDS = {1: ("cnn",), 2: ("vit", "transformer")}  # claim 3: every task with bf16-pure runs
-SGD = "sgd"  # claim 1's reference: the benchmark's fixed generalisation reference on CNNs
-COLUMNS = ["claim", "tier", "task", "comparison", "metric", "diff", "low", "high", "p", "q", "n", "budget",
-           "verdict", "reason"]
+SGD = CNN_REFERENCE  # claim 1's reference: the benchmark's fixed generalisation reference on CNNs
+COLUMNS = [
+    "claim",
+    "tier",
+    "task",
+    "comparison",
+    "metric",
+    "diff",
+    "low",
+    "high",
+    "p",
+    "q",
+    "n",
+    "budget",
+    "verdict",
+    "reason",
+]
 
 
 def _values(row) -> list[float]:
@@ -59,8 +78,7 @@ def _compare(better_side: list, worse_side: list, sign: float) -> dict:
     a = [sign * v for v in better_side]
     b = [sign * v for v in worse_side]
     w = stats.welch(a, b, alternative="less")  # H1: the first side is worse
-    return {"diff": w.diff, "low": w.diff - w.half, "high": w.diff + w.half, "p": w.p,
-            "n": f"{len(a)} vs {len(b)}"}
+    return {"diff": w.diff, "low": w.diff - w.half, "high": w.diff + w.half, "p": w.p, "n": f"{len(a)} vs {len(b)}"}
 
 
 def _run_values(summary: pd.DataFrame, run_ids, column: str) -> list:
@@ -88,6 +106,18 @@ def _health(model: dict, row, opt_info: dict) -> str | None:
     return None
 
 
+def _protocol_problem(model: dict, *rows) -> str | None:
+    """Not testable when the sides were tuned under different sweep protocols (never mixed)."""
+    protocols = model.get("tuning_protocol", {})
+    seen = {protocols.get((x["tier"], x["task"], x["optimizer"])) for x in rows if x is not None}
+    if len(seen) > 1:
+        return (
+            "sides tuned under different protocols (sweep manifest versions "
+            f"{', '.join(str(v) for v in sorted(seen, key=str))}): re-sweep both"
+        )
+    return None
+
+
 def _chance_problem(model: dict, tier: str, task: str, selected: pd.DataFrame) -> str | None:
     """Not testable when the best optimizer stays below CHANCE_FACTOR x the step-0 (chance) accuracy."""
     rows = selected[selected["task"] == task]
@@ -96,8 +126,9 @@ def _chance_problem(model: dict, tier: str, task: str, selected: pd.DataFrame) -
     pts = model["points"]
     runs = model["summary"]
     ids = set(runs.loc[(runs["tier"] == tier) & (runs["task"] == task), "run_id"])
-    start = pts[(pts["run_id"].isin(ids)) & (pts["step"] == 0) & (pts["split"] == "test")
-                & (pts["metric"] == "accuracy")]["value"]
+    start = pts[
+        (pts["run_id"].isin(ids)) & (pts["step"] == 0) & (pts["split"] == "test") & (pts["metric"] == "accuracy")
+    ]["value"]
     if start.empty:
         return None
     chance = float(start.mean())
@@ -139,7 +170,7 @@ def verdicts(model: dict, tier: str) -> pd.DataFrame:
     if df.empty:
         return df.drop(columns=["_undecided"])
     df["tier"] = tier
-    for claim, idx in df.groupby("claim").groups.items():  # one family per claim
+    for _claim, idx in df.groupby("claim").groups.items():  # one family per claim
         df.loc[idx, "q"] = stats.benjamini_hochberg(df.loc[idx, "p"].tolist())
     for i, row in df.iterrows():
         if row["_undecided"]:
@@ -149,9 +180,22 @@ def verdicts(model: dict, tier: str) -> pd.DataFrame:
 
 
 def _row(claim, task, comparison, metric, cmp: dict | None, budget, reason=None) -> dict:
-    out = {"claim": claim, "task": task, "comparison": comparison, "metric": metric, "budget": budget,
-           "diff": np.nan, "low": np.nan, "high": np.nan, "p": np.nan, "q": np.nan, "n": "",
-           "verdict": "not testable" if reason else "", "reason": reason or "", "_undecided": bool(reason)}
+    out = {
+        "claim": claim,
+        "task": task,
+        "comparison": comparison,
+        "metric": metric,
+        "budget": budget,
+        "diff": np.nan,
+        "low": np.nan,
+        "high": np.nan,
+        "p": np.nan,
+        "q": np.nan,
+        "n": "",
+        "verdict": "not testable" if reason else "",
+        "reason": reason or "",
+        "_undecided": bool(reason),
+    }
     if cmp:
         out.update(cmp)
     return out
@@ -161,25 +205,42 @@ def _claim1(model, task, root, free, by, sign, metric, chance, opt_info) -> list
     sgd, r, f = by.get((task, SGD)), by.get((task, root)), by.get((task, free))
     budget = "/".join(_budget(x) for x in (f, r, sgd))
     comparison = f"{free} vs {SGD} (root: {root})"
-    problem = chance or next((p for p in (_health(model, x, opt_info) for x in (sgd, r, f)) if p), None)
+    problem = (
+        chance
+        or next((p for p in (_health(model, x, opt_info) for x in (sgd, r, f)) if p), None)
+        or _protocol_problem(model, sgd, r, f)
+    )
     if problem:
         return [_row(1, task, comparison, metric, None, budget, problem)]
     gap = stats.mean_ci(_run_values(model["summary"], sgd.get("run_ids"), "gap"))
     if not (gap.n >= 2 and gap.low > 0):
-        return [_row(1, task, comparison, metric, None, budget,
-                     f"SGD's train-test gap {gap.mean:+.3f} ± {gap.half:.3f} is not above zero: nothing to close")]
+        return [
+            _row(
+                1,
+                task,
+                comparison,
+                metric,
+                None,
+                budget,
+                f"SGD's train-test gap {gap.mean:+.3f} ± {gap.half:.3f} is not above zero: nothing to close",
+            )
+        ]
     root_cmp = _compare(_values(r), _values(sgd), sign)
     free_cmp = _compare(_values(f), _values(sgd), sign)
     return [
-        {**_row(1, task, f"{root} vs {SGD}", metric, root_cmp, budget), "_undecided": False, "verdict": "",
-         "reason": "reference"},
+        {
+            **_row(1, task, f"{root} vs {SGD}", metric, root_cmp, budget),
+            "_undecided": False,
+            "verdict": "",
+            "reason": "reference",
+        },
         _row(1, task, comparison, metric, free_cmp, budget),
     ]
 
 
 def _claim2(model, task, r, f, root, free, sign, metric, chance, opt_info) -> dict:
     budget = f"{_budget(f)}/{_budget(r)}"
-    problem = chance or _health(model, r, opt_info) or _health(model, f, opt_info)
+    problem = chance or _health(model, r, opt_info) or _health(model, f, opt_info) or _protocol_problem(model, r, f)
     if problem:
         return _row(2, task, f"{free} vs {root}", metric, None, budget, problem)
     return _row(2, task, f"{free} vs {root}", metric, _compare(_values(f), _values(r), sign), budget)
@@ -190,8 +251,13 @@ def _claim3(model, task, f, free, sign, metric, chance, opt_info) -> dict | None
         return None
     budget = _budget(f)
     configs = model["configs"]
-    pure = configs[(configs["tier"] == f["tier"]) & (configs["task"] == task) & (configs["optimizer"] == free)
-                   & (configs["setting_id"] == f["setting_id"]) & (configs["precision"] == "bf16-pure")]
+    pure = configs[
+        (configs["tier"] == f["tier"])
+        & (configs["task"] == task)
+        & (configs["optimizer"] == free)
+        & (configs["setting_id"] == f["setting_id"])
+        & (configs["precision"] == "bf16-pure")
+    ]
     comparison = f"{free} bf16-pure vs fp32"
     if pure.empty:
         return _row(3, task, comparison, metric, None, budget, "no bf16-pure runs of the selected configuration")
@@ -223,8 +289,11 @@ def finalize_claim1(df: pd.DataFrame) -> pd.DataFrame:
     refs = out[(out["claim"] == 1) & (out["verdict"] == "") & out["reason"].str.startswith("adaptive gap")]
     for _, ref in refs.iterrows():
         root = ref["comparison"].split(" vs ")[0]
-        mask = (out["claim"] == 1) & (out["task"] == ref["task"]) & out["comparison"].str.contains(
-            f"(root: {root})", regex=False)
+        mask = (
+            (out["claim"] == 1)
+            & (out["task"] == ref["task"])
+            & out["comparison"].str.contains(f"(root: {root})", regex=False)
+        )
         if "absent" in ref["reason"]:
             out.loc[mask, "verdict"] = "not testable"
             out.loc[mask, "reason"] = f"no adaptive gap: {root} − SGD = {ref['diff']:+.4f} (q = {ref['q']:.3g})"

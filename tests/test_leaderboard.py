@@ -4,6 +4,7 @@ robustness to bad files, escaping, incremental rebuilds and (where Chromium exis
 All result numbers come from ``harness.runner.run`` (smoke tier); expected values are recomputed here
 from the run files through an independent path (``records.read_run`` + scipy), never written by hand.
 """
+
 from __future__ import annotations
 
 import base64
@@ -38,6 +39,7 @@ SCRIPT = "<script>alert(1)</script>"
 # ---------------------------------------------------------------------------------------------
 # fixtures: real smoke runs, one site
 
+
 @pytest.fixture(scope="session")
 def lb_runs(tmp_path_factory):
     """~24 smoke runs: 2-3 optimizers x 2 configs x 2 seeds on two tasks, precision twins, a diverged
@@ -45,8 +47,8 @@ def lb_runs(tmp_path_factory):
 
     The runner now rejects such a value before running, so the error run is one real run stored again with
     the hostile value and an error status: what a run recorded by an older runner, or edited, would hold."""
-    from rootbench.harness.config import RunConfig
     from rootbench.harness import run
+    from rootbench.harness.config import RunConfig
     from rootbench.optimizers import get_optimizer_spec, list_optimizers
 
     root = str(tmp_path_factory.mktemp("lb") / "runs")
@@ -55,22 +57,35 @@ def lb_runs(tmp_path_factory):
     if pair in list_optimizers():
         quad_opts[pair] = (1e-3, 1e-2)
     plan = [("quadratic", o, {"lr": lr}, s, "fp32") for o, lrs in quad_opts.items() for lr in lrs for s in (0, 1)]
-    plan += [("mnist1d-mlp", o, {"lr": lr}, s, "fp32") for o, lrs in (("adamw", (1e-3, 1e-2)), ("sgd", (0.1, 0.03)))
-             for lr in lrs for s in (0, 1)]
-    plan += [("mnist1d-mlp", "adamw", {"lr": 1e-2}, 0, "bf16-pure"), ("mnist1d-mlp", "adamw", {"lr": 1e-2}, 0, "bf16"),
-             ("quadratic", "sgd", {"lr": 1e3}, 0, "fp32")]
+    plan += [
+        ("mnist1d-mlp", o, {"lr": lr}, s, "fp32")
+        for o, lrs in (("adamw", (1e-3, 1e-2)), ("sgd", (0.1, 0.03)))
+        for lr in lrs
+        for s in (0, 1)
+    ]
+    plan += [
+        ("mnist1d-mlp", "adamw", {"lr": 1e-2}, 0, "bf16-pure"),
+        ("mnist1d-mlp", "adamw", {"lr": 1e-2}, 0, "bf16"),
+        ("quadratic", "sgd", {"lr": 1e3}, 0, "fp32"),
+    ]
     import torch
 
     threads = torch.get_num_threads()
     try:  # one thread: on a shared 2-core machine, two spinning intra-op threads make tiny runs 50x slower
         for task, opt, hp, seed, precision in plan:
-            rows = run(task, opt, RunConfig(tier="smoke", seed=seed, precision=precision, hparams=hp, ref_steps=2,
-                                            threads=1))
+            rows = run(
+                task, opt, RunConfig(tier="smoke", seed=seed, precision=precision, hparams=hp, ref_steps=2, threads=1)
+            )
             records.write_run(rows, root)
             if (task, opt, hp["lr"], seed) == ("quadratic", "adamw", 1e-3, 0):
                 message = f"ValueError: impl must be one of ('auto', 'fused'), got {SCRIPT!r}"
-                records.write_run([{**r, "run_id": "hostile00000", "hp_impl": SCRIPT, "status": "error",
-                                    "status_message": message} for r in rows], root)
+                records.write_run(
+                    [
+                        {**r, "run_id": "hostile00000", "hp_impl": SCRIPT, "status": "error", "status_message": message}
+                        for r in rows
+                    ],
+                    root,
+                )
     finally:
         torch.set_num_threads(threads)
     return root
@@ -90,6 +105,16 @@ def model(lb_runs):
     return site_model.compute(site_load.load(lb_runs))
 
 
+def run_page(out: str, rid: str) -> tuple[str, str]:
+    """(the run's section, its configuration's whole page): ``runs/<rid>.html`` forwards to the section."""
+    with open(os.path.join(out, "runs", f"{rid}.html"), encoding="utf-8") as f:
+        href = re.search(r'url=\.\./(runs/[^"#]+)#([^"]+)"', f.read())
+    with open(os.path.join(out, href.group(1)), encoding="utf-8") as f:
+        page = f.read()
+    start = page.index(f'<section class="run" id="{href.group(2)}">')
+    return page[start : page.index("</section>", start)], page
+
+
 def _read_all(root):
     """The run files through the independent path: records.read_run, one DataFrame per run."""
     return {df["run_id"].iloc[0]: df for df in (records.read_run(p) for p in records.find_runs(root))}
@@ -104,6 +129,7 @@ def _final(df, split):
 
 # ---------------------------------------------------------------------------------------------
 # harness.stats against scipy
+
 
 def test_mean_ci_matches_scipy_t_interval():
     x = [0.81, 0.84, 0.79, 0.86]
@@ -141,6 +167,7 @@ def test_profiles_ranks_and_medians():
 # ---------------------------------------------------------------------------------------------
 # aggregation on real runs
 
+
 def test_summary_final_values_match_run_files(lb_runs, model):
     files = _read_all(lb_runs)
     s = model["summary"].set_index("run_id")
@@ -167,8 +194,9 @@ def test_selection_uses_validation_never_test(model):
     c = model["configs"]
     best = agg.select_best(c)
     for r in best.to_dict("records"):
-        mine = c[(c["tier"] == r["tier"]) & (c["task"] == r["task"]) & (c["optimizer"] == r["optimizer"])
-                 & (c["n_ok"] > 0)]
+        mine = c[
+            (c["tier"] == r["tier"]) & (c["task"] == r["task"]) & (c["optimizer"] == r["optimizer"]) & (c["n_ok"] > 0)
+        ]
         if (mine["precision"] == "fp32").any():
             mine = mine[mine["precision"] == "fp32"]
         mine = mine[mine["n_ok"] >= min(3, mine["n_ok"].max())]
@@ -187,9 +215,20 @@ def test_selection_uses_validation_never_test(model):
 
 def test_selection_prefers_replicated_fp32_configurations():
     """A sweep's 3-seed rerun beats a luckier one-seed trial; bf16-pure twins are compared, not selected."""
+
     def conf(cid, val, n_ok, precision="fp32"):
-        return {"tier": "quick", "task": "t", "optimizer": "o", "config_id": cid, "precision": precision,
-                "val_mean": val, "n_ok": n_ok, "n_diverged": 0, "n_failed": 0, "higher_is_better": True}
+        return {
+            "tier": "quick",
+            "task": "t",
+            "optimizer": "o",
+            "config_id": cid,
+            "precision": precision,
+            "val_mean": val,
+            "n_ok": n_ok,
+            "n_diverged": 0,
+            "n_failed": 0,
+            "higher_is_better": True,
+        }
 
     c = pd.DataFrame([conf("rerun", 0.90, 3), conf("lucky", 0.95, 1), conf("pure", 0.99, 3, "bf16-pure")])
     assert list(agg.select_best(c)["config_id"]) == ["rerun"]
@@ -219,13 +258,18 @@ def test_overview_cells_and_significance(lb_runs, model):
             if len(test) > 1:
                 lo, hi = sps.t.interval(0.95, len(test) - 1, loc=np.mean(test), scale=sps.sem(test))
                 assert r["test_half"] == pytest.approx((hi - lo) / 2)
-            assert r["n_configs"] == model["summary"].query(
-                "tier == @tier and task == @task and optimizer == @r['optimizer']")["config_id"].nunique()
+            assert (
+                r["n_configs"]
+                == model["summary"]
+                .query("tier == @tier and task == @task and optimizer == @r['optimizer']")["config_id"]
+                .nunique()
+            )
             if r["significance"] == "best":
                 best_values = test
             elif r["significance"] in ("tied", "worse"):
-                p = sps.ttest_ind(best_values, test, equal_var=False,
-                                  alternative="greater" if higher else "less").pvalue
+                p = sps.ttest_ind(
+                    best_values, test, equal_var=False, alternative="greater" if higher else "less"
+                ).pvalue
                 assert r["p_vs_best"] == pytest.approx(p)
                 assert r["significance"] == ("tied" if p >= 0.05 else "worse")
             else:
@@ -238,8 +282,9 @@ def test_precision_robustness_and_divergence(model):
     twins = c[(c["setting_id"] == row["setting_id"]) & (c["optimizer"] == "adamw")].set_index("precision")
     for p in ("bf16", "bf16-pure"):
         if p in twins.index and "fp32" in twins.index:
-            assert row[f"delta_{p}"] == pytest.approx(twins.loc[p, "test_mean"] - twins.loc["fp32", "test_mean"],
-                                                      nan_ok=True)
+            assert row[f"delta_{p}"] == pytest.approx(
+                twins.loc[p, "test_mean"] - twins.loc["fp32", "test_mean"], nan_ok=True
+            )
     sgd = ov[(ov["task"] == "quadratic") & (ov["optimizer"] == "sgd")].iloc[0]
     runs = model["summary"].query("task == 'quadratic' and optimizer == 'sgd'")
     assert (runs["status"] == "diverged").any(), "sgd at lr=1e3 should diverge on the quadratic"
@@ -256,8 +301,11 @@ def test_root_vs_free_pairs(model):
     assert set(rvf["task"]) == {"quadratic", "mnist1d-mlp"}  # the paper's pairs appear on every task
     ov = model["overview"].set_index(["task", "optimizer"])
     for r in rvf.to_dict("records"):
-        if (r["task"], r["free"]) in ov.index and ov.loc[(r["task"], r["free"]), "selected"] and \
-                ov.loc[(r["task"], r["root"]), "selected"]:
+        if (
+            (r["task"], r["free"]) in ov.index
+            and ov.loc[(r["task"], r["free"]), "selected"]
+            and ov.loc[(r["task"], r["root"]), "selected"]
+        ):
             a, b = ov.loc[(r["task"], r["root"])], ov.loc[(r["task"], r["free"])]
             assert r["diff"] == pytest.approx(b["test_mean"] - a["test_mean"])
             ref = sps.ttest_ind(b["test_values"], a["test_values"], equal_var=False)
@@ -274,8 +322,10 @@ def test_across_tasks_profiles_from_fastest_configs(model):
             expected = fastest.get(o, math.inf) / best_time
             assert r == pytest.approx(expected) if math.isfinite(expected) else r == math.inf
     ranks = across["ranks"].set_index("optimizer")
-    for task in across["tasks"]:
-        g = model["overview"].query("task == @task and selected")
+    assert across["tasks"] and set(ranks.index) == set(across["optimizers"])  # the compared optimizers only
+    for task in across["tasks"]:  # the common tasks: every compared optimizer ran them
+        g = model["overview"].query("task == @task and selected and optimizer in @across['optimizers']")
+        assert set(g["optimizer"]) == set(across["optimizers"])
         top = g.sort_values("rank").iloc[0]["optimizer"]
         assert ranks.loc[top, task] == 1
 
@@ -287,6 +337,7 @@ def test_hardware_table_from_provenance(model):
 
 # ---------------------------------------------------------------------------------------------
 # the site
+
 
 class _Links(HTMLParser):
     def __init__(self):
@@ -323,20 +374,28 @@ def test_site_pages_links_and_downloads(lb_runs, lb_site):
                 target = os.path.normpath(os.path.join(dirpath, urllib.request.url2pathname(link.split("#")[0])))
                 if not os.path.exists(target):
                     broken.append((f, link))
-    assert broken == []
+    assert broken == []  # the raw run files and manifests are linked (from the runs folder), never copied
+    assert not os.path.exists(os.path.join(out, "data", "runs", "quadratic"))
     data = os.path.join(out, "data")
-    everything = pd.read_parquet(os.path.join(data, "results.parquet"))
-    assert len(everything) == sum(len(df) for df in _read_all(lb_runs).values())
-    assert set(everything["run_id"]) == set(_read_all(lb_runs))
-    csv = pd.read_csv(os.path.join(data, "results.csv"))
-    assert len(csv) == len(everything) and len(pd.read_csv(os.path.join(data, "runs.csv"))) == info["n_runs"]
+    points = pd.read_parquet(os.path.join(data, "points.parquet"))
+    assert len(points) == sum(len(df) for df in _read_all(lb_runs).values())
+    assert set(points["run_id"].astype(str)) == set(_read_all(lb_runs))
+    csv = pd.read_csv(os.path.join(data, "results.csv.gz"))
+    assert len(csv) == len(points) and len(pd.read_csv(os.path.join(data, "runs.csv.gz"))) == info["n_runs"]
+    for name in ("overview", "comparisons", "verdicts", "profiles", "ranks", "head_to_head"):  # aggregated tables
+        assert os.path.exists(os.path.join(data, f"{name}.csv")), name
+    tables = json.load(open(os.path.join(data, "leaderboard.json"), encoding="utf-8"))
+    assert {"overview", "comparisons", "profiles"} <= set(tables) and len(tables["overview"]) == len(
+        pd.read_csv(os.path.join(data, "overview.csv"))
+    )
     with open(os.path.join(out, "index.html"), encoding="utf-8") as f:
         index = f.read()
-    assert "quadratic" in index and "mnist1d-mlp" in index and "smoke tier" in index
+    assert "quadratic" in index and "mnist1d-mlp" in index and "smoke tier" in index and 'class="verdict"' in index
     with open(os.path.join(out, "tasks", "quadratic--smoke.html"), encoding="utf-8") as f:
         task_page = f.read()
     assert task_page.count("<svg") >= 2 and "http://www.w3.org/2000/svg" in task_page
     assert not re.search(r'(src|href)="(https?:)?//', task_page)  # nothing fetched from elsewhere
+    assert not re.search(r'<script[^>]*src="(https?:)?//', index)
 
 
 def test_result_strings_are_escaped(lb_site, model):
@@ -352,8 +411,7 @@ def test_result_strings_are_escaped(lb_site, model):
                 assert SCRIPT not in text, f
                 found += "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert found >= 2  # at least its run page and the task page show it, as text
-    with open(os.path.join(out, "runs", f"{bad['run_id']}.html"), encoding="utf-8") as f:
-        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in f.read()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in run_page(out, bad["run_id"])[1]
 
 
 def _with(table, name, value):
@@ -371,10 +429,12 @@ def test_bad_files_are_skipped_with_one_warning_each(lb_runs, tmp_path):
     good = records.find_runs(runs)
     src = pq.read_table(good[0])
     folder = os.path.join(runs, "quadratic", "adamw")
-    bad = {"corrupt": os.path.join(folder, "corrupt000000.parquet"),
-           "truncated": os.path.join(folder, "trunc0000000.parquet"),
-           "schema": os.path.join(folder, "schema000000.parquet"),
-           "columns": os.path.join(folder, "columns00000.parquet")}
+    bad = {
+        "corrupt": os.path.join(folder, "corrupt000000.parquet"),
+        "truncated": os.path.join(folder, "trunc0000000.parquet"),
+        "schema": os.path.join(folder, "schema000000.parquet"),
+        "columns": os.path.join(folder, "columns00000.parquet"),
+    }
     with open(bad["corrupt"], "wb") as f:
         f.write(b"this is not parquet")
     with open(good[0], "rb") as f:
@@ -457,6 +517,7 @@ def test_empty_runs_folder_builds_an_empty_site(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # the browser: served over http, loaded in headless Chromium through the DevTools protocol
 
+
 def _chromium():
     for name in ("chromium", "chromium-browser", "google-chrome"):
         path = shutil.which(name)
@@ -475,11 +536,26 @@ class _DevTools:
         import websocket
 
         self.proc = subprocess.Popen(
-            [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--disable-dev-shm-usage", "--remote-debugging-port=0", "--remote-allow-origins=*",
-             f"--user-data-dir={profile}", "--window-size=1400,1000", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                binary,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+                "--remote-debugging-port=0",
+                "--remote-allow-origins=*",
+                f"--user-data-dir={profile}",
+                "--window-size=1400,1000",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         port_file = os.path.join(profile, "DevToolsActivePort")
         deadline = time.time() + 60
         while not (os.path.exists(port_file) and open(port_file).read().strip()):
@@ -532,8 +608,13 @@ class _DevTools:
 
     def screenshot(self, path):
         height = self.js("document.documentElement.scrollHeight")
-        self.call("Emulation.setDeviceMetricsOverride", width=1400, height=min(int(height), 6000),
-                  deviceScaleFactor=1, mobile=False)
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=1400,
+            height=min(int(height), 6000),
+            deviceScaleFactor=1,
+            mobile=False,
+        )
         data = self.call("Page.captureScreenshot", format="png")["data"]
         with open(path, "wb") as f:
             f.write(base64.b64decode(data))
@@ -563,7 +644,7 @@ def test_site_renders_in_headless_chromium(lb_site, tmp_path):
     try:
         browser.open(f"{base}/index.html")
         assert browser.js("document.querySelectorAll('table.sortable tbody tr').length") >= 4
-        assert browser.js("document.querySelector('h3 a').textContent") in ("mnist1d-mlp", "quadratic")
+        assert browser.js("document.querySelector('section.task h4 a').textContent") in ("mnist1d-mlp", "quadratic")
         browser.js("document.querySelector('table.sortable th:nth-child(4)').click()")  # sorting runs
         assert browser.js("document.querySelector('table.sortable th:nth-child(4)').dataset.dir") == "asc"
         browser.screenshot(str(tmp_path / "index.png"))
@@ -629,10 +710,23 @@ def test_list_valued_settings_reach_the_csv_exports(tmp_path):
     from tests.conftest import rootbench
 
     runs, site = str(tmp_path / "runs"), str(tmp_path / "site")
-    assert rootbench("bench", "--task", "imagewoof-swin_t", "--opt", "sgd", "--tier", "smoke", "--quiet",
-                     "--in-process", runs=runs) == 0
+    assert (
+        rootbench(
+            "bench",
+            "--task",
+            "imagewoof-swin_t",
+            "--opt",
+            "sgd",
+            "--tier",
+            "smoke",
+            "--quiet",
+            "--in-process",
+            runs=runs,
+        )
+        == 0
+    )
     assert rootbench("site", "--runs", runs, "--out", site) == 0
-    table = pd.read_csv(os.path.join(site, "data", "runs.csv"))
+    table = pd.read_csv(os.path.join(site, "data", "runs.csv.gz"))
     depths = json.loads(table["task_depths"].iloc[0])
     assert isinstance(depths, list) and all(isinstance(d, int) for d in depths)
 
@@ -644,15 +738,30 @@ def test_claims_can_restrict_to_one_stage_sweeps(tmp_path):
     def manifest(name, stages, trials, seeds, bf16):
         d = tmp_path / "sweeps" / "t" / "adamw"
         d.mkdir(parents=True, exist_ok=True)
-        (d / f"{name}.json").write_text(json.dumps({
-            "tier": "quick", "task": "t", "optimizer": "adamw", "budget": {"stages": stages},
-            "trials": [{"run_id": r} for r in trials], "seeds": [{"run_id": r} for r in seeds],
-            "other_precisions": {"bf16-pure": bf16}}))
+        (d / f"{name}.json").write_text(
+            json.dumps(
+                {
+                    "tier": "quick",
+                    "task": "t",
+                    "optimizer": "adamw",
+                    "budget": {"stages": stages},
+                    "trials": [{"run_id": r} for r in trials],
+                    "seeds": [{"run_id": r} for r in seeds],
+                    "other_precisions": {"bf16-pure": bf16},
+                }
+            )
+        )
 
     manifest("one", 1, ["a", "b"], ["a", "c"], ["d"])
     manifest("two", 2, ["a", "b", "e"], ["e", "f"], [])
-    runs = pd.DataFrame({"tier": "quick", "task": ["t"] * 6 + ["u"], "optimizer": "adamw",
-                         "run_id": ["a", "b", "c", "d", "e", "f", "g"]})
+    runs = pd.DataFrame(
+        {
+            "tier": "quick",
+            "task": ["t"] * 6 + ["u"],
+            "optimizer": "adamw",
+            "run_id": ["a", "b", "c", "d", "e", "f", "g"],
+        }
+    )
     one = claims.restrict_to_sweeps(runs, claims.sweep_run_ids(str(tmp_path), 1))
     assert list(one["run_id"]) == ["a", "b", "c", "d", "g"]  # task u has no sweep: its run stays
     two = claims.restrict_to_sweeps(runs, claims.sweep_run_ids(str(tmp_path), 2))
@@ -694,10 +803,12 @@ def test_pairs_page_tables_only_comparable_pairs_and_lists_the_rest(model, lb_si
     """A pair with runs on both sides is a table row; one missing a side is listed, naming the missing side."""
     rvf = model["root_vs_free"]
     smoke = rvf[rvf["tier"] == "smoke"]
-    table, missing = site_tables.pairs_view(smoke)
+    cmp = model["comparisons"]
+    table = site_tables.comparisons_table(cmp[cmp["tier"] == "smoke"], smoke, "")
+    missing = site_tables.pairs_missing(smoke)
     both = smoke[smoke["root_present"].astype(bool) & smoke["free_present"].astype(bool)]
     assert len(table["rows"]) == len(both) >= 1
-    assert {r["cells"][0].t for r in table["rows"]} == set(both["task"])
+    assert {r["cells"][0].ls[0][0] for r in table["rows"]} == set(both["task"])
     listed = {m["task"]: m["pairs"] for m in missing}
     assert sum(map(len, listed.values())) == len(smoke) - len(both)
     from rootbench.optimizers import get_optimizer_spec
@@ -707,3 +818,57 @@ def test_pairs_page_tables_only_comparable_pairs_and_lists_the_rest(model, lb_si
     html = open(os.path.join(lb_site[0], "pairs.html"), encoding="utf-8").read()
     assert "Pairs not comparable yet" in html and f"adamw/{pair} (no runs of {pair})" in html
     assert "no runs</td>" not in html
+
+
+def test_run_pages_show_the_command_that_reproduces_the_run(lb_site, model):
+    """The command on a run page resolves (``harness.resolve``) to that very run id, and the page links its
+    sibling seeds, draws its curves and links (not copies) the raw file."""
+    import html as html_lib
+    import shlex
+
+    from rootbench.harness.config import parse_overrides
+    from rootbench.harness.resolve import resolve_args
+
+    out, _ = lb_site
+    s = model["summary"]
+    r = s[(s["task"] == "mnist1d-mlp") & (s["optimizer"] == "adamw") & (s["status"] == "ok")].iloc[0]
+    section, page = run_page(out, r["run_id"])
+    command = html_lib.unescape(re.search(r'<pre class="cmd"[^>]*>(.*?)</pre>', section, re.S).group(1))
+    argv = shlex.split(command)
+    assert argv[:2] == ["rootbench", "bench"]
+    opts = dict(zip(argv[2:12:2], argv[3:12:2]))
+    spec = resolve_args(
+        opts["--task"],
+        opts["--opt"],
+        parse_overrides(argv[12:]),
+        tier=opts["--tier"],
+        seed=int(opts["--seed"]),
+        precision=opts["--precision"],
+    )
+    assert spec.run_id == r["run_id"]
+    siblings = s[(s["config_id"] == r["config_id"]) & (s["optimizer"] == "adamw") & (s["task"] == "mnist1d-mlp")]
+    assert len(siblings) == 2
+    for rid in siblings["run_id"]:  # every seed of the configuration on one page, a section each
+        assert f'<section class="run" id="run--{rid}">' in page
+    assert 'class="plot plot-run"' in page and ".parquet" in page
+    assert not os.path.exists(os.path.join(out, "data", "runs"))  # raw files linked, not copied
+
+
+def test_the_fast_reader_gives_read_records_records(lb_runs, tmp_path):
+    """``load._fast`` reads run-level values from the footer statistics and decodes only the curve; for every file
+    it gives ``records.read_record``'s run dict (values and types) and curve, and leaves odd files to it."""
+    paths = records.find_runs(lb_runs)
+    for p in paths:
+        rec, got = records.read_record(p), site_load._fast(p)
+        assert got is not None, p
+        run, curve = got
+        assert list(run) == list(rec.run)
+        for k, v in rec.run.items():
+            same = v == run[k] or (isinstance(v, float) and math.isnan(v) and math.isnan(run[k]))
+            assert same and type(v) is type(run[k]), (p, k, v, run[k])
+        for c in site_load.POINT_COLUMNS:
+            a, b = curve.column(c).to_pylist(), rec.curve_table.column(c).to_pylist()
+            assert all(x == y or (x != x and y != y) for x, y in zip(a, b, strict=True)), (p, c)
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"not parquet")
+    assert site_load._fast(str(bad)) is None and site_load.read_one(str(bad)).startswith("skipping ")

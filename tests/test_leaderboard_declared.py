@@ -6,6 +6,7 @@ without any edit to ``leaderboard/``; a task whose name looks like a CNN but dec
 task, and names found only in the runs get no declared kind or pair. A scan of the leaderboard's source holds
 the rule: no string in it names a registered optimizer or task, except the benchmark's two fixed references.
 """
+
 from __future__ import annotations
 
 import ast
@@ -32,10 +33,17 @@ CNN_TASK = "outside-task"  # declares model_kind "cnn"; nothing in the name says
 LOOKALIKE = "outside-resnet-lookalike"  # a CNN-ish name that declares "vit": no SGD reference
 UNREGISTERED_TASK, UNREGISTERED_OPT = "gone-cnn", "gone_rf"  # only in the runs: nothing declared
 # final test accuracy of each seed (three seeds, so the Welch tests have a value)
-TEST_ACCURACY = {ROOT_OPT: (0.70, 0.72, 0.71), FREE_OPT: (0.80, 0.83, 0.81), "sgd": (0.60, 0.62, 0.61),
-                 UNREGISTERED_OPT: (0.50, 0.52, 0.51)}
-PLAN = [(CNN_TASK, (ROOT_OPT, FREE_OPT, "sgd", UNREGISTERED_OPT)), (LOOKALIKE, (ROOT_OPT, FREE_OPT, "sgd")),
-        (UNREGISTERED_TASK, (ROOT_OPT, FREE_OPT, "sgd"))]
+TEST_ACCURACY = {
+    ROOT_OPT: (0.70, 0.72, 0.71),
+    FREE_OPT: (0.80, 0.83, 0.81),
+    "sgd": (0.60, 0.62, 0.61),
+    UNREGISTERED_OPT: (0.50, 0.52, 0.51),
+}
+PLAN = [
+    (CNN_TASK, (ROOT_OPT, FREE_OPT, "sgd", UNREGISTERED_OPT)),
+    (LOOKALIKE, (ROOT_OPT, FREE_OPT, "sgd")),
+    (UNREGISTERED_TASK, (ROOT_OPT, FREE_OPT, "sgd")),
+]
 
 
 def _never_called(params, lr: float = 1e-3, T: int = 10):
@@ -52,25 +60,61 @@ def _register(source: str) -> None:
     registry.register_optimizer(FREE_OPT, _never_called, root_free=True, pair=ROOT_OPT, **meta)
     base = get_task_spec("quadratic")
     for name, kind in ((CNN_TASK, "cnn"), (LOOKALIKE, "vit")):
-        registry.register_task(name, build=base.build, tiers=base.tiers, metric="accuracy", higher_is_better=True,
-                               description=f"registered from {source}", family="outside", model_kind=kind,
-                               source_file=source)
+        registry.register_task(
+            name,
+            build=base.build,
+            tiers=base.tiers,
+            metric="accuracy",
+            higher_is_better=True,
+            description=f"registered from {source}",
+            family="outside",
+            model_kind=kind,
+            source_file=source,
+        )
 
 
 def _rows(task: str, optimizer: str, seed: int, test_acc: float) -> list[dict]:
     """One synthetic run in the runner's columns: accuracy and loss on three splits at two evaluations."""
     rid = f"{task}-{optimizer}-{seed}".replace("_", "-")
-    run = {"run_id": rid, "task": task, "tier": TIER, "optimizer": optimizer, "seed": seed, "precision": "fp32",
-           "status": "ok", "metric_name": "accuracy", "higher_is_better": True, "target": 0.5, "hp_lr": 0.1,
-           "git_sha": "synthetic", "git_dirty": False, "rootbench_version": "synthetic", "torch_version": "synthetic",
-           "cuda_version": "", "device": "cpu", "cpu": "synthetic", "hostname": "synthetic",
-           "started_at": "2026-01-01T00:00:00+00:00"}
+    run = {
+        "run_id": rid,
+        "task": task,
+        "tier": TIER,
+        "optimizer": optimizer,
+        "seed": seed,
+        "precision": "fp32",
+        "status": "ok",
+        "metric_name": "accuracy",
+        "higher_is_better": True,
+        "target": 0.5,
+        "hp_lr": 0.1,
+        "git_sha": "synthetic",
+        "git_dirty": False,
+        "rootbench_version": "synthetic",
+        "torch_version": "synthetic",
+        "cuda_version": "",
+        "device": "cpu",
+        "cpu": "synthetic",
+        "hostname": "synthetic",
+        "started_at": "2026-01-01T00:00:00+00:00",
+    }
     rows = []
     for step, acc in ((0, 0.1), (10, test_acc)):
         for split, shift in (("train", 0.02), ("val", -0.01), ("test", 0.0)):
             for metric, value in (("accuracy", acc + shift), ("loss", 2.0 - acc)):
-                rows.append({**run, "step": step, "epoch": step / 10, "examples_seen": step * 32, "split": split,
-                             "metric": metric, "value": value, "train_time_s": step * 0.01, "eval_time_s": 0.0})
+                rows.append(
+                    {
+                        **run,
+                        "step": step,
+                        "epoch": step / 10,
+                        "examples_seen": step * 32,
+                        "split": split,
+                        "metric": metric,
+                        "value": value,
+                        "train_time_s": step * 0.01,
+                        "eval_time_s": 0.0,
+                    }
+                )
     return rows
 
 
@@ -109,8 +153,12 @@ def test_declared_kinds_and_pairs_reach_the_model(outside_model):
     m = outside_model
     assert m["cnn_tasks"] == [CNN_TASK]  # not the CNN-named lookalike (vit), not the unregistered gone-cnn
     assert (ROOT_OPT, FREE_OPT) in m["pairs"]
-    assert m["task_info"][UNREGISTERED_TASK] == {"description": "", "family": "", "model_kind": None,
-                                                 "registered": False}
+    assert m["task_info"][UNREGISTERED_TASK] == {
+        "description": "",
+        "family": "",
+        "model_kind": None,
+        "registered": False,
+    }
     gone = m["opt_info"][UNREGISTERED_OPT]
     assert not gone["registered"] and gone["pair"] is None and gone["root_free"] is None
     assert not any(UNREGISTERED_OPT in pair for pair in m["pairs"])
@@ -119,8 +167,9 @@ def test_declared_kinds_and_pairs_reach_the_model(outside_model):
     assert set(ours.index) == {CNN_TASK, LOOKALIKE, UNREGISTERED_TASK}  # a both-sided pair shows on every task
     row = ours.loc[CNN_TASK]
     assert row["diff"] == pytest.approx(np.mean(TEST_ACCURACY[FREE_OPT]) - np.mean(TEST_ACCURACY[ROOT_OPT]))
-    assert row["p"] == pytest.approx(sps.ttest_ind(TEST_ACCURACY[FREE_OPT], TEST_ACCURACY[ROOT_OPT],
-                                                   equal_var=False).pvalue)
+    assert row["p"] == pytest.approx(
+        sps.ttest_ind(TEST_ACCURACY[FREE_OPT], TEST_ACCURACY[ROOT_OPT], equal_var=False).pvalue
+    )
     assert row["sgd_reference"] and row["sgd_test_mean"] == pytest.approx(np.mean(TEST_ACCURACY["sgd"]))
     assert not ours.loc[LOOKALIKE, "sgd_reference"] and not ours.loc[UNREGISTERED_TASK, "sgd_reference"]
 
@@ -145,8 +194,9 @@ def test_claims_compare_the_outside_pair_and_count_the_outside_cnn_task(outside_
     ours = [r for r in pairs if r.startswith(f"| {CNN_TASK} | {ROOT_OPT} | {FREE_OPT} |")]
     assert len(ours) == 1
     diff = np.mean(TEST_ACCURACY[FREE_OPT]) - np.mean(TEST_ACCURACY[ROOT_OPT])
-    assert f"| {diff:+.4f} ± " in ours[0] and ours[0].endswith(f"| {np.mean(TEST_ACCURACY['sgd']):.4f} ± "
-                                                                f"{_half(TEST_ACCURACY['sgd']):.4f} (n=3) |")
+    assert f"| {diff:+.4f} ± " in ours[0] and ours[0].endswith(
+        f"| {np.mean(TEST_ACCURACY['sgd']):.4f} ± {_half(TEST_ACCURACY['sgd']):.4f} (n=3) |"
+    )
     lookalike = next(r for r in pairs if r.startswith(f"| {LOOKALIKE} | {ROOT_OPT} |"))
     assert lookalike.endswith("|  |")  # no SGD reference: it declares a vision transformer
     against = _section(md, "Against SGD on CNN tasks")
@@ -160,12 +210,13 @@ def test_the_site_shows_the_outside_pair_with_the_sgd_reference(outside, tmp_pat
     info = site_build.build(runs, out, warn=lambda m: None, plots=False)
     assert info["warnings"] == []
     pairs_html = (pathlib.Path(out) / "pairs.html").read_text(encoding="utf-8")
-    rows = re.findall(r"<tr>(.*?)</tr>", pairs_html)
-    ours = [r for r in rows if f">{CNN_TASK}</a>" in r and f"<td>{ROOT_OPT}</td>" in r]
-    assert len(ours) == 1 and FREE_OPT in ours[0]
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", pairs_html)
+    pair = f"{ROOT_OPT} → {FREE_OPT}"
+    ours = [r for r in rows if f">{CNN_TASK}</a>" in r and pair in r]
+    assert len(ours) == 1
     sgd_cell = re.findall(r"<td[^>]*>(.*?)</td>", ours[0])[-1]
-    assert sgd_cell.startswith("0.61 ")  # the SGD reference column of a CNN task
-    lookalike = next(r for r in rows if f">{LOOKALIKE}</a>" in r and f"<td>{ROOT_OPT}</td>" in r)
+    assert sgd_cell.startswith("0.610 ")  # the SGD reference column of a CNN task (rounded to its interval)
+    lookalike = next(r for r in rows if f">{LOOKALIKE}</a>" in r and pair in r)
     assert re.findall(r"<td[^>]*>(.*?)</td>", lookalike)[-1] == ""
     assert f"shown with the sgd reference: {CNN_TASK}." in pairs_html
     assert f"so of no declared kind: {UNREGISTERED_TASK}." in pairs_html
@@ -174,9 +225,14 @@ def test_the_site_shows_the_outside_pair_with_the_sgd_reference(outside, tmp_pat
     assert re.search(rf">{CNN_TASK}</a></td><td>cnn</td>", method)
     assert re.search(rf">{LOOKALIKE}</a></td><td>vit</td>", method)
     assert re.search(rf">{UNREGISTERED_TASK}</a></td><td>none declared", method)
-    assert re.search(rf"<td>{ROOT_OPT}</td><td>yes</td><td>outside</td><td>kronecker</td><td>no</td>", method)
-    assert re.search(rf"<td>{FREE_OPT}<span class=\"rf\"[^>]*>rf</span></td><td>yes</td><td>outside</td>"
-                     r"<td>kronecker</td><td>yes</td>", method)
+    assert re.search(
+        rf"<td>(<a [^>]*>#</a>)?{ROOT_OPT}</td><td>yes</td><td>outside</td><td>kronecker</td><td>no</td>", method
+    )
+    assert re.search(
+        rf"<td>(<a [^>]*>#</a>)?{FREE_OPT}<span class=\"rf\"[^>]*>rf</span></td><td>yes</td>"
+        r"<td>outside</td><td>kronecker</td><td>yes</td>",
+        method,
+    )
 
 
 PLUGIN = '''"""An optimizer plugin from outside the repository: a Kronecker pair, and (same file) a CNN task."""
@@ -205,8 +261,14 @@ def test_claims_cli_counts_a_plugin_file_named_by_the_environment(outside, tmp_p
     plugin = tmp_path / "kron_plugin.py"
     plugin.write_text(PLUGIN % {"root": ROOT_OPT, "free": FREE_OPT, "task": CNN_TASK})
     env = {**os.environ, "ROOTBENCH_OPTIMIZERS": str(plugin)}
-    done = subprocess.run([sys.executable, "-m", "rootbench.leaderboard.claims", "--runs", runs, "--tier", TIER],
-                          capture_output=True, text=True, env=env, timeout=600, cwd=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-m", "rootbench.leaderboard.claims", "--runs", runs, "--tier", TIER],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=str(tmp_path),
+    )
     assert done.returncode == 0, done.stderr
     assert f"| {CNN_TASK} | {ROOT_OPT} | {FREE_OPT} |" in done.stdout
     against = _section(done.stdout, "Against SGD on CNN tasks")
@@ -252,8 +314,9 @@ def test_no_leaderboard_string_names_a_registered_optimizer_or_task():
         tree = ast.parse(path.read_text(encoding="utf-8"))
         skip = _docstrings(tree)
         for node in tree.body:  # the declared references
-            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and (path.name, t.id) in FIXED_REFERENCES
-                                                    for t in node.targets):
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and (path.name, t.id) in FIXED_REFERENCES for t in node.targets
+            ):
                 skip.add(id(node.value))
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip:
@@ -268,6 +331,12 @@ def test_no_leaderboard_string_names_a_registered_optimizer_or_task():
 def test_the_scan_would_catch_a_branch_on_a_name():
     tree = ast.parse('def f(name):\n    """Docstrings may mention shampoo."""\n    return name == "shampoo"\n')
     skip = _docstrings(tree)
-    hits = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
-            and id(n) not in skip and _named(n.value, {"shampoo"})]
+    hits = [
+        n.value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant)
+        and isinstance(n.value, str)
+        and id(n) not in skip
+        and _named(n.value, {"shampoo"})
+    ]
     assert hits == ["shampoo"]
