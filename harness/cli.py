@@ -306,17 +306,37 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+RECEIVED: list[int] = []  # signals that reached main(), in case code between here and there swallowed the exception
+
+
 def _on_sigterm(signum, frame):
+    RECEIVED.append(signum)
     raise Terminated()
+
+
+def _on_sigint(signum, frame):
+    RECEIVED.append(signum)
+    raise KeyboardInterrupt
+
+
+def exit_on_signal(signum, frame):
+    """After main() returned (results written, the interpreter tearing down): end now with 128 + signal."""
+    os._exit(128 + signum)
 
 
 def main(argv=None) -> int:
     # SIGTERM becomes an exception from the first instruction on (imports included), so a command
     # terminated at any point stops its workers and ends with one line and exit 143
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _in_main_thread() else None
+    main_thread = _in_main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
+    previous_int = signal.signal(signal.SIGINT, _on_sigint) if main_thread else None
+    RECEIVED.clear()
     try:
         args = build_parser().parse_args(argv)
-        return args.func(args)
+        code = args.func(args)
+        if RECEIVED:  # the interrupt was swallowed on its way up (e.g. raised inside a finalizer)
+            raise Terminated() if RECEIVED[0] == signal.SIGTERM else KeyboardInterrupt
+        return code
     except UsageError as e:
         return _err(str(e))
     except ModuleNotFoundError as e:
@@ -333,6 +353,17 @@ def main(argv=None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if previous_int is not None:
+            signal.signal(signal.SIGINT, previous_int)
+
+
+def console_main() -> int:
+    """The ``rootbench`` command: ``main()``, then a signal during interpreter teardown still ends 130 / 143."""
+    code = main()
+    if _in_main_thread():
+        signal.signal(signal.SIGTERM, exit_on_signal)
+        signal.signal(signal.SIGINT, exit_on_signal)
+    return code
 
 
 def _in_main_thread() -> bool:

@@ -232,6 +232,32 @@ def _can_create(folder: str) -> bool:
         return False
 
 
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_whose_exception_is_swallowed_still_ends_with_its_code(sig, code, monkeypatch, capsys):
+    """A signal can land where its exception is lost (a finalizer, a broad except in a library): the command
+    still ends with 143 / 130, not 0."""
+    import argparse
+
+    from rootbench.harness import cli
+
+    def swallowing(args):
+        try:
+            os.kill(os.getpid(), sig)
+            time.sleep(1)
+        except BaseException:  # noqa: BLE001 - the planted fault: some code eats the interrupt
+            pass
+        return 0
+
+    def parser():
+        ap = argparse.ArgumentParser()
+        ap.set_defaults(func=swallowing)
+        return ap
+
+    monkeypatch.setattr(cli, "build_parser", parser)
+    assert cli.main([]) == code
+    assert capsys.readouterr().err.count("\n") == 1
+
+
 @pytest.mark.parametrize(
     "command",
     [
