@@ -29,6 +29,10 @@ from rootbench.harness.registry import UsageError
 
 SIG_DIGITS = 4
 KINDS = ("log", "uniform", "choice", "log1m", "horizon")
+# A trial whose preconditioner is still more than this share owed to its initial value at the end
+# (``warm_start_share``, reported by optimizers that declare a warm start) is heavy-ball SGD in disguise:
+# sweeps do not select it and verdicts do not use it (Lin et al. 2024 compare the preconditioners).
+WARM_START_LIMIT = 0.5
 SAMPLER = "scrambled Halton (scipy.stats.qmc), seeded per (task, optimizer, sampler seed)"
 
 

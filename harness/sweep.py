@@ -1,4 +1,4 @@
-"""``rootbench sweep``: two-stage random search, selection on validation, reseeding, resume, Ray.
+"""``rootbench sweep``: quasi-random two-stage search, selection on validation, reseeding, resume, Ray.
 
     rootbench sweep --task T --opt O --trials N --seeds K [--tier quick] [--precision fp32] [--seed S]
                     [--stage2-trials M] [--backend local|ray] [--workers W] [--address ADDR]
@@ -25,7 +25,9 @@ which ran 100 trials per stage and reported the best run; here quasi-random and 
 3. **Trials** run with run seed 0 (a trial is one run, as in the paper's sweeps); ``--seed`` seeds only
    the sampler. **Selection** is over the trials of both stages on the *final validation* value of the
    task's metric (direction from the task spec); the test split is never read. Diverged, failed
-   (oom, timeout, error) and non-finite trials rank last; ties go to the earlier trial.
+   (oom, timeout, error) and non-finite trials rank last, and so do warm-start dominated ones (final
+   ``warm_start_share`` above ``search.WARM_START_LIMIT``: the preconditioner never took over from its
+   initial value, so the trial measures heavy-ball SGD); ties go to the earlier trial.
 4. **Seeds.** The selected configuration reruns with run seeds 0..K-1; seed 0 is the trial itself (a
    cache hit). Their final val and test values are reported (test only here, after selection).
 
@@ -39,7 +41,7 @@ value, status), the ranges of each stage, the selection, the seeds' run_ids and 
 per stage, distinct runs, compute seconds). It is the authoritative record of tuning effort;
 ``harness.records.find_runs`` skips ``sweeps/``.
 
-Backends: ``local`` runs each run in its own spawned process (``harness.cli.execute``), ``--workers W``
+Backends: ``local`` runs each run in its own spawned process (``harness.execute.get_or_run``), ``--workers W``
 at a time, each with ``max(1, cores // W)`` torch threads (``RunConfig.threads``, not part of the
 run_id), so its peak memory is its own. ``ray`` submits each run as a Ray task (one fresh worker
 process per run, ``--cpus-per-run``/``--gpus-per-run`` resources) that writes its own results to
@@ -78,7 +80,8 @@ PROTOCOL = (
     "dimensions); the paper's published configuration for the task's model kind as one more stage-1 "
     f"trial where there is one; stage 2 narrows to the top max({TOP_MIN}, ceil({TOP_FRACTION}*N)) ok "
     f"stage-1 trials widened by {WIDEN:g} of the width; trials at run seed 0; selection on the final "
-    "validation metric; the selected config rerun with seeds 0..K-1"
+    f"validation metric among ok trials whose final warm-start share is at most {search.WARM_START_LIMIT:g}; "
+    "the selected config rerun with seeds 0..K-1"
 )
 MANIFEST_VERSION = 2
 EXIT_OK, EXIT_RUN_FAILED = 0, 1
@@ -142,10 +145,14 @@ def trial_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def rank_trials(table: pd.DataFrame, higher_is_better: bool) -> pd.DataFrame:
-    """``table`` sorted best first by ``val`` alone; ``valid`` is False (ranked last) for non-ok or non-finite."""
+    """``table`` sorted best first by ``val`` alone; ``valid`` is False (ranked last) for non-ok or non-finite
+    trials and for warm-start dominated ones (final ``warm_start_share`` above ``search.WARM_START_LIMIT``:
+    the preconditioner never took over, so the trial measures heavy-ball SGD, not the method)."""
     t = table.reset_index(drop=True).copy()
     t["order"] = range(len(t))
-    t["valid"] = (t["status"] == "ok") & np.isfinite(t["val"].astype(float))
+    share = t["warm_start_share"].astype(float) if "warm_start_share" in t.columns else pd.Series(np.nan, t.index)
+    t["warm_started"] = share > search.WARM_START_LIMIT
+    t["valid"] = (t["status"] == "ok") & np.isfinite(t["val"].astype(float)) & ~t["warm_started"]
     t["key"] = np.where(t["valid"], -t["val"] if higher_is_better else t["val"], np.inf)
     t = t.sort_values(["valid", "key", "order"], ascending=[False, True, True], kind="stable")
     t["rank"] = range(1, len(t) + 1)
@@ -335,7 +342,9 @@ class Sweep:
         status = rec.status + (
             " (cached failure; --retry-failed reruns it)" if how == "cache hit" and rec.failed else ""
         )
-        self._log(f"{label:<12} run {rec.run_id}  {how:<9}  {status:<8} val {metric} {_fmt(val)}")
+        share = _float(rec.get("warm_start_share", float("nan")))
+        warm = f"  warm-start share {share:.2f} (not selectable)" if share > search.WARM_START_LIMIT else ""
+        self._log(f"{label:<12} run {rec.run_id}  {how:<9}  {status:<8} val {metric} {_fmt(val)}{warm}")
         if self.bar is not None:
             self.bar.update(1)
             if rec.status == "ok" and np.isfinite(val):
@@ -471,7 +480,18 @@ class Sweep:
                 wall_time_s=_float(rec.get("wall_time_s", float("nan"))),
             )
             rows.append(row)
-        columns = ["run_id", "status", "metric_name", "val", "test", "stage", "trial", "hparams", "wall_time_s"]
+        columns = [
+            "run_id",
+            "status",
+            "metric_name",
+            "val",
+            "test",
+            "warm_start_share",
+            "stage",
+            "trial",
+            "hparams",
+            "wall_time_s",
+        ]
         return rank_trials(pd.DataFrame(rows, columns=columns), self.task_spec.higher_is_better)
 
     def run(self) -> dict:
@@ -562,6 +582,8 @@ class Sweep:
                     "hparams": r["hparams"],
                     "val": _num(r["val"]),
                     "status": r["status"],
+                    "warm_start_share": _num(r["warm_start_share"]),
+                    "eligible": bool(r["valid"]),
                     "rank": int(r["rank"]),
                     "wall_time_s": _num(r["wall_time_s"]),
                 }
@@ -671,6 +693,7 @@ def _trial_row(rec) -> dict:
         "metric_name": metric,
         "val": rec.final("val", metric),
         "test": rec.final("test", metric),
+        "warm_start_share": _float(rec.get("warm_start_share", float("nan"))),
     }
 
 

@@ -13,7 +13,9 @@ Selection (``select_best``) uses only the validation metric. Eligible are an opt
 with at least one finished run, in fp32 when it has any fp32 runs (other precisions are compared with
 the selected setting, not selected on), and replicated: with at least min(3, the most finished seeds of
 any of its configurations) finished seeds, so a one-seed trial never beats the multi-seed rerun of a
-sweep's selection on a lucky seed. Among them, those in which no seed diverged or failed come first,
+sweep's selection on a lucky seed. Among them, those whose preconditioner took over from its initial
+value (no seed's final ``warm_start_share`` above ``harness.search.WARM_START_LIMIT``, the sweeps' rule)
+come first, then those in which no seed diverged or failed,
 then the best mean final validation metric over seeds, then more finished seeds, then the config id
 (so the choice is deterministic). Test numbers are reported for the selected configuration, never used
 to select it.
@@ -29,7 +31,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from rootbench.harness import stats
+from rootbench.harness import search, stats
 
 TIER_ORDER = ("full", "quick", "smoke")
 PRECISION_ORDER = ("fp32", "bf16", "bf16-pure", "fp16")
@@ -223,6 +225,11 @@ def _mean(values) -> float:
     return total / n if n else float("nan")
 
 
+def _max(values) -> float:
+    finite = [float(v) for v in values if not _missing(v) and math.isfinite(float(v))]
+    return max(finite) if finite else float("nan")
+
+
 def configs(summary: pd.DataFrame) -> pd.DataFrame:
     """One row per (tier, task, optimizer, config_id) with seed statistics of its runs.
 
@@ -264,6 +271,7 @@ def configs(summary: pd.DataFrame) -> pd.DataFrame:
         "state_bytes_per_param",
         "train_time_s",
         "hp_lr",
+        "warm_start_max",
     ]
     if summary.empty:
         return pd.DataFrame(columns=cols)
@@ -296,6 +304,7 @@ def configs(summary: pd.DataFrame) -> pd.DataFrame:
         "total_train_time_s",
         "hp_lr",
         "target",
+        "warm_start_share",
     ):
         optional[c] = pd.to_numeric(s[c], errors="coerce").to_numpy() if c in s.columns else np.full(len(s), np.nan)
     rows = []
@@ -352,6 +361,7 @@ def configs(summary: pd.DataFrame) -> pd.DataFrame:
                 "state_bytes_per_param": _mean(optional["opt_state_bytes_per_param"][idx]),
                 "train_time_s": _mean(optional["total_train_time_s"][ok]),
                 "hp_lr": _mean(optional["hp_lr"][idx]),
+                "warm_start_max": _max(optional["warm_start_share"][idx]),
             }
         )
     return plain(pd.DataFrame(rows, columns=cols))
@@ -365,7 +375,9 @@ def selection_key(row: Mapping) -> tuple:
     else:
         score = -val
     score = math.inf if _missing(score) else score
-    return (row["n_diverged"] + row["n_failed"] > 0, score, -row["n_ok"], str(row["config_id"]))
+    warm = row.get("warm_start_max", math.nan)
+    warm_started = not _missing(warm) and warm > search.WARM_START_LIMIT  # heavy-ball SGD in disguise
+    return (warm_started, row["n_diverged"] + row["n_failed"] > 0, score, -row["n_ok"], str(row["config_id"]))
 
 
 def select_best(configs_df: pd.DataFrame) -> pd.DataFrame:

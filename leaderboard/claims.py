@@ -74,6 +74,7 @@ def tables(model: dict, tier: str) -> str:
         )
     out += against_sgd(model, tier)
     out += verdict_table(model, tier)
+    out += warm_start_table(model, tier)
     out += [
         "",
         f"## Precision, memory and step time, {tier} tier",
@@ -159,6 +160,35 @@ def verdict_table(model: dict, tier: str) -> list[str]:
             for c in sorted(df["claim"].unique())
         ),
     ]
+    return out
+
+
+def warm_start_table(model: dict, tier: str) -> list[str]:
+    """Per selected configuration of an optimizer that declares a warm start: the largest final warm-start
+    share over its fp32 seeds (the share of the preconditioner still owed to its initial value; above
+    ``verdicts.WARM_START_LIMIT`` the run is SGD in disguise) and whether any seed's state froze."""
+    ov = model["overview"]
+    ov = ov[(ov["tier"] == tier) & ov["selected"].astype(bool)]
+    summary, info = model["summary"], model.get("opt_info", {})
+    protocols = model.get("tuning_protocol", {})
+    out = [
+        "",
+        f"## Warm start of the selected configurations, {tier} tier",
+        "",
+        "| task | optimizer | tuning protocol | final warm-start share, max over seeds | seeds | state frozen |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for r in ov.sort_values(["task", "optimizer"]).to_dict("records"):
+        if not info.get(r["optimizer"], {}).get("warm_start"):
+            continue
+        runs = summary[summary["run_id"].isin(list(r["run_ids"]))]
+        shares = [float(v) for v in runs.get("warm_start_share", []) if v == v and v is not None]
+        frozen = any(bool(v) for v in runs.get("state_frozen", []) if v == v and v is not None)
+        share = f"{max(shares):.3f}" if shares else "not recorded"
+        protocol = protocols.get((str(r["tier"]), str(r["task"]), str(r["optimizer"])), "–")
+        out.append(
+            f"| {r['task']} | {r['optimizer']} | {protocol} | {share} | {len(runs)} | {'yes' if frozen else 'no'} |"
+        )
     return out
 
 

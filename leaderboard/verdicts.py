@@ -32,13 +32,13 @@ import math
 import numpy as np
 import pandas as pd
 
-from rootbench.harness import stats
+from rootbench.harness import search, stats
 from rootbench.leaderboard.aggregate import CNN_REFERENCE
 
 ALPHA = 0.05
 MIN_SEEDS = 5
 MARGIN = {"accuracy": 0.01, "loss": 0.02}  # the smallest difference that matters (non-inferiority margin)
-WARM_START_LIMIT = 0.5
+WARM_START_LIMIT = search.WARM_START_LIMIT  # the sweeps' selection rule, the same number
 CHANCE_FACTOR = 10
 CLAIMS = {
     1: "closes the generalisation gap to SGD on CNNs",

@@ -169,6 +169,24 @@ def test_selection_reads_validation_never_test(local_sweep):
     assert sw.select_best(failed) is None
 
 
+def test_a_warm_start_dominated_trial_is_never_selected():
+    """A trial whose preconditioner is still mostly its initial value (heavy-ball SGD in disguise) ranks with
+    the failed ones, however good its validation value."""
+    table = pd.DataFrame(
+        {
+            "run_id": ["sgd-like", "method", "unknown"],
+            "status": "ok",
+            "metric_name": "accuracy",
+            "val": [0.99, 0.90, 0.80],
+            "test": 0.5,
+            "warm_start_share": [0.93, 0.10, float("nan")],  # nan: the optimizer reports none
+        }
+    )
+    ranked = sw.rank_trials(table, higher_is_better=True)
+    assert list(ranked["run_id"]) == ["method", "unknown", "sgd-like"]
+    assert list(ranked["valid"]) == [True, True, False] and bool(ranked["warm_started"].iloc[-1])
+
+
 # ---------------------------------------------------------------------------------------------- end to end
 
 

@@ -211,3 +211,14 @@ def test_each_run_carries_the_newest_manifest_version_that_lists_it(tmp_path):
     warnings = []
     assert tuning_protocols(str(tmp_path), warnings.append) == {"x": 1, "y": 2, "z": 2, "p": 2}
     assert len(warnings) == 1 and "broken.json" in warnings[0]
+
+
+def test_claims_lists_the_warm_start_share_of_each_selected_warm_started_configuration():
+    from rootbench.leaderboard.claims import verdict_table, warm_start_table
+
+    m = _model({"adamw": _seeds(0.60), "rfadamw": _seeds(0.60, seed=1)}, warm={"rfadamw": 0.93})
+    m["tuning_protocol"] = {("long", "t", "adamw"): 2, ("long", "t", "rfadamw"): 2}
+    rows = [line for line in warm_start_table(m, "long") if line.startswith("| t |")]
+    assert rows == ["| t | rfadamw | 2 | 0.930 | 5 | no |"]  # adamw declares no warm start
+    table = "\n".join(verdict_table(m, "long"))
+    assert "| t | 2 | rfadamw vs adamw |" in table and "warm-start dominated" in table
