@@ -29,7 +29,7 @@ TEMPLATES = os.path.join(HERE, "templates")
 PAGE_VERSION = "2"  # bump when run pages change in a way the template hash does not see
 # the modules a run page is made by, besides the templates (a change to them re-renders every run page)
 RUN_PAGE_MODULES = ("pages.py", "run_view.py", "fmt.py", "aggregate.py", "plots.py", "svgplot.py", "series.py")
-CLAIM_HEADINGS = {1: "Claim 1 · CNNs", 2: "Claim 2 · transformers"}
+CLAIM_HEADINGS = {1: "CNN tasks (claim 1 is decided against SGD: see the verdicts)", 2: "Transformer tasks (claim 2)"}
 PAIR_GROUPS = {1: "CNN tasks", 2: "transformer tasks"}
 CLAIM_SHORT = {1: "gap to SGD on CNNs", 2: "transformers", 3: "bf16"}
 
