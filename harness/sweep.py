@@ -343,11 +343,12 @@ class Sweep:
             " (cached failure; --retry-failed reruns it)" if how == "cache hit" and rec.failed else ""
         )
         share = _float(rec.get("warm_start_share", float("nan")))
-        warm = f"  warm-start share {share:.2f} (not selectable)" if share > search.WARM_START_LIMIT else ""
+        selectable = not share > search.WARM_START_LIMIT  # (the rule ``rank_trials`` applies)
+        warm = "" if selectable else f"  warm-start share {share:.2f} (not selectable)"
         self._log(f"{label:<12} run {rec.run_id}  {how:<9}  {status:<8} val {metric} {_fmt(val)}{warm}")
         if self.bar is not None:
             self.bar.update(1)
-            if rec.status == "ok" and np.isfinite(val):
+            if rec.status == "ok" and np.isfinite(val) and selectable:  # the bar's best is what could be selected
                 better = self.best_val is None or (
                     (val > self.best_val) if self.task_spec.higher_is_better else (val < self.best_val)
                 )

@@ -16,8 +16,6 @@ declare (``leaderboard.model``), so a plugin's task or pair is counted without e
 from __future__ import annotations
 
 import argparse
-import glob
-import os
 import sys
 
 from rootbench.harness import records, stats
@@ -182,19 +180,14 @@ def warm_start_table(model: dict, tier: str) -> list[str]:
         if not info.get(r["optimizer"], {}).get("warm_start"):
             continue
         runs = summary[summary["run_id"].isin(list(r["run_ids"]))]
-        shares = [float(v) for v in runs.get("warm_start_share", []) if v == v and v is not None]
         frozen = any(bool(v) for v in runs.get("state_frozen", []) if v == v and v is not None)
-        share = f"{max(shares):.3f}" if shares else "not recorded"
+        most = r.get("warm_start_max", float("nan"))  # ``aggregate.configs``: max over the configuration's seeds
+        share = "not recorded" if most is None or most != most else f"{most:.3f}"
         protocol = protocols.get((str(r["tier"]), str(r["task"]), str(r["optimizer"])), "–")
         out.append(
             f"| {r['task']} | {r['optimizer']} | {protocol} | {share} | {len(runs)} | {'yes' if frozen else 'no'} |"
         )
     return out
-
-
-def manifest_paths(runs_root: str) -> list[str]:
-    """The sweep manifests under ``runs_root`` (``sweeps/<task>/<optimizer>/<sweep_id>.json``), sorted."""
-    return sorted(glob.glob(os.path.join(runs_root, records.SWEEPS_DIR, "*", "*", "*.json")))
 
 
 def sweep_run_ids(runs_root: str, stages: int) -> dict[tuple[str, str, str], set[str]]:
@@ -204,14 +197,12 @@ def sweep_run_ids(runs_root: str, stages: int) -> dict[tuple[str, str, str], set
     other-precision run a manifest lists counts (they are the sweep's whole budget).
     """
     out: dict[tuple[str, str, str], set[str]] = {}
-    for path in manifest_paths(runs_root):
+    for path in loader.manifest_paths(runs_root):
         try:
             m = records.read_json(path)
             if m.get("budget", {}).get("stages") != stages:
                 continue
-            ids = {t["run_id"] for t in m["trials"]} | {s["run_id"] for s in m["seeds"]}
-            for more in (m.get("other_precisions") or {}).values():
-                ids |= set(more)
+            ids = loader.listed_run_ids(m)
             key = (m["tier"], m["task"], m["optimizer"])
         except records.ResultsError as e:
             raise SystemExit(f"error: cannot read sweep manifest {e}; restore it from git or delete it") from None
@@ -219,7 +210,7 @@ def sweep_run_ids(runs_root: str, stages: int) -> dict[tuple[str, str, str], set
             raise SystemExit(
                 f"error: cannot read sweep manifest {path} ({type(e).__name__}: {e}); restore it from git or delete it"
             ) from None
-        out.setdefault(key, set()).update(i for i in ids if i)
+        out.setdefault(key, set()).update(ids)
     return out
 
 

@@ -531,25 +531,36 @@ def load(
     return results
 
 
+def manifest_paths(root: str) -> list[str]:
+    """The sweep manifests under ``root`` (``sweeps/<task>/<optimizer>/<sweep_id>.json``), sorted."""
+    return sorted(glob.glob(os.path.join(root, records.SWEEPS_DIR, "*", "*", "*.json")))
+
+
+def listed_run_ids(manifest: dict) -> list[str]:
+    """Every run a sweep manifest lists: its trials, its seeds and their reruns at other precisions (the sweep's
+    whole budget). A manifest without ``trials`` or ``seeds`` raises ``KeyError``."""
+    ids = [t["run_id"] for t in manifest["trials"]] + [s["run_id"] for s in manifest["seeds"]]
+    for more in (manifest.get("other_precisions") or {}).values():
+        ids += list(more or [])
+    return [str(i) for i in ids if i]
+
+
 def tuning_protocols(root: str, warn=None) -> dict[str, int]:
     """``{run_id: version}``: the newest sweep-manifest version (``harness.sweep.MANIFEST_VERSION``: 1 random
     boxes, 2 horizon-aware Halton with the published point) whose trials, seeds or other precisions list the run.
     Runs no manifest lists (single ``rootbench bench`` runs) are 0. Unreadable manifests are one warning each."""
     out: dict[str, int] = {}
-    for path in sorted(glob.glob(os.path.join(root, records.SWEEPS_DIR, "*", "*", "*.json"))):
+    for path in manifest_paths(root):
         try:
             m = records.read_json(path)
             version = int(m.get("manifest_version") or 1)
-            ids = [t.get("run_id") for t in m.get("trials") or []] + [s.get("run_id") for s in m.get("seeds") or []]
-            for more in (m.get("other_precisions") or {}).values():
-                ids += list(more or [])
-        except (records.ResultsError, AttributeError, TypeError, ValueError) as e:
+            ids = listed_run_ids(m)
+        except (records.ResultsError, AttributeError, KeyError, TypeError, ValueError) as e:
             if warn:
                 warn(f"skipping sweep manifest {path}: {e}")
             continue
         for rid in ids:
-            if rid:
-                out[str(rid)] = max(out.get(str(rid), 0), version)
+            out[rid] = max(out.get(rid, 0), version)
     return out
 
 

@@ -27,6 +27,7 @@ def _model(values: dict, kind="vit", warm=None, frozen=None, gap=0.05, pure=None
             "run_ids": ids,
             "setting_id": f"s-{opt}",
             "n_configs": 17,
+            "warm_start_max": (warm or {}).get(opt, 0.1),  # as aggregate.configs derives it from the runs
         }
         ov.append(row)
         configs.append({**row, "precision": "fp32"})
