@@ -144,6 +144,19 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+def _workers(pid: int) -> list[int]:
+    """The run workers among ``pid``'s children (it also starts short-lived ones, e.g. ``git`` for provenance)."""
+    found = []
+    for child in _children(pid):
+        try:
+            with open(f"/proc/{child}/cmdline", "rb") as f:
+                if b"rootbench.harness.worker" in f.read():
+                    found.append(child)
+        except OSError:
+            pass
+    return found
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -171,12 +184,13 @@ def _start_long_run(runs: str):
         start_new_session=True,
     )
     deadline = time.monotonic() + 120
-    while not _children(proc.pid):
+    while not (workers := _workers(proc.pid)):
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "no worker started"
         time.sleep(0.05)
     time.sleep(3)  # the worker is importing or training
-    return proc, _children(proc.pid)[0]
+    assert proc.poll() is None and _alive(workers[0]), "the run ended before it could be interrupted"
+    return proc, workers[0]
 
 
 @pytest.mark.slow
