@@ -259,40 +259,82 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def _tree_rss() -> int:
-    """Resident bytes of this process and all its descendants now (Linux /proc; 0 where unreadable)."""
-    kids: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
+def _memory(pid: str) -> tuple[int, int]:
+    """(proportional set size, resident size) of one process in bytes. PSS counts a page shared by several
+    processes (the libraries a forked reader shares with its server) once in all, split among them; RSS
+    counts it in every process, so a sum of RSS over a tree of forked processes overstates its memory."""
+    rss = pss = 0
+    with open(f"/proc/{pid}/stat") as f:
+        rss = int(f.read().rsplit(")", 1)[1].split()[21]) * os.sysconf("SC_PAGE_SIZE")
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    pss = int(line.split()[1]) * 1024
+                    break
+    except OSError:  # no smaps_rollup (an old kernel): the resident size stands in
+        pss = rss
+    return pss, rss
+
+
+def _process_name(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = f.read().split(b"\0")
+    except OSError:
+        return "?"
+    text = " ".join(a.decode(errors="replace") for a in args if a)
+    for marker, name in (
+        ("rootbench.leaderboard.declared", "registry child"),
+        ("forkserver import main", "reader"),
+        ("resource_tracker", "resource tracker"),
+    ):
+        if marker in text:
+            return name
+    return "main" if int(pid) == os.getpid() else text[:40]
+
+
+def _tree_memory() -> dict[str, tuple[int, int, str]]:
+    """{pid: (PSS, RSS, what it is)} of this process and all its descendants now (Linux /proc; empty elsewhere)."""
+    kids: dict[str, list[str]] = {}
     for name in os.listdir("/proc") if os.path.isdir("/proc") else []:
         if not name.isdigit():
             continue
         try:
             with open(f"/proc/{name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            kids.setdefault(int(fields[1]), []).append(int(name))
-            rss[int(name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, IndexError):
+                kids.setdefault(f.read().rsplit(")", 1)[1].split()[1], []).append(name)
+        except (OSError, IndexError):
             continue
-    total, todo = 0, [os.getpid()]
+    out, todo = {}, [str(os.getpid())]
     while todo:
         pid = todo.pop()
-        total += rss.get(pid, 0)
+        try:
+            out[pid] = (*_memory(pid), _process_name(pid))
+        except (OSError, ValueError, IndexError):
+            pass
         todo += kids.get(pid, [])
-    return total
+    return out
 
 
 class PeakMemory:
-    """The largest resident size of this process tree, sampled every ``every`` seconds while running."""
+    """The largest proportional set size of this process tree, sampled every ``every`` seconds while running,
+    with each process's share at that moment (``parts``) and the largest sum of resident sizes (``peak_rss``)."""
 
     def __init__(self, every: float = 0.05):
         import threading
 
-        self.peak, self.every, self._stop = 0, every, threading.Event()
+        self.peak, self.peak_rss, self.parts, self.every = 0, 0, [], every
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         while not self._stop.is_set():
-            self.peak = max(self.peak, _tree_rss())
+            now = _tree_memory()
+            pss = sum(m[0] for m in now.values())
+            self.peak_rss = max(self.peak_rss, sum(m[1] for m in now.values()))
+            if pss > self.peak:
+                self.peak = pss
+                self.parts = sorted(((name, p) for p, _, name in now.values()), key=lambda x: -x[1])
             self._stop.wait(self.every)
 
     def __enter__(self):
@@ -322,7 +364,6 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=None, help="processes for reading (default: CPUs)")
     ap.add_argument("--keep", default=None, help="keep the synthetic runs and site in this folder")
     args = ap.parse_args(argv)
-    import resource
 
     from rootbench.leaderboard.build import build
 
@@ -369,12 +410,11 @@ def main(argv=None) -> int:
                 f"{', site kept as it was' if info.get('unchanged') else ''})"
                 f" [{parts}]"
             )
-            own, kid = (
-                resource.getrusage(who).ru_maxrss / 1024 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-            )
+            parts = ", ".join(f"{name} {b / mib:.0f}" for name, b in peak.parts if b >= mib)
             print(
-                f"  peak memory: {peak.peak / mib:.0f} MiB for the whole process tree (sampled every 0.05 s); "
-                f"largest single process so far: this one {own:.0f} MiB, a child {kid:.0f} MiB"
+                f"  peak memory of the whole process tree: {peak.peak / mib:.0f} MiB ({peak.peak / 1e9:.2f} GB) "
+                f"proportional set size, sampled every 0.05 s [{parts}]; sum of resident sizes, which counts "
+                f"shared library pages once per process: {peak.peak_rss / mib:.0f} MiB"
             )
             total, n, big, big_size = site_size(site)
             print(f"  site: {total / mib:.1f} MiB in {n} files; largest {big} ({big_size / mib:.1f} MiB)")

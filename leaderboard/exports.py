@@ -157,10 +157,11 @@ def _curve_rows(ids: pd.DataFrame, points_t):
     keep = ~np.isnan(pos.astype(float))
     take = pa.array(pos[keep].astype(np.int64))
     id_t = pa.Table.from_pandas(ids.reset_index(drop=True), preserve_index=False)
-    cols = {c: id_t.column(c).take(take) for c in RESULT_COLUMNS}
+    # the run's columns stay dictionary-encoded (an index per row) until written, a batch at a time
+    cols = {c: id_t.column(c).combine_chunks().dictionary_encode().take(take) for c in RESULT_COLUMNS}
     pts = points_t.filter(pa.array(keep))
     cols.update({c: pts.column(c) for c in loader.POINT_COLUMNS})
-    return _plain(pa.table(cols))
+    return pa.table(cols)
 
 
 def _plain(table):
@@ -173,14 +174,18 @@ def _plain(table):
     return table
 
 
-def _write_csv_gz(table, path: str) -> None:
-    """CSV through gzip level 1: a quarter of the time of the default level, 15 % larger."""
+def _write_csv_gz(table, path: str, rows_per_batch: int = 65536) -> None:
+    """CSV through gzip level 1 (a quarter of the time of the default level, 15 % larger), written a batch at a
+    time with dictionary columns decoded per batch: a curve table of 10,000 runs stays small until written."""
     import gzip
 
+    import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    with gzip.open(path, "wb", compresslevel=1) as f:
-        pacsv.write_csv(table, f)
+    schema = _plain(table.slice(0, 0)).schema
+    with gzip.open(path, "wb", compresslevel=1) as f, pacsv.CSVWriter(f, schema) as writer:
+        for batch in table.to_batches(max_chunksize=rows_per_batch):
+            writer.write_table(_plain(pa.Table.from_batches([batch], table.schema)))
 
 
 def aggregated_tables(model: dict) -> dict[str, pd.DataFrame]:
