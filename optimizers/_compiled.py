@@ -6,28 +6,30 @@ makes one pass per elementwise op and pays PyTorch's dispatch per op *and per te
 models (50-60 tensors, most of them small) costs 3-5x fused AdamW.
 
 How: the parameters with gradients of a param group are grouped into *buckets* (same device,
-parameter, gradient and state dtype). A bucket's state lives in one flat buffer per state key (the
-tensors in ``opt.state`` are views into it, so state bytes, ``state_dict`` and the reference step are
-unchanged). A step concatenates the bucket's gradients (one copy), updates the flat state and computes
-the direction, then adds it to the parameters with one ``_foreach_add_``:
+parameter, gradient and state dtype); a bucket takes one of two paths.
 
-- ``impl="multi_tensor"``: the reference's eager ops, each run once on the flat buffers (a dozen
-  dispatches for any number of tensors); nothing is compiled.
-- ``impl="compiled"``: one ``torch.compile`` pass over the flat buffers instead. Tensors of at least
-  ``PER_TENSOR_MIN_NUMEL`` elements take a compiled pass of their own that reads and writes p and
-  its state in place (AdamW's traffic: no gradient copy, no direction buffer), which pays back a
-  compiled call's tens of microseconds of Python only for large tensors.
+- ``impl="compiled"``: one ``torch.compile`` call per bucket runs every member's whole step in place (reads p,
+  g and the state, writes p and the state: AdamW's traffic, no copies), from the per-tensor step function of
+  the optimizer looped over the bucket's lists. The state stays one tensor per parameter as the reference
+  allocates it (state tensors that are views of one buffer made Inductor handle aliasing: 4x the compile
+  time). One kernel is compiled per bucket signature (sizes and dtypes), from its own copy of the step
+  function, so no signature ever recompiles another's graph and a second optimizer with the same
+  parameters (the step-time probe's copy, then the run's own) reuses the first one's.
+- ``impl="multi_tensor"``: the bucket's state lives in one flat buffer per state key (the tensors in
+  ``opt.state`` are views into it, so state bytes, ``state_dict`` and the reference step are unchanged); a step
+  concatenates the gradients (one copy), runs the reference's eager ops once on the flat buffers (a dozen
+  dispatches for any number of tensors) and adds the direction with one ``_foreach_add_``. Nothing is
+  compiled.
 
-How recompiles are avoided: kernels take 1-D tensors marked dynamic, so every size shares one
-compiled kernel per dtype combination; the learning rate, bias corrections and every other scalar
-travel in one small tensor. Inductor's CPU kernels fix their OpenMP thread count when compiled (set
+The learning rate, bias corrections and every other scalar travel in one small tensor, so changing them
+never recompiles. Inductor's CPU kernels fix their OpenMP thread count when compiled (set
 ``torch.set_num_threads`` first).
 
 ``impl="auto"`` compiles where the optimizer holds at least ``AUTO_COMPILE_MIN_NUMEL`` elements and
 compiling works, else it uses multi_tensor. Where compiling fails (no C++ compiler or Triton, an error
 while compiling, ``ROOTBENCH_NO_COMPILE=1``) the optimizer warns once and uses multi_tensor;
-``opt.impl_used`` and ``opt.impl_note`` say what ran and why. Sparse gradients and non-contiguous
-parameters take the reference step.
+``opt.impl_used`` and ``opt.impl_note`` say what ran and why. Sparse or non-contiguous gradients and
+non-contiguous parameters take the reference step.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import os
 import shutil
 import sys
 import time
+import types
 import warnings
 from dataclasses import dataclass, field
 
@@ -47,16 +50,16 @@ from rootbench.optimizers._common import resolve_dtype
 IMPLS = ("auto", "reference", "multi_tensor", "compiled")
 ENV_DISABLE = "ROOTBENCH_NO_COMPILE"
 # below this many parameter elements ``impl="auto"`` stays eager: compiling costs seconds, which a
-# small model (already within ~10% of fused AdamW on the eager flat path) does not pay back
+# small model (already within ~10-40% of fused AdamW on the eager flat path) does not pay back
 AUTO_COMPILE_MIN_NUMEL = 1 << 17
-# tensors at least this large take a compiled pass of their own (per device type; others: "default").
-# CPU, one thread: a compiled call costs 40-80 us of Python, the flat path's extra copies (gradient in,
-# direction out: 11 instead of 7 passes over memory) cost about as much at 2**17-2**18 elements
-# (measured: 2**18 beat 2**15-2**17 on the quick-tier models). On CUDA the call's host time stays the
-# bottleneck up to far larger tensors (a guess: no GPU measured)
-PER_TENSOR_MIN_NUMEL = {"cpu": 1 << 18, "default": 1 << 22}
-# most elements per flat bucket: bounds the transient copies (gradient, direction) of a step
+# most elements per flat (multi_tensor) bucket: bounds the transient copies (gradient, direction) of a step
 CHUNK_MAX_NUMEL = {"cpu": 1 << 20, "default": 1 << 24}
+# most tensors per compiled bucket: compile time grows with the tensors a kernel unrolls (measured on one
+# CPU thread: 4 s for 8 tensors, 9 s for 52)
+COMPILED_MAX_TENSORS = 64
+# Inductor's per-call checks of every input's sizes and strides: Dynamo's guards already ensure them, and
+# with four lists of a model's tensors they cost a tenth of a small step
+COMPILE_OPTIONS = {"size_asserts": False}
 
 
 class CompileFailed(RuntimeError):
@@ -114,8 +117,7 @@ def resolve_impl(impl: str, params, optimizer: str) -> tuple[str, str]:
                 warnings.warn(note, RuntimeWarning, stacklevel=4)
             return "multi_tensor", note
     return "compiled", (
-        f"impl={impl!r}: torch.compile (Inductor), one fused pass per flat bucket and per tensor "
-        "of at least PER_TENSOR_MIN_NUMEL elements"
+        f"impl={impl!r}: torch.compile (Inductor), one in-place kernel call per bucket of same-dtype tensors"
     )
 
 
@@ -138,59 +140,61 @@ def _by_device(table: dict, device: torch.device) -> int:
     return table.get(device.type, table["default"])
 
 
-def per_tensor_min_numel(device: torch.device) -> int:
-    return _by_device(PER_TENSOR_MIN_NUMEL, device)
-
-
 def chunk_max_numel(device: torch.device) -> int:
     return _by_device(CHUNK_MAX_NUMEL, device)
 
 
-class Kernel:
-    """An in-place update of 1-D tensors of one size, compiled on first use, with its compile time.
+def _own_copy(fn, tag: int):
+    """``fn`` with a code object of its own: Dynamo keeps its compiled graphs per code object, so each
+    signature's kernel has its own cache and never counts against (or replaces) another's."""
+    code = fn.__code__.replace(co_name=f"{fn.__name__}_{tag}")
+    return types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
 
-    Calling it with a new ``key`` (the dtypes and device of the arguments) times that call: the first
-    call per key traces, compiles and runs it. A failure while compiling raises ``CompileFailed``
-    before anything was written, and disables the kernel for the rest of the process.
+
+class Kernel:
+    """An in-place step of lists of 1-D tensors, compiled once per signature (``key``: the sizes, dtypes
+    and device of the arguments), with its compile time.
+
+    The first call with a new ``key`` traces, compiles and runs a kernel for it (static shapes). A failure
+    while compiling raises ``CompileFailed`` before anything was written, and disables the kernel for the
+    rest of the process.
     """
 
     def __init__(self, fn):
         self.fn = fn
-        self.compiled = None
-        self.seen: set = set()
+        self.compiled: dict = {}  # key -> compiled callable
         self.failed: str | None = None
 
-    def __call__(self, key, flats: tuple, scalars: torch.Tensor) -> float:
-        """Run the kernel on 1-D ``flats`` (all of one size, at least 2); returns the seconds spent
-        compiling (0.0 once ``key`` is compiled). Only a first call marks the sizes dynamic: later calls
-        of any size match the dynamic-shape graph's guards."""
-        if key in self.seen:
-            self.compiled(*flats, scalars)
+    def __call__(self, key, args: tuple, scalars: torch.Tensor) -> float:
+        """Run the kernel on ``args`` (lists of tensors of the signature ``key``); returns the seconds spent
+        compiling (0.0 once ``key`` is compiled)."""
+        run = self.compiled.get(key)
+        if run is not None:
+            run(*args, scalars)
             return 0.0
         if self.failed is not None:
             raise CompileFailed(self.failed)
-        if self.compiled is None:
-            self.compiled = torch.compile(self.fn, fullgraph=True)
-        for t in flats:
-            torch._dynamo.mark_dynamic(t, 0)
+        run = torch.compile(_own_copy(self.fn, len(self.compiled)), fullgraph=True, dynamic=False)
         t0 = time.perf_counter()
         try:
-            self.compiled(*flats, scalars)
+            # the options apply while compiling (compile(options=...) would patch the config on every call)
+            with torch._inductor.config.patch(COMPILE_OPTIONS):
+                run(*args, scalars)
         except Exception as e:
             first_line = (str(e).strip().splitlines() or [""])[0][:300]
             self.failed = f"compiling {self.fn.__name__} failed: {type(e).__name__}: {first_line}"
             raise CompileFailed(self.failed) from e
-        self.seen.add(key)
+        self.compiled[key] = run
         return time.perf_counter() - t0
 
 
 @dataclass
 class Bucket:
-    """Parameters of one param group whose state lives in flat buffers: same device and dtypes.
+    """Parameters of one param group that step together: same device and dtypes.
 
-    ``records`` are their state dicts, whose state tensors view ``states[key]``, the flat buffer of
-    ``key``; ``views[key]`` are 1-D views of it per parameter, ``p_views`` 1-D views of the parameters
-    (valid while ``ptrs`` match). ``compiled``: the flat update runs a compiled kernel.
+    ``records`` are their state dicts; ``views[key]`` the members' state tensors ``key`` (multi_tensor: 1-D views
+    of ``states[key]``, one flat buffer per key), ``p_views`` the parameters without autograd (multi_tensor: 1-D
+    views), valid while ``ptrs`` match. ``compiled``: one compiled kernel (signature ``key``) steps the bucket.
     """
 
     params: list
@@ -203,14 +207,19 @@ class Bucket:
     p_views: list = field(default_factory=list)
     ptrs: list = field(default_factory=list)
     sizes: list = field(default_factory=list)
+    key: tuple = ()
 
     def grads(self) -> list | None:
-        """The gradients, or None where they no longer fit the bucket (dtype, layout, moved parameters)."""
-        grads = [p.grad for p in self.params]
-        if any(g.dtype is not self.grad_dtype or g.layout is not torch.strided for g in grads):
-            return None
-        if [p.data_ptr() for p in self.params] != self.ptrs:
-            return None
+        """The gradients, or None where they no longer fit the bucket (dtype, layout, moved parameters).
+        One pass: this runs every step, and a bucket may hold a model's every tensor."""
+        grads, want, strided, compiled = [], self.grad_dtype, torch.strided, self.compiled
+        for p, ptr in zip(self.params, self.ptrs):
+            g = p.grad
+            if g.dtype is not want or g.layout is not strided or p.data_ptr() != ptr:
+                return None
+            if compiled and not g.is_contiguous():
+                return None
+            grads.append(g)
         return grads
 
 
@@ -221,7 +230,6 @@ class Plan:
     params: list
     layout: tuple  # the group settings the state layout depends on (state dtype, state keys)
     reference: list
-    per_tensor: list
     buckets: list
 
 
@@ -233,8 +241,7 @@ class CompiledStepMixin:
     signature). An optimizer provides ``_reference_update``, ``_state_keys(group)``,
     ``_init_state(p, group, dtype)`` (the reference's lazy state; returns the state dict),
     ``_bucket_tag(state)`` (what else members of a bucket must share), ``_flat_update(bucket, group,
-    grads)`` and ``_tensor_update(p, group)`` (the compiled pass of one large tensor; False where it
-    does not apply).
+    grads)`` (multi_tensor) and ``_compiled_update(bucket, group, grads)`` (one kernel call).
     """
 
     def _setup_impl(self, impl: str, optimizer: str) -> None:
@@ -242,11 +249,10 @@ class CompiledStepMixin:
         self.impl_used, self.impl_note = resolve_impl(impl, params, optimizer)
         self.compile_time_s = 0.0
         self._optimizer_name = optimizer
-        self._flat_cache: dict = {}  # large parameter -> (its data_ptr, its state tensors, their 1-D views)
         self._plans: dict = {}  # param group index -> Plan
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self._flat_cache, self._plans = {}, {}  # the loaded state is new tensors: plan again
+        self._plans = {}  # the loaded state is new tensors: plan again
         super().load_state_dict(state_dict)
 
     @torch.no_grad()
@@ -272,8 +278,8 @@ class CompiledStepMixin:
         return group["state_dtype"], self._state_keys(group)
 
     def _plan(self, group: dict, params: list, old: Plan | None) -> Plan:
-        """Sort ``params`` into reference / per-tensor / flat buckets, creating their state as the reference
-        would; the buckets move their members' state into flat buffers (views stay in ``opt.state``)."""
+        """Sort ``params`` into reference steps and buckets, creating their state as the reference would;
+        multi_tensor buckets move their members' state into flat buffers (views stay in ``opt.state``)."""
         if old is not None:  # state leaves the old flat buffers first (they are freed once no view is left)
             for b in old.buckets:
                 for record in b.records:
@@ -282,27 +288,36 @@ class CompiledStepMixin:
                             record[k] = record[k].clone()
         compiled = self.impl_used == "compiled"
         keys = self._state_keys(group)
-        reference, per_tensor, members = [], [], {}
+        reference, members = [], {}
         for p in params:
             g = p.grad
-            if g.layout != torch.strided or p.layout != torch.strided or g.shape != p.shape or not p.is_contiguous():
-                reference.append(p)  # sparse gradients and strided parameters: only the reference
+            if (
+                g.layout != torch.strided
+                or p.layout != torch.strided
+                or g.shape != p.shape
+                or not p.is_contiguous()
+                or (compiled and not g.is_contiguous())
+            ):
+                reference.append(p)  # sparse gradients and strided tensors: only the reference
                 continue
             dtype = resolve_dtype(group["state_dtype"], p)
             state = self._init_state(p, group, dtype)
-            if compiled and p.numel() >= per_tensor_min_numel(p.device):
-                per_tensor.append(p)
-                continue
             members.setdefault((p.device, p.dtype, g.dtype, dtype, self._bucket_tag(state)), []).append(p)
         buckets = []
-        for (device, _, grad_dtype, dtype, _), ps in members.items():
-            for chunk in _chunks(ps, chunk_max_numel(device)):
-                # a kernel needs at least 2 elements (sizes 0 and 1 would specialise its dynamic shape)
-                use_kernel = compiled and sum(p.numel() for p in chunk) >= 2
-                bucket = Bucket(chunk, grad_dtype, dtype, [self.state[p] for p in chunk], use_kernel)
-                _make_flat(bucket, keys)
+        for (device, p_dtype, grad_dtype, dtype, _), ps in members.items():
+            chunks = _chunks(ps, chunk_max_numel(device)) if not compiled else _count_chunks(ps, COMPILED_MAX_TENSORS)
+            for chunk in chunks:
+                bucket = Bucket(chunk, grad_dtype, dtype, [self.state[p] for p in chunk], compiled)
+                if compiled:  # the tensors in their own shapes: a step passes the gradients as they are
+                    bucket.views = {k: [r[k] for r in bucket.records] for k in keys}
+                    bucket.p_views = [p.detach() for p in chunk]
+                    bucket.ptrs = [p.data_ptr() for p in chunk]
+                    bucket.sizes = [p.numel() for p in chunk]
+                    bucket.key = (device, p_dtype, grad_dtype, dtype, keys, tuple(tuple(p.shape) for p in chunk))
+                else:
+                    _make_flat(bucket, keys)
                 buckets.append(bucket)
-        return Plan(params, self._layout(group), reference, per_tensor, buckets)
+        return Plan(params, self._layout(group), reference, buckets)
 
     # -- stepping ------------------------------------------------------------------------------
 
@@ -315,54 +330,36 @@ class CompiledStepMixin:
         if any(g is None for g in grads):  # gradient dtypes or parameter storage changed since planning
             plan = self._plans[index] = self._plan(group, params, plan)
             grads = [b.grads() for b in plan.buckets]
-        units = [[p] for p in plan.per_tensor] + [b.params for b in plan.buckets]
         done = 0
         try:
-            for p in plan.per_tensor:
-                if not self._tensor_update(p, group):  # e.g. a non-contiguous gradient
-                    self._reference_update(p, group)
-                done += 1
             for bucket, g in zip(plan.buckets, grads, strict=True):
-                self._flat_update(bucket, group, g)
+                if bucket.compiled:
+                    self._compiled_update(bucket, group, g)
+                else:
+                    self._flat_update(bucket, group, g)
                 done += 1
-        except CompileFailed as e:  # raised before the failing unit wrote anything
+        except CompileFailed as e:  # raised before the failing bucket wrote anything
             self.impl_used = "multi_tensor"
             self.impl_note = f"{self._optimizer_name}: {e}; using multi_tensor"
             warnings.warn(self.impl_note, RuntimeWarning, stacklevel=3)
             self._plans = {}  # the rest of this step, then every later one, plans without kernels
-            left = self._multi_tensor_step(-1, group, [p for unit in units[done:] for p in unit])
+            left = self._multi_tensor_step(-1, group, [p for b in plan.buckets[done:] for p in b.params])
             self._plans = {}
             return left + plan.reference
         return plan.reference
 
-    def _flat_views(self, p: torch.Tensor, state_tensors: tuple) -> tuple | None:
-        """1-D views of ``p`` and its state tensors, cached while they are the same tensors (the
-        per-step Python work then is one gradient view); None where the kernel does not apply."""
-        entry = self._flat_cache.get(p)
-        if entry is not None and entry[0] == p.data_ptr() and _same(entry[1], state_tensors):
-            return entry[2]
-        n = p.numel()
-        if not all(t.layout == torch.strided and t.is_contiguous() and t.numel() == n for t in (p,) + state_tensors):
-            self._flat_cache.pop(p, None)
-            return None
-        flats = tuple(t.view(-1) for t in (p.detach(),) + state_tensors)
-        self._flat_cache[p] = (p.data_ptr(), state_tensors, flats)
-        return flats
-
-    @staticmethod
-    def _flat_grad(p: torch.Tensor) -> torch.Tensor | None:
-        g = p.grad
-        if g.layout != torch.strided or not g.is_contiguous() or g.shape != p.shape:
-            return None
-        return g.view(-1)
-
-    def _run_kernel(self, kernel: Kernel, key, flats: tuple, scalars: torch.Tensor) -> None:
-        """Run ``kernel``, adding any compile time; ``CompileFailed`` propagates (the step falls back)."""
-        self.compile_time_s += kernel(key, flats, scalars)
+    def _run_kernel(self, kernel: Kernel, bucket: Bucket, args: tuple, scalars: torch.Tensor) -> None:
+        """Run ``kernel`` on a compiled bucket, adding any compile time; ``CompileFailed`` propagates (the
+        step falls back)."""
+        self.compile_time_s += kernel(bucket.key, args, scalars)
 
 
 def _same(a: list, b: list) -> bool:
     return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
+
+
+def _count_chunks(params: list, limit: int) -> list:
+    return [params[i : i + limit] for i in range(0, len(params), limit)]
 
 
 def _chunks(params: list, limit: int) -> list:

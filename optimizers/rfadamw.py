@@ -36,8 +36,8 @@ class RFAdamW(CompiledStepMixin, StateDtypeOptimizer):
     ``s0_zero`` (v0 = 0, dummy_init) and ``scale_by_batch=False`` (B := 1, dummy_scaling).
     ``state_dtype`` is "param" (the parameter dtype), "float32" or "bfloat16".
     ``impl``: "reference" (the readable per-tensor step below), "multi_tensor" (its ops run once on
-    flat state buffers per bucket of same-dtype tensors), "compiled" (one fused ``torch.compile`` pass
-    per bucket, and per large tensor) or "auto" (compiled for models of at least 2**17 elements where
+    flat state buffers per bucket of same-dtype tensors), "compiled" (one ``torch.compile`` kernel call per
+    bucket, every member's step in place) or "auto" (compiled for models of at least 2**17 elements where
     compiling works, else multi_tensor); see optimizers/_compiled.py. The fast paths are bound to the
     reference by tests/test_optimizer_fastpaths.py; ``opt.impl_used``, ``opt.impl_note`` and
     ``opt.compile_time_s`` record what ran.
@@ -143,45 +143,36 @@ class RFAdamW(CompiledStepMixin, StateDtypeOptimizer):
         return B, b1, b2, group["lr"], group["damping"], group["weight_decay"], bc1, bc2
 
     def _flat_update(self, bucket, group: dict, grads: list) -> None:
-        """The step of a bucket on its flat state: the reference's ops run once (or one compiled pass),
-        then one ``_foreach_add_`` of the direction into the parameters."""
+        """multi_tensor: the reference's ops run once on the bucket's flat state, then one ``_foreach_add_`` of
+        the direction into the parameters."""
         t = bucket.records[0]["step"] + 1
         B, b1, b2, lr, eps, wd, bc1, bc2 = self._hyper(group, t)
         m, v = bucket.states["exp_avg"], bucket.states["exp_avg_sq"]
         g = flat_copy(grads, bucket.dtype)
-        if bucket.compiled:  # m, v and g <- m / den in one fused pass
-            sc = scalars_tensor([b1, 1.0 - b1, b2, 1.0 - b2, B / bc2, eps], bucket.dtype, g.device)
-            self._run_kernel(_FLAT_KERNEL, (bucket.dtype, g.device), (g, m, v), sc)
-            d = g
-        else:
-            m.mul_(b1).add_(g, alpha=1.0 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
-            d = torch.div(m, torch.mul(v, B / bc2, out=g).add_(eps), out=g)  # g's buffer: den, then m / den
-        # the decoupled decay, after the moments (they never read p; and a compile failure above has then
-        # written nothing); p * 1.0 == p, so skipping it changes nothing
+        m.mul_(b1).add_(g, alpha=1.0 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
+        d = torch.div(m, torch.mul(v, B / bc2, out=g).add_(eps), out=g)  # g's buffer: den, then m / den
+        # the decoupled decay, after the moments (they never read p); p * 1.0 == p, so skipping it changes nothing
         if 1.0 - lr * wd != 1.0:
             torch._foreach_mul_(bucket.p_views, 1.0 - lr * wd)
         torch._foreach_add_(bucket.p_views, d.split(bucket.sizes), alpha=-lr / bc1)
         for record in bucket.records:
             record["step"] = t
 
-    def _tensor_update(self, p: torch.Tensor, group: dict) -> bool:
-        """One compiled pass over a large tensor, in place; False where it does not apply."""
-        g = self._flat_grad(p)
-        state = self.state[p]
-        flats = None if g is None else self._flat_views(p, (state["exp_avg"], state["exp_avg_sq"]))
-        if flats is None:
-            return False
-        t = state["step"] + 1
+    def _compiled_update(self, bucket, group: dict, grads: list) -> None:
+        """compiled: every member's step in one kernel call, in place."""
+        t = bucket.records[0]["step"] + 1
         B, b1, b2, lr, eps, wd, bc1, bc2 = self._hyper(group, t)
-        fp, fm, fv = flats
-        sc = scalars_tensor([1.0 - lr * wd, b1, 1.0 - b1, b2, 1.0 - b2, B / bc2, eps, -lr / bc1], fm.dtype, p.device)
-        self._run_kernel(_TENSOR_KERNEL, (p.dtype, g.dtype, fm.dtype, p.device), (fp, g, fm, fv), sc)
-        state["step"] = t
-        return True
+        sc = scalars_tensor(
+            [1.0 - lr * wd, b1, 1.0 - b1, b2, 1.0 - b2, B / bc2, eps, -lr / bc1], bucket.dtype, bucket.params[0].device
+        )
+        lists = (bucket.p_views, grads, bucket.views["exp_avg"], bucket.views["exp_avg_sq"])
+        self._run_kernel(_KERNEL, bucket, lists, sc)
+        for record in bucket.records:
+            record["step"] = t
 
 
-# The compiled kernels (flattened tensors, in place). Intermediates and scalars are in op-math precision
+# The compiled kernel (lists of same-shape tensors, in place). Intermediates and scalars are in op-math precision
 # (fp32 for 16-bit state).
 
 
@@ -194,16 +185,13 @@ def _rfadamw_tensor_update(p, g, m, v, sc):
     p.add_(m / (v * sc[5] + sc[6]) * sc[7])
 
 
-def _rfadamw_flat_update(g, m, v, sc):
-    """The moments of a flat bucket and g <- m / (B v / bc2 + eps), the direction; g has the state
-    dtype; sc = [b1, 1 - b1, b2, 1 - b2, B / bc2, eps]."""
-    m.mul_(sc[0]).add_(g * sc[1])
-    v.mul_(sc[2]).add_(sc[3] * g * g)
-    g.copy_(m / (v * sc[4] + sc[5]))
+def _rfadamw_update(ps, gs, ms, vs, sc):
+    """The step of every tensor of a bucket (one compiled graph: Dynamo unrolls the loop)."""
+    for p, g, m, v in zip(ps, gs, ms, vs):
+        _rfadamw_tensor_update(p, g, m, v, sc)
 
 
-_TENSOR_KERNEL = Kernel(_rfadamw_tensor_update)
-_FLAT_KERNEL = Kernel(_rfadamw_flat_update)
+_KERNEL = Kernel(_rfadamw_update)
 
 # lr: four decades around its SGD-like scale (v0 = 1/B makes early steps SGD-sized; no published RF-AdamW
 # sweep); lr_cov = 1 - beta2: time constant from 10 steps to half the run (the start must be left behind);

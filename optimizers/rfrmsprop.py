@@ -39,8 +39,8 @@ class RFRMSProp(CompiledStepMixin, StateDtypeOptimizer):
     ``scale_by_batch=False`` uses B := 1 in the initialisation and the update (dummy_scaling).
     ``state_dtype`` is "param" (the parameter dtype), "float32" or "bfloat16".
     ``impl``: "reference" (the readable per-tensor step below), "multi_tensor" (its ops run once on
-    flat state buffers per bucket of same-dtype tensors), "compiled" (one fused ``torch.compile`` pass
-    per bucket, and per large tensor) or "auto" (compiled for models of at least 2**17 elements where
+    flat state buffers per bucket of same-dtype tensors), "compiled" (one ``torch.compile`` kernel call per
+    bucket, every member's step in place) or "auto" (compiled for models of at least 2**17 elements where
     compiling works, else multi_tensor); see optimizers/_compiled.py. The fast paths are bound to the
     reference by tests/test_optimizer_fastpaths.py; ``opt.impl_used``, ``opt.impl_note`` and
     ``opt.compile_time_s`` record what ran.
@@ -140,93 +140,60 @@ class RFRMSProp(CompiledStepMixin, StateDtypeOptimizer):
         return B, 1.0 - group["lr_cov"], group["lr"], group["damping"], group["weight_decay"], group["momentum"]
 
     def _flat_update(self, bucket, group: dict, grads: list) -> None:
-        """The step of a bucket on its flat state: the reference's ops run once (or one compiled pass),
-        then one ``_foreach_add_`` of the direction into the parameters. Weight decay reads the
-        parameters, so only then are they copied too."""
+        """multi_tensor: the reference's ops run once on the bucket's flat state, then one ``_foreach_add_`` of
+        the direction into the parameters. Weight decay reads the parameters, so only then are they copied too."""
         B, alpha, lr, lam, wd, mom = self._hyper(group)
         a, buf, n = bucket.states["square_avg"], bucket.states.get("momentum_buffer"), sum(bucket.sizes)
-        # one transient buffer: g, then (with weight decay) p, then (eager) room for the denominator
-        work = flat_copy(grads + (bucket.p_views if wd != 0 else []), bucket.dtype, extra=0 if bucket.compiled else n)
+        # one transient buffer: g, then (with weight decay) p, then room for the denominator
+        work = flat_copy(grads + (bucket.p_views if wd != 0 else []), bucket.dtype, extra=n)
         g, p = work[:n], work[n : 2 * n]
-        if bucket.compiled:  # a, and g <- the direction or buf <- momentum buf + direction, in one fused pass
-            flats = (g,) + ((p,) if wd != 0 else ()) + (a,) + ((buf,) if mom != 0 else ())
-            sc = scalars_tensor([alpha, 1.0 - alpha, float(B), lam, wd, mom, -lr], bucket.dtype, g.device)
-            self._run_kernel(_FLAT_KERNELS[wd != 0, mom != 0], (bucket.dtype, g.device), flats, sc)
-        else:
-            a.mul_(alpha).addcmul_(g, g, value=1.0 - alpha)
-            d = torch.div(g, torch.mul(a, B, out=work[-n:]).add_(lam), out=g)  # g / (a B + lambda), in g's place
-            if wd != 0:
-                d.add_(p, alpha=wd)
-            if mom != 0:
-                buf.mul_(mom).add_(d)
+        a.mul_(alpha).addcmul_(g, g, value=1.0 - alpha)
+        d = torch.div(g, torch.mul(a, B, out=work[-n:]).add_(lam), out=g)  # g / (a B + lambda), in g's place
+        if wd != 0:
+            d.add_(p, alpha=wd)
+        if mom != 0:
+            buf.mul_(mom).add_(d)
         direction = bucket.views["momentum_buffer"] if mom != 0 else g.split(bucket.sizes)
         torch._foreach_add_(bucket.p_views, direction, alpha=-lr)
 
-    def _tensor_update(self, p: torch.Tensor, group: dict) -> bool:
-        """One compiled pass over a large tensor, in place; False where it does not apply. Weight decay
-        is always applied (wd = 0 adds 0 * p, which changes nothing for finite p): no recompile for it."""
+    def _compiled_update(self, bucket, group: dict, grads: list) -> None:
+        """compiled: every member's step in one kernel call, in place. Weight decay is always applied (wd = 0
+        adds 0 * p, which changes nothing for finite p): no second kernel for it."""
         B, alpha, lr, lam, wd, mom = self._hyper(group)
-        g = self._flat_grad(p)
-        state = self.state[p]
-        flats = None if g is None else self._flat_views(p, tuple(state[k] for k in self._state_keys(group)))
-        if flats is None:
-            return False
-        sc = scalars_tensor([alpha, 1.0 - alpha, float(B), lam, wd, mom, -lr], flats[1].dtype, p.device)
-        kernel = _MOMENTUM_TENSOR_KERNEL if mom != 0 else _TENSOR_KERNEL
-        self._run_kernel(kernel, (p.dtype, g.dtype, flats[1].dtype, p.device), (flats[0], g) + flats[1:], sc)
-        return True
+        sc = scalars_tensor([alpha, 1.0 - alpha, float(B), lam, wd, mom, -lr], bucket.dtype, bucket.params[0].device)
+        lists = (bucket.p_views, grads, bucket.views["square_avg"])
+        if mom != 0:
+            self._run_kernel(_MOMENTUM_KERNEL, bucket, lists + (bucket.views["momentum_buffer"],), sc)
+        else:
+            self._run_kernel(_KERNEL, bucket, lists, sc)
 
 
-# The compiled kernels (flattened tensors, in place); sc = [alpha, 1 - alpha, B, lambda, wd, momentum, -lr].
-# Intermediates and scalars are in op-math precision (fp32 for 16-bit state). In the flat kernels g (and p)
-# already have the state dtype.
+# The compiled kernels (lists of same-shape tensors, in place); sc = [alpha, 1 - alpha, B, lambda, wd, momentum, -lr].
+# Intermediates and scalars are in op-math precision (fp32 for 16-bit state).
 
 
-def _direction(g, a, sc, p=None):
-    """a <- alpha a + (1 - alpha) g*g in place; returns g / (a B + lambda) (+ wd p)."""
+def _direction(g, a, sc, p):
+    """a <- alpha a + (1 - alpha) g*g in place; returns g / (a B + lambda) + wd p."""
     gs = g.to(a.dtype)
     a.mul_(sc[0]).add_(sc[1] * gs * gs)
-    d = gs / (a * sc[2] + sc[3])
-    return d if p is None else d + p.to(a.dtype) * sc[4]
+    return gs / (a * sc[2] + sc[3]) + p.to(a.dtype) * sc[4]
 
 
-def _rfrmsprop_tensor_update(p, g, a, sc):
-    """One RF-RMSProp step (no momentum) of one tensor."""
-    p.add_(_direction(g, a, sc, p) * sc[6])
+def _rfrmsprop_update(ps, gs, squares, sc):
+    """The RF-RMSProp step (no momentum) of every tensor of a bucket (Dynamo unrolls the loop)."""
+    for p, g, a in zip(ps, gs, squares):
+        p.add_(_direction(g, a, sc, p) * sc[6])
 
 
-def _rfrmsprop_momentum_tensor_update(p, g, a, buf, sc):
-    """One RF-RMSProp step with heavy-ball momentum on the preconditioned direction."""
-    buf.mul_(sc[5]).add_(_direction(g, a, sc, p))
-    p.add_(buf * sc[6])
+def _rfrmsprop_momentum_update(ps, gs, squares, bufs, sc):
+    """With heavy-ball momentum on the preconditioned direction."""
+    for p, g, a, buf in zip(ps, gs, squares, bufs):
+        buf.mul_(sc[5]).add_(_direction(g, a, sc, p))
+        p.add_(buf * sc[6])
 
 
-def _rfrmsprop_flat(g, a, sc):
-    """A flat bucket: g <- the direction."""
-    g.copy_(_direction(g, a, sc))
-
-
-def _rfrmsprop_flat_wd(g, p, a, sc):
-    g.copy_(_direction(g, a, sc, p))
-
-
-def _rfrmsprop_flat_momentum(g, a, buf, sc):
-    """A flat bucket with momentum: buf <- momentum buf + the direction."""
-    buf.mul_(sc[5]).add_(_direction(g, a, sc))
-
-
-def _rfrmsprop_flat_momentum_wd(g, p, a, buf, sc):
-    buf.mul_(sc[5]).add_(_direction(g, a, sc, p))
-
-
-_TENSOR_KERNEL = Kernel(_rfrmsprop_tensor_update)
-_MOMENTUM_TENSOR_KERNEL = Kernel(_rfrmsprop_momentum_tensor_update)
-_FLAT_KERNELS = {
-    (False, False): Kernel(_rfrmsprop_flat),
-    (True, False): Kernel(_rfrmsprop_flat_wd),
-    (False, True): Kernel(_rfrmsprop_flat_momentum),
-    (True, True): Kernel(_rfrmsprop_flat_momentum_wd),
-}
+_KERNEL = Kernel(_rfrmsprop_update)
+_MOMENTUM_KERNEL = Kernel(_rfrmsprop_momentum_update)
 
 # lr: four decades around the paper's region (6.5e-5 on ViTs to 9.9e-2 on CNNs); lr_cov: the time constant of
 # the s0 = 1 start's decay runs from 10 steps to half the run, so no draw keeps more than e^-2 of it at the end

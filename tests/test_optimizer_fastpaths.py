@@ -1,7 +1,7 @@
 """Fast paths bound to the readable reference steps.
 
 - rfrmsprop / rfadamw ``impl="multi_tensor"`` (the reference's eager ops run once on flat state
-  buffers) and ``impl="compiled"`` (one ``torch.compile`` pass per flat bucket and per large tensor) vs
+  buffers) and ``impl="compiled"`` (one ``torch.compile`` kernel call per bucket, every member in place) vs
   ``impl="reference"``, for fp32 and bf16 parameters, fp32 and bf16 state, every ablation switch (and
   the registered ablation variants), several param groups, mixed tensor sizes and several buckets:
   multi_tensor in fp32 is bit-identical on CPU step after step; otherwise each step is taken from the
@@ -64,16 +64,16 @@ SWITCHES = {
         dict(scale_by_batch=False, momentum=0.5),
     ],
 }
-# group 0: one tensor above the (patched) per-tensor threshold and two small ones; group 1 (its own lr):
-# small tensors cut into two flat buckets by the (patched) bucket size limit; group 2: a single element
+# group 0: a larger tensor and two small ones; group 1 (its own lr): small tensors cut into two buckets by the
+# (patched) bucket limits; group 2: a single element
 SHAPES = [[(256, 160), (300,), (1,)], [(7, 5, 3), (64,), (3000,)], [(1,)]]
 
 
 @pytest.fixture
 def small_thresholds(monkeypatch):
-    """Thresholds scaled to test-sized tensors: a per-tensor kernel from 2**15 elements, buckets of <= 2048."""
-    monkeypatch.setitem(compiled_mod.PER_TENSOR_MIN_NUMEL, "cpu", 1 << 15)
+    """Limits scaled to test-sized tensors: flat buckets of <= 2048 elements, compiled buckets of <= 2 tensors."""
     monkeypatch.setitem(compiled_mod.CHUNK_MAX_NUMEL, "cpu", 2048)
+    monkeypatch.setattr(compiled_mod, "COMPILED_MAX_TENSORS", 2)
 
 
 def params_of(dtype, seed=0):
@@ -181,7 +181,7 @@ def test_multi_tensor_step_matches_the_reference(name, dtype, state_dtype, small
                 opt.step()
                 assert_identical(ref, fast, ref_opt, opt)
         assert opt.impl_used == "multi_tensor"
-        assert len(opt._plans[1].buckets) == 2 and not opt._plans[0].per_tensor  # several buckets, no kernels
+        assert len(opt._plans[1].buckets) == 2 and not any(b.compiled for b in opt._plans[0].buckets)  # no kernels
 
 
 @pytest.mark.slow
@@ -195,33 +195,42 @@ def test_compiled_step_matches_reference_from_the_same_state(name, dtype, state_
     cases = SWITCHES[name] if fp32 else SWITCHES[name][:1] + SWITCHES[name][2:3]
     for hp in cases:
         opt = one_step_parity(name, dtype, hp, state_dtype=state_dtype)
-        plan = opt._plans[0]
-        assert len(plan.per_tensor) == 1 and all(b.compiled for b in plan.buckets)  # both kernels ran
-        assert len(opt._plans[1].buckets) == 2 and not opt._plans[2].buckets[0].compiled  # 1 element: eager
+        assert all(b.compiled for plan in opt._plans.values() for b in plan.buckets)  # a single element too
+        assert [len(opt._plans[i].buckets) for i in range(3)] == [2, 2, 1]
     assert opt.compile_time_s >= 0.0
 
 
 @pytest.mark.slow
 @needs_compile
-def test_compiled_kernels_do_not_recompile_for_new_lr_shapes_or_models(small_thresholds):
+def test_compiled_kernels_compile_once_per_signature(small_thresholds):
+    """New learning rates and bias corrections never recompile; a second optimizer on tensors of the same
+    shapes (the step-time probe's copy, then the run's own) reuses the kernels; another model compiles its own
+    without touching the first one's."""
+
     def model(shapes):
         params = [nn.Parameter(torch.randn(s)) for s in shapes]
         for p in params:
             p.grad = torch.randn_like(p)
         return params
 
-    params = model(((256, 160), (50000,), (20, 10, 20), (30,)))
+    shapes = ((256, 160), (50000,), (20, 10, 20), (30,))
+    params = model(shapes)
     opt = create_optimizer("rfadamw", params, batch_size=B, impl="compiled", bias_correction=True)
-    opt.step()  # compiles the flat and the per-tensor kernel for this dtype signature
-    assert len(opt._plans[0].per_tensor) == 2 and len(opt._plans[0].buckets) == 2
+    opt.step()  # compiles a kernel per bucket signature
+    assert len(opt._plans[0].buckets) == 2 and opt.compile_time_s > 0
     with torch._dynamo.config.patch(error_on_recompile=True):
         for lr in (1e-3, 5e-4, 2e-4):
             for group in opt.param_groups:
                 group["lr"] = lr
             opt.step()  # bias corrections change every step too
+        twin = create_optimizer("rfadamw", model(shapes), batch_size=B, impl="compiled", bias_correction=True)
+        twin.step()
+        assert twin.compile_time_s == 0.0
         other = create_optimizer("rfadamw", model(((40000,), (17,), (1000, 3))), batch_size=B, impl="compiled")
         other.step()
-    assert all(opt.state[p]["step"] == 4 for p in params)
+        assert other.compile_time_s > 0
+        opt.step()
+    assert all(opt.state[p]["step"] == 5 for p in params)
 
 
 @pytest.mark.parametrize("name", ["rfadamw", "rfrmsprop"])
@@ -238,7 +247,7 @@ def test_kernel_functions_restate_the_reference_in_fp64(name, monkeypatch, small
             set_grads([ref, fast], g)
             ref_opt.step()
             fast_opt.step()
-        assert fast_opt._plans[0].per_tensor and all(b.compiled for b in fast_opt._plans[1].buckets)
+        assert all(b.compiled for plan in fast_opt._plans.values() for b in plan.buckets)
         for a, b in zip(ref, fast):
             torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-14)
             for key, v in ref_opt.state[a].items():
@@ -278,8 +287,7 @@ def test_a_compile_error_falls_back_to_multi_tensor_with_a_warning(monkeypatch, 
     monkeypatch.setattr(compiled_mod, "compile_unavailable", lambda device: None)
     import rootbench.optimizers.rfadamw as rfadamw_mod
 
-    for attr in ("_TENSOR_KERNEL", "_FLAT_KERNEL"):
-        monkeypatch.setattr(rfadamw_mod, attr, compiled_mod.Kernel(getattr(rfadamw_mod, attr).fn))
+    monkeypatch.setattr(rfadamw_mod, "_KERNEL", compiled_mod.Kernel(rfadamw_mod._KERNEL.fn))
     ref, fast = params_of(torch.float32), params_of(torch.float32)
     ref_opt = make("rfadamw", ref, "reference", {})
     fast_opt = make("rfadamw", fast, "compiled", {})
