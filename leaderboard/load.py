@@ -143,19 +143,24 @@ def _fast(path: str):
     try:
         with pq.ParquetFile(path) as f:
             md = f.metadata
-            # not md.schema.names: FileMetaData and its ParquetSchema form a reference cycle that keeps the
-            # footer alive until a collection, and the readers pause the collector (1 GiB per 5,000 files)
-            names = f.schema_arrow.names
-            if not REQUIRED <= set(names) or md.num_rows == 0:
+            if md.num_rows == 0 or md.num_row_groups == 0:
+                return None
+            # the leaf columns' names from the first row group, not md.schema.names: FileMetaData and its
+            # ParquetSchema form a reference cycle that keeps the footer alive until a collection, and the
+            # readers pause the collector (1 GiB per 5,000 files); schema_arrow would decode the whole schema
+            rg = md.row_group(0)
+            chunks = [rg.column(i) for i in range(md.num_columns)]
+            names = [c.path_in_schema for c in chunks]
+            if not REQUIRED <= set(names):
                 return None
             values, decode = {}, []
-            simple = md.num_row_groups == 1 and md.num_columns == len(names) and "__index_level_0__" not in names
+            # a nested column's leaves are dotted paths: such files are read whole
+            simple = md.num_row_groups == 1 and "__index_level_0__" not in names and not any("." in n for n in names)
             if simple:
-                rg = md.row_group(0)
-                for i, name in enumerate(names):
+                for name, chunk in zip(names, chunks):
                     if name in CURVE:
                         continue
-                    st = rg.column(i).statistics
+                    st = chunk.statistics
                     if st is not None and st.null_count == md.num_rows:
                         values[name] = None
                     elif (
