@@ -54,6 +54,9 @@ ENV_DISABLE = "ROOTBENCH_NO_COMPILE"
 AUTO_COMPILE_MIN_NUMEL = 1 << 17
 # most elements per flat (multi_tensor) bucket: bounds the transient copies (gradient, direction) of a step
 CHUNK_MAX_NUMEL = {"cpu": 1 << 20, "default": 1 << 24}
+# up to this many elements ``flat_copy`` flattens with scratch in one C++ call (copying the scratch too) rather
+# than a cat of Python-made views into an empty buffer: on a small model the calls, not the bytes, are the step
+SMALL_FLAT_NUMEL = 1 << 16
 # most tensors per compiled bucket: compile time grows with the tensors a kernel unrolls (measured on one
 # CPU thread: 4 s for 8 tensors, 9 s for 52)
 COMPILED_MAX_TENSORS = 64
@@ -206,7 +209,8 @@ class Bucket:
     views: dict = field(default_factory=dict)
     p_views: list = field(default_factory=list)
     ptrs: list = field(default_factory=list)
-    sizes: list = field(default_factory=list)
+    sizes: list = field(default_factory=list)  # multi_tensor: the members' numels (``numel`` their sum)
+    numel: int = 0
     key: tuple = ()
 
     def grads(self) -> list | None:
@@ -312,7 +316,6 @@ class CompiledStepMixin:
                     bucket.views = {k: [r[k] for r in bucket.records] for k in keys}
                     bucket.p_views = [p.detach() for p in chunk]
                     bucket.ptrs = [p.data_ptr() for p in chunk]
-                    bucket.sizes = [p.numel() for p in chunk]
                     bucket.key = (device, p_dtype, grad_dtype, dtype, keys, tuple(tuple(p.shape) for p in chunk))
                 else:
                     _make_flat(bucket, keys)
@@ -378,6 +381,7 @@ def _make_flat(bucket: Bucket, keys: tuple) -> None:
     """Move the bucket's state into one flat buffer per key; ``opt.state`` then holds views into it."""
     ps = bucket.params
     bucket.sizes = [p.numel() for p in ps]
+    bucket.numel = sum(bucket.sizes)
     for k in keys:
         flat = torch.empty(sum(bucket.sizes), dtype=bucket.dtype, device=ps[0].device)
         views = flat.split(bucket.sizes)
@@ -389,17 +393,23 @@ def _make_flat(bucket: Bucket, keys: tuple) -> None:
     bucket.ptrs = [p.data_ptr() for p in ps]
 
 
-def flat_copy(tensors: list, dtype: torch.dtype, extra: int = 0) -> torch.Tensor:
+def flat_copy(
+    tensors: list, dtype: torch.dtype, extra: int = 0, numel: int | None = None, same_dtype: bool | None = None
+) -> torch.Tensor:
     """``tensors`` (a bucket's gradients, maybe its parameters) as one new 1-D tensor of ``dtype``, followed
     by ``extra`` elements of scratch in the same allocation: a step's transients are one buffer, because
     several buffers of megabytes freed together at the top of the heap make glibc return them to the OS
-    every step (and fault them in again: measured 3-5x slower steps on CPU)."""
+    every step (and fault them in again: measured 3-5x slower steps on CPU). ``numel`` (the tensors' total) and
+    ``same_dtype`` (all of them are ``dtype``) skip counting where the caller knows."""
     if extra == 0:  # a single tensor flattens to a view of itself: copy, the caller overwrites the result
         flat = _flatten_dense_tensors(tensors) if len(tensors) > 1 else tensors[0].reshape(-1).clone()
         return flat if flat.dtype == dtype else flat.to(dtype)
-    n = sum(t.numel() for t in tensors)
+    n = sum(t.numel() for t in tensors) if numel is None else numel
+    same = all(t.dtype == dtype for t in tensors) if same_dtype is None else same_dtype
+    if same and n + extra <= SMALL_FLAT_NUMEL:  # one C++ call; its scratch copy is a few kB
+        return _flatten_dense_tensors(tensors + [torch.empty(extra, dtype=dtype, device=tensors[0].device)])
     work = torch.empty(n + extra, dtype=dtype, device=tensors[0].device)
-    if all(t.dtype == dtype for t in tensors):
+    if same:
         torch.cat([t.reshape(-1) for t in tensors], out=work[:n])
     else:
         work[:n].copy_(_flatten_dense_tensors(tensors))

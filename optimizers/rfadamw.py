@@ -94,8 +94,7 @@ class RFAdamW(CompiledStepMixin, StateDtypeOptimizer):
             state["exp_avg_sq"] = torch.full_like(p, 0.0 if group["s0_zero"] else 1.0 / B, dtype=dtype)
         return state
 
-    @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure=None):  # no_grad: the mixin's step; tracking is plain Python
         loss = super().step(closure)
         track_warm_start(self)
         return loss
@@ -148,7 +147,7 @@ class RFAdamW(CompiledStepMixin, StateDtypeOptimizer):
         t = bucket.records[0]["step"] + 1
         B, b1, b2, lr, eps, wd, bc1, bc2 = self._hyper(group, t)
         m, v = bucket.states["exp_avg"], bucket.states["exp_avg_sq"]
-        g = flat_copy(grads, bucket.dtype)
+        g = flat_copy(grads, bucket.dtype, numel=bucket.numel, same_dtype=bucket.grad_dtype == bucket.dtype)
         m.mul_(b1).add_(g, alpha=1.0 - b1)
         v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
         d = torch.div(m, torch.mul(v, B / bc2, out=g).add_(eps), out=g)  # g's buffer: den, then m / den

@@ -86,8 +86,7 @@ class RFRMSProp(CompiledStepMixin, StateDtypeOptimizer):
         )
         self._setup_impl(impl, "rfrmsprop")
 
-    @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure=None):  # no_grad: the mixin's step; tracking is plain Python
         loss = super().step(closure)
         track_warm_start(self)
         return loss
@@ -143,16 +142,24 @@ class RFRMSProp(CompiledStepMixin, StateDtypeOptimizer):
         """multi_tensor: the reference's ops run once on the bucket's flat state, then one ``_foreach_add_`` of
         the direction into the parameters. Weight decay reads the parameters, so only then are they copied too."""
         B, alpha, lr, lam, wd, mom = self._hyper(group)
-        a, buf, n = bucket.states["square_avg"], bucket.states.get("momentum_buffer"), sum(bucket.sizes)
+        a, buf, n = bucket.states["square_avg"], bucket.states.get("momentum_buffer"), bucket.numel
         # one transient buffer: g, then (with weight decay) p, then room for the denominator
-        work = flat_copy(grads + (bucket.p_views if wd != 0 else []), bucket.dtype, extra=n)
+        same = bucket.grad_dtype == bucket.dtype and (wd == 0 or bucket.params[0].dtype == bucket.dtype)
+        if wd != 0:
+            work = flat_copy(grads + bucket.p_views, bucket.dtype, extra=n, numel=2 * n, same_dtype=same)
+        else:
+            work = flat_copy(grads, bucket.dtype, extra=n, numel=n, same_dtype=same)
         g, p = work[:n], work[n : 2 * n]
         a.mul_(alpha).addcmul_(g, g, value=1.0 - alpha)
-        d = torch.div(g, torch.mul(a, B, out=work[-n:]).add_(lam), out=g)  # g / (a B + lambda), in g's place
-        if wd != 0:
-            d.add_(p, alpha=wd)
-        if mom != 0:
-            buf.mul_(mom).add_(d)
+        den = torch.mul(a, B, out=work[-n:]).add_(lam)  # a B + lambda
+        if mom != 0 and wd == 0:  # buf mom + g / den in one op: the quotient is rounded before the sum, as above
+            buf.mul_(mom).addcdiv_(g, den)
+        else:
+            d = torch.div(g, den, out=g)  # g / (a B + lambda), in g's place
+            if wd != 0:
+                d.add_(p, alpha=wd)
+            if mom != 0:
+                buf.mul_(mom).add_(d)
         direction = bucket.views["momentum_buffer"] if mom != 0 else g.split(bucket.sizes)
         torch._foreach_add_(bucket.p_views, direction, alpha=-lr)
 
