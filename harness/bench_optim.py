@@ -45,6 +45,10 @@ gradients and state (all bf16 for ``bf16``); for Kronecker methods the factor dt
 defaults (``KRON_HP``, for the hyperparameters they have) with a strict period (``schedule="every_T"``
 where a method has that knob).
 
+``--device cuda`` puts parameters, gradients, state and the probes on a CUDA device: every wall-clock read
+synchronises the device first, and the transient peak is the caching allocator's peak in this process
+(``peak_kind`` "cuda_max_allocated").
+
 Threads are fixed (``--threads``, default torch's) and recorded with the load average. On a busy
 machine multi-threaded timings mostly measure waits at OpenMP barriers (a thread descheduled for a
 scheduler tick stalls every parallel op); ``--threads 1`` then compares the work itself.
@@ -204,6 +208,7 @@ class Case:
     model: str | None = None  # "mlp512": Linear(512, 512) -> tanh -> Linear(512, 512), gradients of a batch of 128
     names: list = field(default_factory=list)  # parameter names for ``shapes`` (a task's model); default p0, p1, ...
     task: str | None = None  # the task whose quick-tier model gave ``shapes`` (``--task``)
+    device: str = "cpu"  # where parameters, gradients, state and the probes live (``--device``)
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "entries": [asdict(e) for e in self.entries]})
@@ -268,14 +273,17 @@ def build_params(case: Case, dtype: torch.dtype, seed: int = 0) -> list:
         model = torch.nn.Sequential(torch.nn.Linear(512, 512), torch.nn.Tanh(), torch.nn.Linear(512, 512))
         x = torch.randn(BATCH_SIZE, 512, generator=g)
         model(x).square().mean().backward()  # a mean over the batch, as the root-free methods assume
-        named = [(f"mlp.{n}", torch.nn.Parameter(p.detach().to(dtype))) for n, p in model.named_parameters()]
+        named = [
+            (f"mlp.{n}", torch.nn.Parameter(p.detach().to(device=case.device, dtype=dtype)))
+            for n, p in model.named_parameters()
+        ]
         for (_, q), p in zip(named, model.parameters()):
-            q.grad = p.grad.to(dtype)
+            q.grad = p.grad.to(device=case.device, dtype=dtype)
         return named
     named = []
     for i, shape in enumerate(case.shapes):
-        p = torch.nn.Parameter((torch.randn(shape, generator=g) * 0.02).to(dtype))
-        p.grad = (torch.randn(shape, generator=g) * 1e-3).to(dtype)
+        p = torch.nn.Parameter((torch.randn(shape, generator=g) * 0.02).to(device=case.device, dtype=dtype))
+        p.grad = (torch.randn(shape, generator=g) * 1e-3).to(device=case.device, dtype=dtype)
         named.append((case.names[i] if case.names else f"p{i}", p))
     return named
 
@@ -330,6 +338,17 @@ def traffic_floor(opt, named: list, diagonal: bool) -> float:
 
 # ---------------------------------------------------------------------------------------------
 # timing
+
+
+def _sync(device) -> None:
+    """Wait for ``device``'s queued kernels, so a wall clock read after it times them (CUDA runs asynchronously;
+    ``torch.utils.benchmark.Timer`` synchronises by itself)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _device_of(opt) -> torch.device:
+    return opt.param_groups[0]["params"][0].device
 
 
 def _stmt(T: int | None) -> str:
@@ -415,10 +434,13 @@ def eigh_clock():
     clock, real_eigh = {"calls": 0, "seconds": 0.0}, torch.linalg.eigh
 
     def timed_eigh(*args, **kwargs):
+        device = args[0].device if args and torch.is_tensor(args[0]) else "cpu"
+        _sync(device)
         t0 = time.perf_counter()
         try:
             return real_eigh(*args, **kwargs)
         finally:
+            _sync(device)
             clock["calls"] += 1
             clock["seconds"] += time.perf_counter() - t0
 
@@ -434,11 +456,14 @@ def _split_steps(opt, T: int, periods: int = 3) -> dict:
     period updates), and the share of that time spent in ``torch.linalg.eigh`` (NaN when no step called it)."""
     phase = update_phase(opt, T)  # the probe took T steps: the timed steps start at the same phase
     update, regular = [], []
+    device = _device_of(opt)
     with eigh_clock() as eigh:
+        _sync(device)
         t_all = time.perf_counter()
         for i in range(periods * T):
             t0 = time.perf_counter()
             opt.step()
+            _sync(device)
             (update if i % T == phase else regular).append(time.perf_counter() - t0)
         t_all = time.perf_counter() - t_all
     med = lambda xs: statistics.median(xs) if xs and phase is not None else float("nan")  # noqa: E731
@@ -449,12 +474,12 @@ def _split_steps(opt, T: int, periods: int = 3) -> dict:
     }
 
 
-def _probe(n: int, min_run_time: float) -> dict:
+def _probe(n: int, min_run_time: float, device="cpu") -> dict:
     """Bandwidth of ``add_`` (2 reads + 1 write) and ``copy_`` (1 read + 1 write) on n fp32 elements."""
     from torch.utils.benchmark import Timer
 
     n = max(n, 1 << 22)
-    x, y, threads = torch.randn(n), torch.randn(n), torch.get_num_threads()
+    x, y, threads = torch.randn(n, device=device), torch.randn(n, device=device), torch.get_num_threads()
     t_add = (
         Timer("x.add_(y)", globals={"x": x, "y": y}, num_threads=threads)
         .blocked_autorange(min_run_time=min_run_time)
@@ -526,18 +551,19 @@ def _best_time(fn, min_run_time: float, repeats: int = 1) -> float:
     return min(timer.blocked_autorange(min_run_time=min_run_time).median for _ in range(repeats))
 
 
-def gemm_replay(gemms: list):
+def gemm_replay(gemms: list, device="cpu"):
     """A function that runs ``gemms`` as one ``bmm`` per distinct (m, k, n, dtype), batching every multiply of that
-    shape (random operands): their time is the multiplies' floor at the best batching the shapes allow."""
+    shape (random operands, on ``device``): their time is the multiplies' floor at the best batching the shapes
+    allow."""
     batches: dict = {}
     for b, m, k, n, dt in gemms:
         batches[(m, k, n, dt)] = batches.get((m, k, n, dt), 0) + b
     g = torch.Generator().manual_seed(0)
     work = [
         (
-            torch.randn(b, m, k, generator=g).to(dt),
-            torch.randn(b, k, n, generator=g).to(dt),
-            torch.empty(b, m, n, dtype=dt),
+            torch.randn(b, m, k, generator=g).to(device=device, dtype=dt),
+            torch.randn(b, k, n, generator=g).to(device=device, dtype=dt),
+            torch.empty(b, m, n, dtype=dt, device=device),
         )
         for (m, k, n, dt), b in batches.items()
     ]
@@ -562,12 +588,14 @@ def eigh_replay(eighs: list):
 _OVERHEAD: dict = {}
 
 
-def call_overheads(min_run_time: float) -> dict:
+def call_overheads(min_run_time: float, device="cpu") -> dict:
     """Seconds of one ``bmm`` call on 1x1 matrices and of one tiny elementwise op (``add`` on one element,
-    ``out=``): what every call costs before any arithmetic (measured once per process and thread count)."""
-    key = torch.get_num_threads()
+    ``out=``): what every call costs before any arithmetic (measured once per process, device and thread count;
+    on CUDA a launch and its completion)."""
+    key = (torch.get_num_threads(), str(device))
     if key not in _OVERHEAD:
-        a, c, x, y = torch.ones(1, 1, 1), torch.empty(1, 1, 1), torch.ones(1), torch.empty(1)
+        ones, empty = (lambda *s: torch.ones(*s, device=device)), (lambda *s: torch.empty(*s, device=device))
+        a, c, x, y = ones(1, 1, 1), empty(1, 1, 1), ones(1), empty(1)
         _OVERHEAD[key] = {
             "gemm_call_s": _best_time(lambda: torch.bmm(a, a, out=c), min_run_time, repeats=3),
             "op_call_s": _best_time(lambda: torch.add(x, x, out=y), min_run_time, repeats=3),
@@ -597,6 +625,7 @@ class Floor:
     eigh: Callable | None
     gemm_s: list = field(default_factory=list)
     eigh_s: list = field(default_factory=list)
+    device: str = "cpu"
 
     def time(self, min_run_time: float) -> None:
         self.gemm_s.append(_best_time(self.gemm, min_run_time) if self.rec.gemms else 0.0)
@@ -614,7 +643,12 @@ def record_floor(opt, T: int) -> Floor:
         for _ in range(T):
             opt.step()
     return Floor(
-        T, rec, declared_matmul_flops(opt, T), gemm_replay(rec.gemms), eigh_replay(rec.eighs) if rec.eighs else None
+        T,
+        rec,
+        declared_matmul_flops(opt, T),
+        gemm_replay(rec.gemms, _device_of(opt)),
+        eigh_replay(rec.eighs) if rec.eighs else None,
+        device=str(_device_of(opt)),
     )
 
 
@@ -627,7 +661,7 @@ def floor_columns(floor: Floor, step_times: list, min_run_time: float) -> dict:
     T, rec = floor.T, floor.rec
     gemm_s = [t / T for t in floor.gemm_s]
     eigh_s = [t / T for t in floor.eigh_s] or [0.0] * len(gemm_s)
-    over = call_overheads(min_run_time / 2)
+    over = call_overheads(min_run_time / 2, floor.device)
     calls, ops = len(rec.gemms) / T, rec.ops / T
     med_gemm = statistics.median(gemm_s)
     return {
@@ -680,6 +714,7 @@ def run_case(case: Case, rounds: int, min_run_time: float, log=print) -> list:
         t0 = time.perf_counter()
         opt = build_optimizer(case, e, named)
         opt.step()  # untimed first step: lazy state, compilation
+        _sync(case.device)
         first = time.perf_counter() - t0
         # Kronecker methods: one period recorded for the floor, its replays timed right after each timed block
         floor = record_floor(opt, e.T or 1) if capabilities(e.name).preconditioner == "kronecker" else None
@@ -703,7 +738,7 @@ def run_case(case: Case, rounds: int, min_run_time: float, log=print) -> list:
             b["times"].append(_time_block(b["opt"], b["entry"].T, min_run_time))
             if b["floor"] is not None:
                 b["floor"].time(min_run_time)
-        probes.append(_probe(n_params, min_run_time / 2))
+        probes.append(_probe(n_params, min_run_time / 2, case.device))
     bw_add = statistics.median(p["add"] for p in probes)
     bw_copy = statistics.median(p["copy"] for p in probes)
     ref_times = built[0]["times"]
@@ -720,6 +755,7 @@ def run_case(case: Case, rounds: int, min_run_time: float, log=print) -> list:
         row = {
             "case": case.name,
             "task": case.task or "",
+            "device": str(named[0][1].device),
             "optimizer": e.name,
             "label": e.label,
             "hparams": json.dumps(e.hparams, sort_keys=True),
@@ -773,6 +809,28 @@ def adamw_entry(case: Case) -> Entry:
 # transient peak: one fresh process per entry
 
 PEAK_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536"}  # large temporaries are mmapped, so RSS falls when they are freed
+
+
+def peak_on_cuda(case: Case, entry: Entry) -> dict:
+    """Transient bytes per parameter on a CUDA device: the caching allocator's peak over 2 periods of steps above
+    what is allocated after the first steps (in this process: the allocator counts what the optimizer holds,
+    not what the process maps)."""
+    named = build_params(case, param_dtype(case, entry))
+    opt = build_optimizer(case, entry, named)
+    opt.step()
+    opt.step()
+    device = named[0][1].device
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    for _ in range(2 * (entry.T or 1) + 1):
+        opt.step()
+    torch.cuda.synchronize(device)
+    transient = max(0, torch.cuda.max_memory_allocated(device) - before)
+    n = sum(p.numel() for _, p in named)
+    del opt, named
+    torch.cuda.empty_cache()
+    return {"peak_bytes_per_param": transient / n, "peak_bytes": transient, "peak_kind": "cuda_max_allocated"}
 
 
 def peak_in_subprocess(case: Case, entry: Entry, threads: int, timeout: float = 600) -> dict:
@@ -1033,19 +1091,38 @@ def cases_from_args(args) -> list:
     return cases
 
 
+def check_device(name: str) -> torch.device:
+    """``--device`` as a torch device that exists here (a usage error otherwise)."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name!r}: not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {name}: CUDA is not available here")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type != "cpu":
+        raise UsageError(f"--device {name}: bench-optim runs on cpu or cuda")
+    return device
+
+
 def cmd_bench_optim(args) -> int:
     from rootbench.harness.provenance import provenance
 
     if args.n_tensors < 1 or args.rounds < 1 or args.min_run_time <= 0:
         raise UsageError("--n-tensors and --rounds must be positive, --min-run-time > 0")
+    device = check_device(args.device)
     cases = cases_from_args(args)
+    for case in cases:
+        case.device = str(device)
     records.check_writable(os.path.join(args.runs, records.BENCH_OPTIM_DIR))  # fail now, not after the timing
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     log = (lambda *a, **k: None) if args.quiet else (lambda *a, **k: print(*a, **k, file=sys.stderr, flush=True))
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    log(f"bench-optim: {len(cases)} case(s), {threads} thread(s), load average {load_start:.2f}")
-    prov = provenance(torch.device("cpu"))
+    log(f"bench-optim: {len(cases)} case(s) on {device}, {threads} thread(s), load average {load_start:.2f}")
+    prov = provenance(device)
     rows = []
     for case in cases:
         case_rows = run_case(case, args.rounds, args.min_run_time, log)
@@ -1055,7 +1132,11 @@ def cmd_bench_optim(args) -> int:
                 key = (entry.name, json.dumps(entry.hparams, sort_keys=True), entry.param_dtype)
                 if key not in measured:
                     log(f"  {case.name}: {entry.label} peak memory (fresh process)")
-                    measured[key] = peak_in_subprocess(case, entry, threads)
+                    measured[key] = (
+                        peak_on_cuda(case, entry)
+                        if torch.device(case.device).type == "cuda"
+                        else peak_in_subprocess(case, entry, threads)
+                    )
                 row.update(measured[key])
         rows += case_rows
     load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -1123,6 +1204,9 @@ def add_parser(sub) -> None:
         nargs="+",
         help="preconditioner periods for periodic methods (the value of each one's "
         "declared period hyperparameter), e.g. 1,10 (default 1)",
+    )
+    p.add_argument(
+        "--device", default="cpu", help="cpu (default) or cuda[:index]: where parameters, state and probes live"
     )
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, recorded)")
     p.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (medians are reported)")

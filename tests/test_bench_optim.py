@@ -55,6 +55,7 @@ def test_bench_optim_runs_and_reports_sane_numbers(tmp_path, capsys):
     n = 2 * (16 * 8 + 8)
     assert set(df["n_params"]) == {n}
     assert (df["threads"] == 1).all() and {"git_sha", "torch_version", "cpu", "load_avg_start"} <= set(df.columns)
+    assert (df["device"] == "cpu").all()
     for col in ("step_time_s", "ratio_adamw", "probe_add_GBps", "first_step_s"):
         assert (df[col] > 0).all() and df[col].map(math.isfinite).all(), col
     assert df["finite"].all()
@@ -119,7 +120,10 @@ def test_transient_peak_is_measured_in_a_fresh_process():
         (["--opt", "rfadamm"], "rfadamw"),  # unknown optimizer: close matches
         (["--shape", "10xfoo"], "--shape"),
         (["--opt", "rfadamw:not_a_knob=1"], "unknown hyperparameter"),
-    ],
+        (["--device", "tpu"], "not a torch device"),
+        (["--device", "mps"], "runs on cpu or cuda"),
+    ]
+    + ([(["--device", "cuda"], "CUDA is not available")] if not torch.cuda.is_available() else []),
 )
 def test_bad_input_is_a_usage_error_and_writes_nothing(tmp_path, capsys, argv, message):
     code, files = run_cli(tmp_path, *argv)
@@ -201,3 +205,18 @@ def test_gemm_recorder_counts_what_matmul_tensordot_and_einsum_become():
 def test_task_cannot_be_combined_with_shapes(tmp_path, capsys):
     code, files = run_cli(tmp_path, "--task", "quadratic", "--shape", "4x4")
     assert code == 2 and not files and "--task" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_bench_optim_runs_on_cuda(tmp_path):
+    """--device cuda: parameters, state and probes on the GPU; the peak is the caching allocator's."""
+    code, files = run_cli(
+        tmp_path, "--device", "cuda", "--opt", "rfadamw,ifshampoo", "--shape", "64x32", "--n-tensors", "2"
+    )
+    assert code == 0
+    df = pd.read_parquet(files[0])
+    assert df["device"].str.startswith("cuda").all()
+    assert (df["step_time_s"] > 0).all() and df["finite"].all()
+    case = bench_optim.Case("c", "fp32", [bench_optim.Entry("rfadamw")], shapes=[[256, 256]] * 2, device="cuda")
+    peak = bench_optim.peak_on_cuda(case, case.entries[0])
+    assert peak["peak_kind"] == "cuda_max_allocated" and peak["peak_bytes_per_param"] >= 0
