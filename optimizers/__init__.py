@@ -27,11 +27,13 @@ from rootbench.harness.registry import (
     resolve_hparams,
     unknown_name_error,
 )
+from rootbench.optimizers._integration import global_batch_size
 
 __all__ = [
     "list_optimizers",
     "create_optimizer",
     "get_optimizer_spec",
+    "global_batch_size",
     "register_optimizer",
     "OptimizerSpec",
     "RegistryError",
@@ -124,8 +126,20 @@ def create_optimizer(name: str, model_or_params, **hparams) -> torch.optim.Optim
     ``batch_size`` (the number of examples the loss is averaged over); it is never defaulted.
     """
     spec = get_optimizer_spec(name)
+    foreign = getattr(spec.factory, "FOREIGN_NAMES", {})  # AdamW/RMSprop names: refused, pointing to ours
+    clash = [k for k in hparams if k in foreign and k not in spec.defaults]
+    if clash:
+        raise RegistryError(
+            f"optimizer {name!r} does not take {', '.join(map(repr, clash))}; use "
+            + "; ".join(f"{k} -> {foreign[k]}" for k in clash)
+        )
     batch_size = hparams.pop("batch_size", None)
+    # a 0-d tensor lr (torch.optim accepts one; schedulers update it in place) passes to the optimizer as it is,
+    # which checks it: the registry's values are plain numbers
+    lr_tensor = hparams.pop("lr") if isinstance(hparams.get("lr"), torch.Tensor) and "lr" in spec.defaults else None
     resolved = resolve_hparams(spec, hparams)
+    if lr_tensor is not None:
+        resolved["lr"] = lr_tensor
     if spec.needs_batch_size:
         if batch_size is None:
             raise RegistryError(

@@ -18,6 +18,35 @@ def check_nonnegative(**values) -> None:
             raise ValueError(f"{knob} must be a non-negative number, got {value!r}")
 
 
+def check_lr(lr) -> None:
+    """A learning rate: a non-negative number, or a 0-d floating tensor (as torch.optim accepts; schedulers
+    update it in place, so the optimizers read it at every step through ``lr_of``)."""
+    if isinstance(lr, torch.Tensor):
+        if lr.numel() != 1 or lr.dim() != 0 or not lr.is_floating_point():
+            raise ValueError(f"lr must be a number or a 0-d floating tensor, got a tensor of shape {tuple(lr.shape)}")
+        lr = float(lr)
+    check_nonnegative(lr=lr)
+
+
+def lr_of(group: dict) -> float:
+    """The param group's learning rate as a Python float (a 0-d tensor lr is read now)."""
+    lr = group["lr"]
+    return float(lr) if isinstance(lr, torch.Tensor) else lr
+
+
+def refuse_foreign_names(optimizer: str, given: dict, foreign: dict) -> None:
+    """Hyperparameter names from other optimizers' APIs (AdamW's ``betas``/``eps``, RMSprop's ``alpha``) get an
+    error naming rootbench's own: they are not mapped silently, since they do not mean the same thing here
+    (``damping`` is added to B times the EMA, with no root; Adam's ``eps`` is added outside a square root)."""
+    if not given:
+        return
+    hints = [f"{k}: {foreign[k]}" for k in given if k in foreign]
+    others = sorted(k for k in given if k not in foreign)
+    if others:
+        raise TypeError(f"{optimizer} got unexpected keyword argument(s) {', '.join(map(repr, others))}")
+    raise TypeError(f"{optimizer} does not take AdamW/RMSprop names; use its own: " + "; ".join(hints))
+
+
 def check_below_one(**values) -> None:
     for knob, value in values.items():
         check_nonnegative(**{knob: value})

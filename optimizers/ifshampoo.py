@@ -26,8 +26,11 @@ from rootbench.optimizers._common import (
     check_batch_size,
     check_below_one,
     check_choice,
+    check_lr,
     check_nonnegative,
     dtype_knob,
+    lr_of,
+    refuse_foreign_names,
     resolve_dtype,
 )
 
@@ -87,6 +90,17 @@ class IFShampoo(StateDtypeOptimizer):
     bf16, which is what its bf16 kernel computes, ~20x faster; ``matmul_flops()`` states the FLOPs of a step.
     """
 
+    # other optimizers' names for these knobs: refused with a pointer to ours (``_common.refuse_foreign_names``)
+    FOREIGN_NAMES = {
+        "betas": "momentum = beta1 and lr_cov = 1 - beta2",
+        "eps": "damping",
+        "alpha1": "momentum",
+        "alpha2": "riemannian_momentum",
+        "beta2": "lr_cov",
+        "lam": "damping",
+        "kappa": "weight_decay",
+    }
+
     def __init__(
         self,
         params,
@@ -103,9 +117,12 @@ class IFShampoo(StateDtypeOptimizer):
         momentum_dtype: str = "param",
         lr_cov_name_discount: bool = False,
         impl: str = "auto",
+        **foreign,
     ):
+        refuse_foreign_names("ifshampoo", foreign, self.FOREIGN_NAMES)
+        check_lr(lr)
         check_batch_size(batch_size, "ifshampoo")
-        check_nonnegative(lr=lr, lr_cov=lr_cov, damping=damping, weight_decay=weight_decay)
+        check_nonnegative(lr_cov=lr_cov, damping=damping, weight_decay=weight_decay)
         check_below_one(momentum=momentum, riemannian_momentum=riemannian_momentum)
         check_choice("schedule", schedule, SCHEDULES)
         if not isinstance(T, int) or isinstance(T, bool) or T < 1:
@@ -130,6 +147,13 @@ class IFShampoo(StateDtypeOptimizer):
                 lr_cov_name_discount=bool(lr_cov_name_discount),
             ),
         )
+        if lr_cov_name_discount and not all(g.get("param_names") for g in self.param_groups):
+            # without names the rule would discount nothing, silently (e.g. model.parameters() in a Lightning
+            # module's configure_optimizers)
+            raise ValueError(
+                "lr_cov_name_discount matches parameter names (norm/proj/bias): pass named parameters, e.g. "
+                "model.named_parameters() or rootbench.optimizers.create_optimizer(name, model, ...)"
+            )
         self.impl = impl
         self.impl_used = "reference" if impl == "reference" else "batched"
         self._buckets: dict = {}  # group index -> {bucket key: _Bucket}; see _batched_step
@@ -246,7 +270,7 @@ class IFShampoo(StateDtypeOptimizer):
             if "momentum_buffer" not in state:
                 state["momentum_buffer"] = torch.zeros_like(p, dtype=resolve_dtype(group["momentum_dtype"], p))
             d = state["momentum_buffer"].mul_(group["momentum"]).add_(d)  # heavy-ball, m0 = 0
-        p.add_(d, alpha=-group["lr"])
+        p.add_(d, alpha=-lr_of(group))
 
     # -- the batched fast path ------------------------------------------------------------------
     def _batched_step(self, index: int, group: dict, todo: list, update: bool) -> list:
@@ -492,7 +516,7 @@ class _Bucket:
         # V = G x_1 (K_1 K_1^T) ... x_N (K_N K_N^T), as K_n (K_n^T .): 2N products, no K K^T kept
         Kc = [_upcast(K) for K in Ks]
         V = _all_axes(_all_axes(G, Kc, transpose=True), Kc)
-        lr, wd, mom = group["lr"], group["weight_decay"], group["momentum"]
+        lr, wd, mom = lr_of(group), group["weight_decay"], group["momentum"]
         if mom != 0:
             buf = self.stacked["momentum_buffer"]
             torch.add(V.view(buf.shape), buf, alpha=mom, out=buf)  # m <- alpha1 m + V (elementwise: may alias)

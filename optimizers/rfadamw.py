@@ -20,9 +20,12 @@ from rootbench.optimizers._common import (
     check_batch_size,
     check_below_one,
     check_choice,
+    check_lr,
     check_nonnegative,
     diagonal_warm_start_share,
     dtype_knob,
+    lr_of,
+    refuse_foreign_names,
     resolve_dtype,
     track_warm_start,
 )
@@ -45,6 +48,14 @@ class RFAdamW(CompiledStepMixin, StateDtypeOptimizer):
 
     # lr: the prototype requires it; 0.1 comes from a scan on MNIST-1D (README, "Defaults"). With
     # s = B v starting at 1 the early steps are SGD-sized, so root-free lr values sit near SGD's.
+    # other optimizers' names for these knobs: refused with a pointer to ours (``_common.refuse_foreign_names``)
+    FOREIGN_NAMES = {
+        "betas": "momentum = beta1 and lr_cov = 1 - beta2",
+        "eps": "damping (added to B v / bc2, with no square root)",
+        "beta1": "momentum",
+        "beta2": "lr_cov = 1 - beta2",
+    }
+
     def __init__(
         self,
         params,
@@ -59,9 +70,12 @@ class RFAdamW(CompiledStepMixin, StateDtypeOptimizer):
         scale_by_batch: bool = True,
         state_dtype: str = "param",
         impl: str = "auto",
+        **foreign,
     ):
+        refuse_foreign_names("rfadamw", foreign, self.FOREIGN_NAMES)
+        check_lr(lr)
         check_batch_size(batch_size, "rfadamw")
-        check_nonnegative(lr=lr, damping=damping, weight_decay=weight_decay)
+        check_nonnegative(damping=damping, weight_decay=weight_decay)
         check_below_one(momentum=momentum)
         check_nonnegative(lr_cov=lr_cov)
         if not 0 < lr_cov <= 1:
@@ -107,7 +121,7 @@ class RFAdamW(CompiledStepMixin, StateDtypeOptimizer):
         """The readable reference step of one tensor (Lin et al. 2024)."""
         B = group["batch_size"] if group["scale_by_batch"] else 1  # dummy_scaling: B := 1 everywhere
         b1, b2 = group["momentum"], 1.0 - group["lr_cov"]
-        lr, eps, wd = group["lr"], group["damping"], group["weight_decay"]
+        lr, eps, wd = lr_of(group), group["damping"], group["weight_decay"]
         dtype = resolve_dtype(group["state_dtype"], p)
         state = self._state_of(self.state[p], p, group, B, dtype)
         state["step"] += 1
@@ -139,7 +153,7 @@ class RFAdamW(CompiledStepMixin, StateDtypeOptimizer):
         bc1 = 1.0 - b1**t if group["bias_correction"] else 1.0
         bc2 = 1.0 - b2**t if group["bias_correction"] else 1.0
         B = group["batch_size"] if group["scale_by_batch"] else 1
-        return B, b1, b2, group["lr"], group["damping"], group["weight_decay"], bc1, bc2
+        return B, b1, b2, lr_of(group), group["damping"], group["weight_decay"], bc1, bc2
 
     def _flat_update(self, bucket, group: dict, grads: list) -> None:
         """multi_tensor: the reference's ops run once on the bucket's flat state, then one ``_foreach_add_`` of

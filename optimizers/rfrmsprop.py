@@ -21,9 +21,12 @@ from rootbench.optimizers._common import (
     check_batch_size,
     check_below_one,
     check_choice,
+    check_lr,
     check_nonnegative,
     diagonal_warm_start_share,
     dtype_knob,
+    lr_of,
+    refuse_foreign_names,
     resolve_dtype,
     track_warm_start,
 )
@@ -48,6 +51,13 @@ class RFRMSProp(CompiledStepMixin, StateDtypeOptimizer):
 
     # lr and momentum: the prototype requires both; these defaults come from a scan on MNIST-1D
     # (README, "Defaults"): heavy-ball 0.9 matters for the method (0.74 vs 0.65 val accuracy there)
+    # other optimizers' names for these knobs: refused with a pointer to ours (``_common.refuse_foreign_names``)
+    FOREIGN_NAMES = {
+        "alpha": "lr_cov = 1 - alpha",
+        "eps": "damping (added to B s, with no square root)",
+        "betas": "momentum (heavy-ball) and lr_cov = 1 - beta2",
+    }
+
     def __init__(
         self,
         params,
@@ -61,9 +71,12 @@ class RFRMSProp(CompiledStepMixin, StateDtypeOptimizer):
         scale_by_batch: bool = True,
         state_dtype: str = "param",
         impl: str = "auto",
+        **foreign,
     ):
+        refuse_foreign_names("rfrmsprop", foreign, self.FOREIGN_NAMES)
+        check_lr(lr)
         check_batch_size(batch_size, "rfrmsprop")
-        check_nonnegative(lr=lr, damping=damping, weight_decay=weight_decay)
+        check_nonnegative(damping=damping, weight_decay=weight_decay)
         check_below_one(momentum=momentum)
         check_nonnegative(lr_cov=lr_cov)
         if lr_cov > 1:
@@ -99,7 +112,7 @@ class RFRMSProp(CompiledStepMixin, StateDtypeOptimizer):
         """The readable reference step of one tensor (Lin et al. 2024)."""
         B = group["batch_size"] if group["scale_by_batch"] else 1  # dummy_scaling: B := 1 everywhere
         alpha = 1.0 - group["lr_cov"]  # the reference's constructor argument; beta2 = 1 - alpha
-        lr, lam, wd, mom = group["lr"], group["damping"], group["weight_decay"], group["momentum"]
+        lr, lam, wd, mom = lr_of(group), group["damping"], group["weight_decay"], group["momentum"]
         state = self.state[p]
         dtype = resolve_dtype(group["state_dtype"], p)
         g = p.grad.to(dtype)  # may alias p.grad: only read, so p.grad is never overwritten
@@ -136,7 +149,7 @@ class RFRMSProp(CompiledStepMixin, StateDtypeOptimizer):
     def _hyper(group: dict) -> tuple:
         """(B, alpha, lr, lambda, wd, momentum) of the reference step."""
         B = group["batch_size"] if group["scale_by_batch"] else 1
-        return B, 1.0 - group["lr_cov"], group["lr"], group["damping"], group["weight_decay"], group["momentum"]
+        return B, 1.0 - group["lr_cov"], lr_of(group), group["damping"], group["weight_decay"], group["momentum"]
 
     def _flat_update(self, bucket, group: dict, grads: list) -> None:
         """multi_tensor: the reference's ops run once on the bucket's flat state, then one ``_foreach_add_`` of

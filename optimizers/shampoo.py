@@ -26,8 +26,11 @@ from rootbench.optimizers._common import (
     StateDtypeOptimizer,
     check_below_one,
     check_choice,
+    check_lr,
     check_nonnegative,
     dtype_knob,
+    lr_of,
+    refuse_foreign_names,
     resolve_dtype,
 )
 
@@ -75,6 +78,14 @@ class Shampoo(StateDtypeOptimizer):
     ``matmul_flops()`` states the matrix-multiply FLOPs of a step.
     """
 
+    # other optimizers' names for these knobs: refused with a pointer to ours (``_common.refuse_foreign_names``)
+    FOREIGN_NAMES = {
+        "betas": "momentum = beta1 and lr_cov = 1 - beta2",
+        "eps": "damping",
+        "epsilon": "damping",
+        "beta2": "lr_cov = 1 - beta2",
+    }
+
     def __init__(
         self,
         params,
@@ -91,8 +102,11 @@ class Shampoo(StateDtypeOptimizer):
         grafting_epsilon: float = 1e-3,
         grafting_beta2: float = 0.999,
         impl: str = "auto",
+        **foreign,
     ):
-        check_nonnegative(lr=lr, damping=damping, weight_decay=weight_decay, grafting_epsilon=grafting_epsilon)
+        refuse_foreign_names("shampoo", foreign, self.FOREIGN_NAMES)
+        check_lr(lr)
+        check_nonnegative(damping=damping, weight_decay=weight_decay, grafting_epsilon=grafting_epsilon)
         check_below_one(momentum=momentum, grafting_beta2=grafting_beta2)
         check_nonnegative(lr_cov=lr_cov)
         if lr_cov > 1:
@@ -253,8 +267,8 @@ class Shampoo(StateDtypeOptimizer):
                 d_norm = torch.linalg.vector_norm(d)
                 d = d * torch.where(d_norm > 0, torch.linalg.vector_norm(graft) / d_norm, 0.0)
         if group["weight_decay"] != 0:
-            p.mul_(1.0 - group["lr"] * group["weight_decay"])  # decoupled
-        p.add_(d.reshape(p.shape), alpha=-group["lr"])
+            p.mul_(1.0 - lr_of(group) * group["weight_decay"])  # decoupled
+        p.add_(d.reshape(p.shape), alpha=-lr_of(group))
 
     def _batched_step(self, index: int, params: list, group: dict) -> None:
         """The reference step with parameters of equal shape, dtypes and step count stacked (``_Bucket``: one
@@ -522,7 +536,7 @@ class _Bucket:
         d, self.g_tilde = self.g_tilde, None  # a temporary: not held between steps (nor counted as state)
         if self.t >= self.start:
             d = _all_axes(d, [self.stacked[f"root_{k}"].to(self.cdt) for k in range(self.N)])
-        lr, wd = group["lr"], group["weight_decay"]
+        lr, wd = lr_of(group), group["weight_decay"]
         if wd != 0:
             torch._foreach_mul_(self.params, 1.0 - lr * wd)
         torch._foreach_add_(

@@ -233,9 +233,9 @@ def test_skips_params_without_grads_and_honours_param_groups(name):
     frozen_before = [p.detach().clone() for p in model.conv.parameters()]
     head_before = [p.detach().clone() for p in model.head.parameters()]
     unused_before = model.unused.detach().clone()
-    groups = [
-        {"params": list(model.conv.parameters()), "lr": 0.0},
-        {"params": list(model.head.parameters()) + [model.unused]},
+    groups = [  # named, as a name rule (ifshampoo_paper's lr_cov discount) refuses unnamed parameters
+        {"params": list(model.conv.named_parameters()), "lr": 0.0},
+        {"params": list(model.head.named_parameters()) + [("unused", model.unused)]},
     ]
     opt = build(name, groups, lr=get_optimizer_spec(name).test_lr)
     assert len(opt.param_groups) == 2
