@@ -26,16 +26,16 @@ param-sized state tensor twice, g once) and the achieved bandwidth against the `
 probe; for periodic methods whose steps call ``torch.linalg.eigh`` (Shampoo) the share of their step spent
 in it (NaN when no step called it).
 
-The Kronecker floor (every Kronecker entry; ``--task`` runs every registered Kronecker method that is not a
-variant, plus ``--opt``, at its default period on the parameter shapes of a task's quick-tier model): one whole
-period of steps is recorded below autograd (``GemmRecorder``: every matrix multiply with its shape and dtype,
-every eigh input, the count of aten ops), giving the matrix-multiply FLOPs per step amortised over T
+The Kronecker floor (every Kronecker entry; ``--task`` runs every registered Kronecker method of a root / root-free
+pair that is not a variant, plus ``--opt``, at its default period on the parameter shapes of a task's quick-tier
+model): one whole period of steps is recorded below autograd (``GemmRecorder``: every matrix multiply with its shape
+and dtype, every eigh input, the count of aten ops), giving the matrix-multiply FLOPs per step amortised over T
 (``gemm_flops``, next to the optimizer's own analytic count ``matmul_flops()`` where it declares one). In every
 timing round, right after the entry's timed block, those multiplies are replayed alone, one ``bmm`` per distinct
 shape and dtype batching all of that shape (the GEMM throughput at these shapes, here, now), and the recorded
 matrices decomposed again by one batched eigh per size; ``achieved`` is the median over rounds of (GEMM + eigh
-replay) / step time. ``gemm_calls`` and ``aten_ops`` times the cost of an empty call are the per-call floors:
-where they approach the step time, tiny factors make call overhead, not FLOPs, the floor.
+replay) / step time. ``gemm_calls`` and ``aten_ops`` times the cost of an empty call are the per-call floors: where
+they approach the step time, tiny factors make call overhead, not FLOPs, the floor.
 
 How a method is treated follows what it declares (``OptimizerSpec.preconditioner``, ``period_hparam``,
 ``needs_batch_size``), so an optimizer registered from outside the repository is benchmarked like the
@@ -996,15 +996,13 @@ def default_period(name: str) -> int:
 
 
 def kronecker_names() -> list:
-    """Every registered Kronecker optimizer that is not a variant of another (a variant's ``parent`` runs the same
-    update; ``KRON_HP`` and the strict period override what a variant changes)."""
+    """Every registered Kronecker optimizer of a root / root-free pair (the question this floor answers) that is
+    not a variant of another (a variant's ``parent`` runs the same update; ``KRON_HP`` and the strict period
+    override what a variant changes). Others, such as the zoo's, join with ``--opt``."""
     from rootbench.optimizers import get_optimizer_spec, list_optimizers
 
-    return [
-        n
-        for n in list_optimizers()
-        if get_optimizer_spec(n).preconditioner == "kronecker" and get_optimizer_spec(n).parent is None
-    ]
+    specs = [get_optimizer_spec(n) for n in list_optimizers()]
+    return [s.name for s in specs if s.preconditioner == "kronecker" and s.parent is None and s.pair is not None]
 
 
 def task_cases(args, specs: list) -> list:

@@ -58,7 +58,7 @@ def _err(msg: str) -> int:
 
 
 def cmd_list(args) -> int:
-    from rootbench.optimizers import get_optimizer_spec, list_optimizers
+    from rootbench.optimizers import get_optimizer_spec, list_optimizers, missing_optimizers
     from rootbench.tasks import data_status, get_task_spec, list_tasks
 
     what = args.what or "all"
@@ -69,6 +69,11 @@ def cmd_list(args) -> int:
             kind = f"{s.family}, {s.preconditioner}" + (", root-free" if s.root_free else "")
             print(f"  {name:<16} {kind:<26} {s.description}")
             print(f"  {'':<16} {'':<26} {s.paper}")
+        missing = missing_optimizers()
+        if missing:
+            print("optimizers declared by plugins but not installed:")
+            for name, hint in missing.items():
+                print(f"  {name:<16} {hint}")
     if what in ("tasks", "all"):
         print("tasks:")
         for name in list_tasks():

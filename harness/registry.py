@@ -81,6 +81,9 @@ class OptimizerSpec:
     # hyperparameters that are EMA rates r of the preconditioner (the state decays by 1 - r per step): in a
     # 16-bit state, 1 - r can round to 1 and freeze the decay; the runner checks and records it
     ema_rates: tuple = ()
+    # the optimizer evaluates with other weights than it trains (schedule-free methods' averaged iterate): the
+    # runner calls ``optimizer.eval()`` before an evaluation and ``optimizer.train()`` after it
+    eval_mode: bool = False
     source_file: str = ""
 
     @property
@@ -169,6 +172,17 @@ def register_optimizer(name: str, factory: Callable | None = None, *, defaults: 
         return f
 
     return add(factory) if factory is not None else add
+
+
+MISSING_OPTIMIZERS: dict = {}  # name -> how to install what it needs (a plugin whose package is absent)
+
+
+def register_missing_optimizer(name: str, hint: str) -> None:
+    """Declare an optimizer a plugin provides once its package is installed: it is listed as not installed, and
+    naming it says ``hint`` instead of "unknown optimizer"."""
+    check_name("optimizer", name)
+    if name not in OPTIMIZERS:
+        MISSING_OPTIMIZERS[name] = hint
 
 
 def register_task(

@@ -166,11 +166,17 @@ class _Run:
         if batch_losses:
             self.emit(step, "train_batch", "loss", float(torch.stack(batch_losses).float().mean()))
         val = {}
-        for split in ("train", "val", "test"):
-            for metric, value in evaluate(self.task, self.model, split, self.device, spec.precision).items():
-                self.emit(step, split, metric, value)
-                if split == "val":
-                    val[metric] = value
+        if spec.optimizer.eval_mode:  # declared: it evaluates with other weights (schedule-free's average)
+            self.opt.eval()
+        try:
+            for split in ("train", "val", "test"):
+                for metric, value in evaluate(self.task, self.model, split, self.device, spec.precision).items():
+                    self.emit(step, split, metric, value)
+                    if split == "val":
+                        val[metric] = value
+        finally:
+            if spec.optimizer.eval_mode:
+                self.opt.train()
         for metric, value_ in self.warm_start().items():  # how much of the preconditioner is still its start
             self.emit(step, "optimizer", metric, value_)
         value = val.get(spec.task.metric)

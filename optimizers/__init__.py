@@ -19,10 +19,12 @@ from importlib import metadata
 import torch
 
 from rootbench.harness.registry import (
+    MISSING_OPTIMIZERS,
     OPTIMIZERS,
     OptimizerSpec,
     RegistryError,
     discover,
+    register_missing_optimizer,
     register_optimizer,
     resolve_hparams,
     unknown_name_error,
@@ -35,6 +37,8 @@ __all__ = [
     "get_optimizer_spec",
     "global_batch_size",
     "register_optimizer",
+    "register_missing_optimizer",
+    "missing_optimizers",
     "OptimizerSpec",
     "RegistryError",
 ]
@@ -101,8 +105,17 @@ def list_optimizers() -> list[str]:
     return sorted(OPTIMIZERS)
 
 
+def missing_optimizers() -> dict:
+    """Optimizers that plugins declare but cannot register here (their package is absent): name -> how to
+    install it."""
+    _ensure_loaded()
+    return {k: v for k, v in sorted(MISSING_OPTIMIZERS.items()) if k not in OPTIMIZERS}
+
+
 def get_optimizer_spec(name: str) -> OptimizerSpec:
     _ensure_loaded()
+    if name not in OPTIMIZERS and name in MISSING_OPTIMIZERS:
+        raise RegistryError(f"optimizer {name!r} is not installed: it {MISSING_OPTIMIZERS[name]}")
     if name not in OPTIMIZERS:
         error = unknown_name_error("optimizer", name, sorted(OPTIMIZERS))
         if PLUGIN_ERRORS:

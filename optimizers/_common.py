@@ -85,12 +85,25 @@ class StateDtypeOptimizer(torch.optim.Optimizer):
 
     def load_state_dict(self, state_dict: dict) -> None:
         saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
-        saved = {i: {k: v for k, v in state_dict["state"].get(i, {}).items() if torch.is_tensor(v)} for i in saved_ids}
+        saved = {i: {k: v for k, v in state_dict["state"].get(i, {}).items() if _holds_tensors(v)} for i in saved_ids}
         super().load_state_dict(state_dict)
         params = [p for g in self.param_groups for p in g["params"]]
         for i, p in zip(saved_ids, params):
             for key, value in saved[i].items():
-                self.state[p][key] = value.to(device=p.device, copy=True)
+                self.state[p][key] = _copied_to(value, p.device)
+
+
+def _holds_tensors(value) -> bool:
+    return torch.is_tensor(value) or (isinstance(value, (list, tuple)) and any(map(_holds_tensors, value)))
+
+
+def _copied_to(value, device):
+    """A copy of a state value (a tensor, or lists of them, as PSGD keeps its factors) on ``device``, dtypes kept."""
+    if torch.is_tensor(value):
+        return value.to(device=device, copy=True)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_copied_to(v, device) for v in value)
+    return value
 
 
 @torch.no_grad()

@@ -173,6 +173,7 @@ def test_state_dict_round_trip_continues_bit_identically(name, dtype):
     train(model, opt, data[:18])
     buf = io.BytesIO()
     torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buf)
+    torch.manual_seed(1)  # optimizers that draw random probes (PSGD-Kron) draw the same ones in both runs
     train(model, opt, data[18:])
 
     buf.seek(0)
@@ -181,6 +182,7 @@ def test_state_dict_round_trip_continues_bit_identically(name, dtype):
     resumed.load_state_dict(ckpt["model"])
     opt2 = build(name, resumed)
     opt2.load_state_dict(ckpt["opt"])
+    torch.manual_seed(1)
     train(resumed, opt2, data[18:])
     for (n, a), b in zip(model.named_parameters(), resumed.parameters()):
         assert torch.equal(a, b), f"{name}: {n} differs after resuming"
@@ -238,7 +240,7 @@ def test_skips_params_without_grads_and_honours_param_groups(name):
         {"params": list(model.head.named_parameters()) + [("unused", model.unused)]},
     ]
     opt = build(name, groups, lr=get_optimizer_spec(name).test_lr)
-    assert len(opt.param_groups) == 2
+    assert len(opt.param_groups) >= 2  # Muon splits each group by parameter rank (AdamW for vectors)
     train(model, opt, batches(3))
     assert model.unused.grad is None and torch.equal(model.unused, unused_before)
     assert not any(torch.is_tensor(v) for v in opt.state.get(model.unused, {}).values())

@@ -126,3 +126,29 @@ def test_a_name_that_could_leave_the_runs_folder_is_refused(tmp_path):
         with pytest.raises(UsageError):
             records.run_path(str(tmp_path), "quadratic", bad, "abc")
     assert not os.listdir(tmp_path)
+
+
+def test_the_zoo_says_how_to_install_what_is_missing(tmp_path):
+    """The zoo registers through its entry point; without its packages its entries are listed as not installed
+    and naming one says the command, instead of "unknown optimizer"."""
+    blocker = textwrap.dedent("""
+        import importlib.abc, sys
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("pytorch_optimizer", "schedulefree"):
+                    raise ModuleNotFoundError(name)
+        sys.meta_path.insert(0, Block())
+        from rootbench.harness.cli import main
+        from rootbench.harness.registry import RegistryError
+        from rootbench.optimizers import get_optimizer_spec, list_optimizers
+        main(["list", "optimizers"])
+        try:
+            get_optimizer_spec("soap")
+        except RegistryError as e:
+            print("ERROR", e)
+        print("LISTED", "adafactor" in list_optimizers(), "soap" in list_optimizers())
+    """)
+    out = run_python(blocker, {}, tmp_path)
+    assert "not installed" in out and "pip install 'rootbench[zoo]'" in out
+    assert "ERROR optimizer 'soap' is not installed" in out
+    assert "LISTED True False" in out  # torch's Adafactor needs no extra package

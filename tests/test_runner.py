@@ -152,3 +152,41 @@ def test_the_overhead_script_times_the_runner_and_a_bare_loop_over_the_same_step
     r = overhead.measure("mnist1d-mlp", "sgd", steps=12, repeats=1)
     assert r["steps_timed"] == 11 and r["runner_s"] > 0 and r["bare_s"] > 0
     assert r["overhead"] == r["runner_s"] / r["bare_s"] - 1
+
+
+def test_an_optimizer_that_declares_eval_mode_evaluates_in_it(monkeypatch):
+    """``eval_mode`` (schedule-free's averaged weights): eval() before every evaluation, train() after, and
+    every optimizer step taken in training mode. Declared on the spec; the runner reads no name."""
+    from rootbench.harness.registry import OPTIMIZERS
+    from rootbench.optimizers import register_optimizer
+
+    calls = []
+
+    class Swapping(torch.optim.SGD):
+        def __init__(self, params, lr: float = 0.05):
+            super().__init__(params, lr=lr)
+            self.training = True
+
+        def eval(self):
+            calls.append("eval")
+            self.training = False
+
+        def train(self):
+            calls.append("train")
+            self.training = True
+
+        def step(self, closure=None):
+            assert self.training, "stepped in evaluation mode"
+            calls.append("step")
+            return super().step(closure)
+
+    register_optimizer("test_eval_mode", Swapping, family="sgd", paper="https://example.org", eval_mode=True)
+    try:
+        rows = harness_run("quadratic", "test_eval_mode", RunConfig(tier="smoke", ref_steps=0))
+    finally:
+        del OPTIMIZERS["test_eval_mode"]
+    assert rows[0]["status"] == "ok"
+    n_evals = len({r["step"] for r in rows if r["split"] == "val"})
+    assert calls.count("eval") == calls.count("train") == n_evals >= 2
+    evals = [i for i, c in enumerate(calls) if c == "eval"]
+    assert all(calls[i + 1] == "train" for i in evals)  # nothing between: only the evaluation ran
