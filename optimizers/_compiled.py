@@ -155,8 +155,8 @@ def _own_copy(fn, tag: int):
 
 
 class Kernel:
-    """An in-place step of lists of 1-D tensors, compiled once per signature (``key``: the sizes, dtypes
-    and device of the arguments), with its compile time.
+    """An in-place step of lists of tensors in their own shapes, compiled once per signature (``key``: the
+    shapes, dtypes and device of the arguments), with its compile time.
 
     The first call with a new ``key`` traces, compiles and runs a kernel for it (static shapes). A failure
     while compiling raises ``CompileFailed`` before anything was written, and disables the kernel for the
