@@ -10,7 +10,7 @@ PRECISION ?= fp32
 ARGS      ?=
 RUNS      ?= runs
 
-.PHONY: install test lint format bench bench-optim list clean site faults
+.PHONY: install test lint format bench bench-optim list clean site faults campaign gpu-campaign
 
 install: $(BIN)/rootbench
 
@@ -46,6 +46,17 @@ site: install
 # optimizer step time and memory vs fused AdamW and the traffic floor (harness/bench_optim.py); ARGS="--threads 1 ..."
 bench-optim: install
 	$(BIN)/rootbench bench-optim --runs $(RUNS) $(ARGS)
+
+# every sweep the claims need on one tier (harness/campaign.py); CAMPAIGN_TASKS narrows it, DRY=1 only plans
+CAMPAIGN_TIER  ?= quick
+CAMPAIGN_TASKS ?=
+WORKERS        ?= 8
+campaign: install
+	$(BIN)/rootbench campaign --tier $(CAMPAIGN_TIER) $(if $(CAMPAIGN_TASKS),--task $(CAMPAIGN_TASKS)) --workers $(WORKERS) --runs $(RUNS) $(if $(DRY),--dry-run) $(ARGS)
+
+# the same on one CUDA GPU (runs share it; clocks synchronised, CUDA peak memory checked)
+gpu-campaign: install
+	$(BIN)/rootbench campaign --tier $(CAMPAIGN_TIER) $(if $(CAMPAIGN_TASKS),--task $(CAMPAIGN_TASKS)) --device cuda --workers $(WORKERS) --runs $(RUNS) $(if $(DRY),--dry-run) $(ARGS)
 
 list: install
 	$(BIN)/rootbench list

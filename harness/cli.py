@@ -12,6 +12,7 @@ data, 130 interrupted (SIGINT), 143 terminated (SIGTERM).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import math
 import os
@@ -27,6 +28,7 @@ COMMAND_MODULES = (
     "rootbench.harness.sweep",
     "rootbench.harness.regress",
     "rootbench.harness.bench_optim",
+    "rootbench.harness.campaign",
 )
 # third-party modules that only an extra installs: a command needing one says which extra
 EXTRAS = {
@@ -349,6 +351,12 @@ def main(argv=None) -> int:
         if extra is None:
             raise
         return _err(f"this command needs {e.name}, which `pip install 'rootbench[{extra}]'` installs")
+    except BrokenPipeError:
+        # the reader of the output went away (`rootbench list | head`): stop quietly, as a pipe's writer does;
+        # stdout points at /dev/null so the interpreter's final flush does not fail again
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except Terminated:
         print("rootbench: terminated; nothing was written for unfinished runs", file=sys.stderr)
         return 128 + signal.SIGTERM

@@ -192,3 +192,23 @@ def test_atomic_write_leaves_no_final_file_when_writing_fails(tmp_path, monkeypa
     with pytest.raises(OSError):
         records.write_run(rows, str(tmp_path))
     assert files_under(str(tmp_path)) == []
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly():
+    """`rootbench list | head -1`: the closed pipe ends the command with SIGPIPE's code and no traceback."""
+    proc = subprocess.Popen(
+        [  # fifty listings: more than a pipe holds, so a write meets the closed end
+            sys.executable,
+            "-c",
+            "import sys; from rootbench.harness.cli import main; "
+            "codes = [main(['list']) for _ in range(50)]; sys.exit(max(codes))",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    first = proc.stdout.readline()
+    proc.stdout.close()  # the reader goes away while the command still writes
+    err = proc.stderr.read().decode()
+    assert first.startswith(b"optimizers:") and proc.wait(timeout=120) == 128 + signal.SIGPIPE
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

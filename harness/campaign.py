@@ -1,0 +1,223 @@
+"""``rootbench campaign``: every sweep the paper's claims need on one tier, as one command.
+
+    rootbench campaign --tier quick --dry-run                       # the plan and its size; nothing runs
+    rootbench campaign --tier long --device cuda --workers 8        # make gpu-campaign (one CUDA GPU)
+    rootbench campaign --tier quick --task mnist1d-cnn --trials 16 --seeds 5
+
+The plan comes from what the registries declare, never from names: claim 1 (root-free closes the
+generalisation gap to SGD on CNNs) on every task of the tier whose ``model_kind`` is a CNN, claim 2 on the
+transformers (``leaderboard.verdicts.CLAIM_KINDS``); on each, the CNN reference (SGD, on CNNs) and every
+root-free method that declares a root-based ``pair`` together with that partner. Each (task, optimizer) is
+one sweep of the second protocol (``harness/sweep.py``: quasi-random horizon-aware trials plus the published
+point, the selection rerun with ``--seeds`` seeds), with ``bf16-pure`` reruns for the paired methods (claim
+3). Sweeps run one after another, each with ``--workers`` runs at a time (on a GPU the runs share it), and
+every run lands in ``--runs`` like any other: the cache resumes an interrupted campaign.
+
+After the sweeps the campaign checks what it claims to have measured and exits non-zero if a check fails:
+every run finished; on CUDA every run recorded a CUDA device, its peak memory from the CUDA allocator
+(``peak_mem_kind`` ``cuda_max_allocated``) and a step-time ratio (clocks read after a synchronise); the
+``bf16-pure`` reruns exist for every pair. Then it prints the claims' verdicts for the tier
+(``leaderboard.claims``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+from rootbench.harness.registry import UsageError
+
+CLAIM_PRECISION = "bf16-pure"  # claim 3: the paired methods rerun with parameters, gradients and state in bf16
+
+
+@dataclass(frozen=True)
+class PlannedSweep:
+    task: str
+    optimizer: str
+    also_precisions: tuple  # () or (CLAIM_PRECISION,)
+
+    def runs(self, trials: int, seeds: int, published: bool) -> int:
+        """Distinct runs at most: the trials (plus the published point), the other seeds, the other precisions."""
+        return trials + int(published) + (seeds - 1) + seeds * len(self.also_precisions)
+
+
+def claim_tasks(tier: str, only: list | None = None) -> list:
+    """Tasks that declare ``tier`` and a model kind some claim is about (``--task`` narrows them)."""
+    from rootbench.leaderboard.verdicts import CLAIM_KINDS
+    from rootbench.tasks import get_task_spec, list_tasks
+
+    kinds = {k for ks in CLAIM_KINDS.values() for k in ks}
+    names = only or list_tasks()
+    out = []
+    for name in names:
+        spec = get_task_spec(name)  # an unknown name raises with close matches
+        if tier in spec.tiers and spec.model_kind in kinds:
+            out.append(name)
+        elif only:
+            why = f"has no {tier!r} tier" if tier not in spec.tiers else f"is a {spec.model_kind} task (no claim)"
+            raise UsageError(f"task {name!r} {why}")
+    if not out:
+        raise UsageError(f"no task declares the {tier!r} tier and a model kind the claims are about")
+    return out
+
+
+def claim_optimizers(model_kind: str) -> list:
+    """(optimizer, also bf16-pure) for a task of ``model_kind``: every root-free method with a declared pair and
+    that partner (variants excluded), plus the CNN reference on CNNs."""
+    from rootbench.leaderboard.aggregate import CNN_REFERENCE
+    from rootbench.leaderboard.verdicts import CLAIM_KINDS
+    from rootbench.optimizers import get_optimizer_spec, list_optimizers
+
+    specs = [get_optimizer_spec(n) for n in list_optimizers()]
+    paired = set()
+    for s in specs:
+        if s.root_free and s.pair and s.parent is None:
+            paired.update({s.name, s.pair})
+    out = [(n, True) for n in sorted(paired)]
+    if model_kind in CLAIM_KINDS[1]:
+        out.insert(0, (CNN_REFERENCE, False))
+    return out
+
+
+def plan(tier: str, tasks: list | None = None) -> list:
+    from rootbench.tasks import get_task_spec
+
+    return [
+        PlannedSweep(task, opt, (CLAIM_PRECISION,) if pair else ())
+        for task in claim_tasks(tier, tasks)
+        for opt, pair in claim_optimizers(get_task_spec(task).model_kind)
+    ]
+
+
+def check_device(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: CUDA is not available here (the campaign runs on CPUs with --device cpu)")
+    if device not in ("auto", "cpu") and not device.startswith("cuda"):
+        raise UsageError(f"--device {device!r}: use auto, cpu, cuda or cuda:N")
+
+
+def checks(manifests: list, sweeps: list, runs_root: str, device: str) -> list:
+    """(check, passed, detail) rows over the campaign's sweeps (``manifests``, one per planned sweep) and runs."""
+    from rootbench.harness import records
+
+    wanted = set()
+    for m in manifests:
+        ids = [t["run_id"] for t in m["trials"] + m["seeds"] if t.get("run_id")]
+        ids += [rid for rids in (m.get("other_precisions") or {}).values() for rid in rids]
+        wanted.update((m["task"], m["optimizer"], rid) for rid in ids)
+    found = [r for r in (records.lookup(runs_root, *key) for key in sorted(wanted)) if r is not None]
+    out = [("runs recorded", len(found) == len(wanted), f"{len(found)} of {len(wanted)}")]
+    if not found:
+        return out
+    done = sum(r.status in ("ok", "diverged") for r in found)
+    out.append(("runs finished (ok or diverged)", done == len(found), f"{done} of {len(found)}"))
+    if device.startswith("cuda"):
+        on_cuda = sum(str(r.get("device", "")).startswith("cuda") for r in found)
+        out.append(("ran on CUDA", on_cuda == len(found), f"{on_cuda} of {len(found)}"))
+        peak = sum(r.get("peak_mem_kind") == "cuda_max_allocated" for r in found)
+        out.append(("peak memory from the CUDA allocator", peak == len(found), f"{peak} of {len(found)}"))
+        timed = sum(_positive(r.get("step_time_ratio_adamw")) for r in found)
+        out.append(("step time against fused AdamW (synchronised clocks)", timed == len(found), f"{timed}"))
+    missing = [f"{m['task']} / {m['optimizer']}" for m in manifests if not m.get("selected")]
+    out.append(
+        (
+            "every sweep selected a configuration (trials warm-start dominated are not selectable)",
+            not missing,
+            f"{len(manifests) - len(missing)} of {len(manifests)}"
+            + (f"; none for {', '.join(missing)}" if missing else ""),
+        )
+    )
+    pairs = [m for m, s in zip(manifests, sweeps, strict=True) if s.also_precisions and m.get("selected")]
+    complete = sum(bool((m.get("other_precisions") or {}).get(CLAIM_PRECISION)) for m in pairs)
+    out.append(
+        (f"{CLAIM_PRECISION} reruns of every selected pair", complete == len(pairs), f"{complete} of {len(pairs)}")
+    )
+    return out
+
+
+def _positive(x) -> bool:
+    try:
+        return float(x) > 0
+    except (TypeError, ValueError):
+        return False
+
+
+def cmd_campaign(args) -> int:
+    from rootbench.harness.sweep import Sweep, SweepConfig, _share_of_memory
+
+    if args.trials < 1 or args.seeds < 1 or args.workers < 1:
+        raise UsageError("--trials, --seeds and --workers must be positive")
+    sweeps = plan(args.tier, args.task)
+    check_device(args.device)
+    published = not args.no_published
+    total = sum(s.runs(args.trials, args.seeds, published) for s in sweeps)
+    print(
+        f"campaign: tier {args.tier}, {len(sweeps)} sweeps ({args.trials} trials"
+        f"{' + the published point where declared' if published else ''}, {args.seeds} seeds), at most "
+        f"{total} runs, {args.workers} at a time, device {args.device}"
+    )
+    for s in sweeps:
+        extra = f" (+ {', '.join(s.also_precisions)})" if s.also_precisions else ""
+        print(f"  {s.task:<24} {s.optimizer}{extra}")
+    if args.dry_run:
+        return 0
+    manifests, t0 = [], time.perf_counter()
+    for i, s in enumerate(sweeps, 1):
+        print(f"[{i}/{len(sweeps)}] {s.task} / {s.optimizer}", flush=True)
+        cfg = SweepConfig(
+            task=s.task,
+            optimizer=s.optimizer,
+            trials=args.trials,
+            seeds=args.seeds,
+            tier=args.tier,
+            device=args.device,
+            runs=args.runs,
+            workers=args.workers,
+            threads=args.threads,
+            quiet=True,
+            also_precisions=s.also_precisions,
+            published=published,
+            memory_limit=_share_of_memory(args.workers) if not args.device.startswith("cuda") else None,
+        )
+        manifests.append(Sweep(cfg).run())
+    minutes = (time.perf_counter() - t0) / 60
+    rows = checks(manifests, sweeps, args.runs, args.device)
+    print(f"\ncampaign: {len(manifests)} sweeps in {minutes:.1f} min")
+    for name, passed, detail in rows:
+        print(f"  {'ok  ' if passed else 'FAIL'} {name}: {detail}")
+    from rootbench.leaderboard import claims
+
+    print()
+    claims.main(["--runs", args.runs, "--tier", args.tier])
+    return 0 if all(p for _, p, _ in rows) else 1
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "campaign",
+        help="every sweep the paper's claims need on one tier (one GPU: make gpu-campaign)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--tier", required=True, help="the tier to run the claims on (e.g. quick, long)")
+    p.add_argument("--task", nargs="+", help="only these tasks (default: every task of the tier a claim is about)")
+    p.add_argument("--trials", type=int, default=16, help="quasi-random trials per sweep (default 16)")
+    p.add_argument("--seeds", type=int, default=5, help="seeds of each selection (default 5, what verdicts need)")
+    p.add_argument("--no-published", action="store_true", help="without the published configuration as a trial")
+    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) // 2), help="runs at a time")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per run (default cores // workers)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--runs", default="runs", help="results folder")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and its size; run nothing")
+    p.set_defaults(func=cmd_campaign)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from rootbench.harness.cli import main
+
+    sys.exit(main(["campaign", *sys.argv[1:]]))

@@ -1,0 +1,79 @@
+"""``rootbench campaign``: the claims' sweeps of a tier from what the registries declare (CPU-side logic of
+the GPU campaign)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from rootbench.harness import campaign
+from rootbench.harness.cli import main
+from rootbench.leaderboard.aggregate import CNN_REFERENCE
+from rootbench.leaderboard.verdicts import CLAIM_KINDS
+from rootbench.optimizers import get_optimizer_spec
+from rootbench.tasks import get_task_spec
+
+
+def test_the_plan_is_every_declared_pair_on_every_claim_task_of_the_tier():
+    sweeps = campaign.plan("quick")
+    kinds = {k for ks in CLAIM_KINDS.values() for k in ks}
+    by_task: dict = {}
+    for s in sweeps:
+        by_task.setdefault(s.task, {})[s.optimizer] = s.also_precisions
+    for task, opts in by_task.items():
+        spec = get_task_spec(task)
+        assert "quick" in spec.tiers and spec.model_kind in kinds
+        assert (CNN_REFERENCE in opts) == (spec.model_kind in CLAIM_KINDS[1])
+        for name, extra in opts.items():
+            opt = get_optimizer_spec(name)
+            assert opt.parent is None
+            if name != CNN_REFERENCE:  # a pair's both sides, each rerun in bf16-pure (claim 3)
+                assert opt.pair in opts and extra == (campaign.CLAIM_PRECISION,)
+        assert {"rfrmsprop", "rmsprop", "rfadamw", "adamw", "ifshampoo", "shampoo"} <= set(opts)
+    assert {"cifar10-resnet", "cifar10-vit", "shakespeare-char-gpt"} <= set(by_task)
+
+
+def test_a_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    code = main(["campaign", "--tier", "quick", "--task", "mnist1d-cnn", "--dry-run", "--runs", str(runs)])
+    out = capsys.readouterr().out
+    assert code == 0 and "7 sweeps" in out and "rfrmsprop (+ bf16-pure)" in out and not runs.exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--tier", "quick", "--task", "quadratic"], "no claim"),
+        (["--tier", "nonsense"], "no task declares"),
+        (["--tier", "quick", "--task", "mnist1d-cnn", "--trials", "0"], "must be positive"),
+    ]
+    + (
+        [(["--tier", "quick", "--device", "cuda"], "CUDA is not available")]
+        if not __import__("torch").cuda.is_available()
+        else []
+    ),
+)
+def test_bad_input_is_one_line_before_any_work(tmp_path, capsys, argv, message):
+    runs = tmp_path / "runs"
+    assert main(["campaign", *argv, "--runs", str(runs)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and not runs.exists()
+
+
+@pytest.mark.slow
+def test_a_small_campaign_runs_checks_and_prints_the_verdicts(tmp_path, capsys):
+    """Smoke tier, one trial a sweep: 40 steps leave the root-free methods' s0 = 1 start in charge, so their
+    single trials are not selectable, and the campaign says so and fails rather than reporting them."""
+    runs = str(tmp_path / "runs")
+    argv = ["campaign", "--tier", "smoke", "--task", "mnist1d-cnn", "--trials", "1", "--seeds", "1"]
+    code = main([*argv, "--no-published", "--workers", "2", "--threads", "1", "--device", "cpu", "--runs", runs])
+    out = capsys.readouterr().out
+    lines = {line.split(":")[0].strip(): line for line in out.splitlines() if line.startswith("  ok") or "FAIL" in line}
+    assert lines["ok   runs recorded"].endswith("11 of 11") and "ok   runs finished (ok or diverged)" in lines
+    selected = next(v for k, v in lines.items() if "every sweep selected" in k)
+    assert "FAIL" in selected and "5 of 7" in selected and "rfadamw" in selected and "rfrmsprop" in selected
+    assert lines["ok   bf16-pure reruns of every selected pair"].endswith("4 of 4")
+    assert code == 1 and "Claim verdicts, smoke tier" in out
+    manifests = [f for _, _, fs in os.walk(os.path.join(runs, "sweeps")) for f in fs if f.endswith(".json")]
+    assert len(manifests) == 7
