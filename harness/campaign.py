@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from dataclasses import dataclass
 
@@ -110,7 +109,8 @@ def checks(manifests: list, sweeps: list, runs_root: str, device: str) -> list:
         ids = [t["run_id"] for t in m["trials"] + m["seeds"] if t.get("run_id")]
         ids += [rid for rids in (m.get("other_precisions") or {}).values() for rid in rids]
         wanted.update((m["task"], m["optimizer"], rid) for rid in ids)
-    found = [r for r in (records.lookup(runs_root, *key) for key in sorted(wanted)) if r is not None]
+    paths = [records.run_path(runs_root, *key) for key in sorted(wanted)]
+    found = [records.read_record(p) for p in paths if records.exists(p)]
     out = [("runs recorded", len(found) == len(wanted), f"{len(found)} of {len(wanted)}")]
     if not found:
         return out
@@ -215,9 +215,3 @@ def add_parser(sub) -> None:
     p.add_argument("--runs", default="runs", help="results folder")
     p.add_argument("--dry-run", action="store_true", help="print the plan and its size; run nothing")
     p.set_defaults(func=cmd_campaign)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    from rootbench.harness.cli import main
-
-    sys.exit(main(["campaign", *sys.argv[1:]]))
