@@ -11,7 +11,8 @@ root-free, its preconditioner and period, and a search space whose EMA rates are
 the run's length (``("horizon", 10, 0.5)``). State dtypes are the libraries' own: the tests count the bytes.
 
 - ``muon``: Newton-Schulz orthogonalised momentum for every parameter with 2 or more dimensions (a conv filter
-  as its flattened matrix), AdamW for the rest (biases, norms' gains): Jordan et al. 2024, ``pytorch_optimizer``.
+  as its flattened matrix) and no axis above ``MUON_MAX_DIM``, AdamW for the rest (biases, norms' gains,
+  vocabulary-sized embeddings and heads): Jordan et al. 2024, ``pytorch_optimizer``.
 - ``adafactor``: factored second moments, relative step off (torch.optim.Adafactor; Shazeer & Stern 2018).
 - ``psgd_kron``: PSGD with Kronecker factors fitted by matrix products, no roots or inverses
   (Li 2018; ``pytorch_optimizer.Kron``, a port of kron_torch).
@@ -66,6 +67,15 @@ def _has(package: str) -> bool:
 # factories
 
 
+MUON_MAX_DIM = 8192  # larger axes are a vocabulary's (embeddings, output heads): AdamW, as Muon's authors advise
+
+
+def _hidden_matrix(p) -> bool:
+    """Muon's share: parameters of 2+ dimensions whose flattened matrix has no axis above ``MUON_MAX_DIM`` (the
+    Newton-Schulz products are as large as the longer axis squared: 10 GB for a 50,257-word embedding)."""
+    return p.ndim >= 2 and max(p.shape[0], p[0].numel()) <= MUON_MAX_DIM
+
+
 def muon(
     params,
     lr: float = 0.02,
@@ -77,7 +87,7 @@ def muon(
     damping: float = 1e-10,
     ns_steps: int = 5,
 ):
-    """Muon on parameters of 2+ dimensions, AdamW (``adamw_*``, ``damping``) on the others."""
+    """Muon on hidden matrices (``_hidden_matrix``), AdamW (``adamw_*``, ``damping``) on the others."""
     lr = _float_lr(lr)
     from pytorch_optimizer import Muon
 
@@ -86,8 +96,8 @@ def muon(
     groups = []
     for g in _groups(params):
         settings = {k: v for k, v in g.items() if k != "params"}
-        matrices = [p for p in g["params"] if p.ndim >= 2]
-        others = [p for p in g["params"] if p.ndim < 2]
+        matrices = [p for p in g["params"] if _hidden_matrix(p)]
+        others = [p for p in g["params"] if not _hidden_matrix(p)]
         if matrices:
             groups.append({**settings, "params": matrices, "use_muon": True})
         if others:

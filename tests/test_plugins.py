@@ -152,3 +152,19 @@ def test_the_zoo_says_how_to_install_what_is_missing(tmp_path):
     assert "not installed" in out and "pip install 'rootbench[zoo]'" in out
     assert "ERROR optimizer 'soap' is not installed" in out
     assert "LISTED True False" in out  # torch's Adafactor needs no extra package
+
+
+def test_muon_leaves_vocabulary_sized_matrices_and_vectors_to_adamw():
+    """Newton-Schulz products grow with the longer axis squared (10 GB for a 50,257-word embedding): such
+    matrices, and every parameter of fewer than 2 dimensions, take Muon's AdamW side."""
+    import pytest
+    import torch
+
+    from rootbench.optimizers import create_optimizer, list_optimizers
+
+    if "muon" not in list_optimizers():
+        pytest.skip("the zoo's packages are not installed")
+    model = torch.nn.ModuleDict({"embed": torch.nn.Embedding(10_000, 16), "hidden": torch.nn.Linear(16, 16)})
+    opt = create_optimizer("muon", model)
+    by_muon = {g["use_muon"]: {tuple(p.shape) for p in g["params"]} for g in opt.param_groups}
+    assert by_muon[True] == {(16, 16)} and by_muon[False] == {(10_000, 16), (16,)}
