@@ -262,7 +262,9 @@ ENTRIES = [
     dict(
         name="psgd_kron",
         factory=psgd_kron,
-        package="pytorch_optimizer",
+        # without opt_einsum torch contracts the preconditioner's einsums left to right: 24 GB intermediates on a
+        # FocalNet (measured); with it, under 1 GB
+        package=("pytorch_optimizer", "opt_einsum"),
         description="PSGD-Kron: Kronecker preconditioner fitted without roots or inverses (pytorch_optimizer.Kron)",
         paper="https://arxiv.org/abs/1512.04202",
         family="psgd",
@@ -340,8 +342,10 @@ ENTRIES = [
 
 for _entry in ENTRIES:
     _meta = dict(_entry)
-    _name, _factory, _package = _meta.pop("name"), _meta.pop("factory"), _meta.pop("package")
-    if _has(_package):
+    _name, _factory, _packages = _meta.pop("name"), _meta.pop("factory"), _meta.pop("package")
+    _packages = (_packages,) if isinstance(_packages, str) else _packages
+    _missing = [p for p in _packages if not _has(p)]
+    if not _missing:
         register_optimizer(_name, _factory, **_meta)
     else:
-        register_missing_optimizer(_name, f"needs the package {_package}: {INSTALL}")
+        register_missing_optimizer(_name, f"needs {', '.join(_missing)}: {INSTALL}")

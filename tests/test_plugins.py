@@ -150,7 +150,7 @@ def test_the_zoo_says_how_to_install_what_is_missing(tmp_path):
     """)
     out = run_python(blocker, {}, tmp_path)
     assert "not installed" in out and "pip install 'rootbench[zoo]'" in out
-    assert "ERROR optimizer 'soap' is not installed" in out
+    assert "ERROR optimizer 'soap' is not installed: it needs pytorch_optimizer" in out
     assert "LISTED True False" in out  # torch's Adafactor needs no extra package
 
 
