@@ -314,7 +314,11 @@ def test_every_declared_search_space_samples_valid_hyperparameters(optimizer):
     for t in s._trials(1, s.space, 3):  # resolve() rejects unknown names and wrong types
         for key, value in t.hparams.items():
             dim = s.space[key]
-            assert value in dim[1] if dim[0] == "choice" else dim[1] <= value <= dim[2]
+            if dim[0] == "choice":
+                assert value in dim[1]
+            else:  # log1m boxes bound 1 - value (momenta: 1 - m log-uniform); draws are printed to 4 digits
+                x = 1.0 - value if dim[0] == "log1m" else value
+                assert dim[1] * (1 - 1e-3) <= x <= dim[2] * (1 + 1e-3), (key, value, dim)
 
 
 def test_cached_failures_rerun_only_with_retry_failed_and_unreadable_files_rerun(tmp_path):
