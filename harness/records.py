@@ -109,6 +109,20 @@ def manifest_path(root: str, task: str, optimizer: str, sweep_id: str) -> str:
     return os.path.join(root, SWEEPS_DIR, task, optimizer, f"{sweep_id}.json")
 
 
+def read_manifests(root: str, task: str, optimizer: str) -> list[dict]:
+    """Every sweep manifest of ``task`` / ``optimizer`` under ``root`` (sorted by file name); none: []."""
+    folder = os.path.dirname(manifest_path(root, task, optimizer, "x"))
+    filesystem, inner = storage(folder)
+    if filesystem is None:
+        names = sorted(n for n in os.listdir(inner) if n.endswith(".json")) if os.path.isdir(inner) else []
+    else:
+        from pyarrow import fs
+
+        infos = filesystem.get_file_info(fs.FileSelector(inner, allow_not_found=True))
+        names = sorted(os.path.basename(i.path) for i in infos if i.path.endswith(".json"))
+    return [read_json(f"{folder}/{name}") for name in names]
+
+
 def storage(path: str):
     """(pyarrow filesystem, path inside it) for a URI; (None, local path) for a plain or ``file://`` path."""
     if "://" not in path:

@@ -115,7 +115,10 @@ class TaskSpec:
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {}
 TASKS: dict[str, TaskSpec] = {}
-TIERS = ("smoke", "quick", "full")
+# smoke: seconds, generated data (tests); quick: minutes on a 2-core CPU; long: a run long enough for the
+# paper's claims to be testable (<= 10 minutes on a 2-core CPU, seconds on a GPU); full: the published protocol.
+TIERS = ("smoke", "quick", "long", "full")
+REQUIRED_TIERS = ("smoke", "quick", "full")  # every task has these; ``long`` only where a claim is tested
 
 
 def file_hash(path: str) -> str:
@@ -196,16 +199,23 @@ def register_task(
     family: str,
     **meta,
 ) -> TaskSpec:
-    """Register one task; tier configs are dataclass instances keyed by smoke/quick/full."""
+    """Register one task; tier configs are dataclass instances keyed by smoke/quick/full (and optionally long)."""
     source = meta.pop("source_file", None) or _caller_file()
     check_name("task", name)
     if meta.get("model_kind", "other") not in MODEL_KINDS:
         raise RegistryError(f"task {name!r}: model_kind must be one of {', '.join(MODEL_KINDS)}")
     if name in TASKS:
         raise RegistryError(f"task {name!r} is registered twice ({TASKS[name].source_file} and {source})")
-    missing = set(TIERS) - set(tiers)
+    missing = set(REQUIRED_TIERS) - set(tiers)
     if missing:
         raise RegistryError(f"task {name!r} lacks tier(s) {sorted(missing)}")
+    unknown = set(tiers) - set(TIERS)
+    if unknown:
+        raise RegistryError(f"task {name!r}: unknown tier(s) {sorted(unknown)}; tiers are {', '.join(TIERS)}")
+    minutes = meta.get("minutes") or {}
+    if set(minutes) - set(tiers):
+        raise RegistryError(f"task {name!r}: minutes given for tier(s) it lacks: {sorted(set(minutes) - set(tiers))}")
+    tiers = {t: tiers[t] for t in TIERS if t in tiers}  # listed in tier order
     spec = TaskSpec(
         name=name,
         build=build,
@@ -219,6 +229,17 @@ def register_task(
     )
     TASKS[name] = spec
     return spec
+
+
+def tier_config(spec: TaskSpec, tier: str):
+    """The tier config of ``spec`` at ``tier``; an unknown tier, or one this task does not declare, is a
+    ``UsageError`` naming the tasks that do."""
+    if tier not in TIERS:
+        raise UsageError(f"unknown tier {tier!r}; choose one of {', '.join(TIERS)}")
+    if tier not in spec.tiers:
+        having = sorted(name for name, s in TASKS.items() if tier in s.tiers)
+        raise UsageError(f"task {spec.name!r} has no {tier!r} tier; tasks with one: {', '.join(having) or 'none'}")
+    return spec.tiers[tier]
 
 
 def signature_defaults(f: Callable) -> dict:
@@ -376,6 +397,8 @@ __all__ = [
     "OPTIMIZERS",
     "TASKS",
     "TIERS",
+    "REQUIRED_TIERS",
+    "tier_config",
     "discover",
     "check_name",
     "check_hparam_values",

@@ -19,7 +19,6 @@ from typing import Any
 from rootbench.harness import identity
 from rootbench.harness.config import RunConfig
 from rootbench.harness.registry import (
-    TIERS,
     OptimizerSpec,
     TaskSpec,
     UsageError,
@@ -81,13 +80,12 @@ class RunSpec:
 
 def split_overrides(task_name: str, optimizer_name: str, tier: str, overrides: dict) -> tuple[dict, dict]:
     """Sort ``key=value`` overrides into optimizer hyperparameters and task settings."""
+    from rootbench.harness.registry import tier_config
     from rootbench.optimizers import get_optimizer_spec
     from rootbench.tasks import get_task_spec
 
     opt_keys = {k for k in get_optimizer_spec(optimizer_name).defaults if k != "batch_size"}
-    if tier not in TIERS:
-        raise UsageError(f"unknown tier {tier!r}; choose one of {', '.join(TIERS)}")
-    task_keys = set(dataclass_defaults(get_task_spec(task_name).tiers[tier]))
+    task_keys = set(dataclass_defaults(tier_config(get_task_spec(task_name), tier)))
     hparams, settings = {}, {}
     for key, value in overrides.items():
         if key in opt_keys:

@@ -14,6 +14,10 @@ Diagnostics: at each evaluation an optimizer that reports ``warm_start_share()``
 preconditioner still owed to its initial value) gets rows with split ``optimizer``; after the first step
 the runner records whether a declared EMA rate (``OptimizerSpec.ema_rates``) is frozen by rounding in the
 state's dtype (``state_frozen``).
+
+``bf16-pure`` on a CPU: the model's matrix products run through fp32 with bf16 semantics (bf16 operands,
+fp32 accumulation, one rounding; ``harness.bf16_cpu``), since CPUs without bf16 units run PyTorch's bf16
+kernels 10-50x slower; the optimizer's own arithmetic is untouched.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import numpy as np
 import torch
 
 from rootbench.harness import distributed, measure
+from rootbench.harness.bf16_cpu import fp32_accumulation
 from rootbench.harness.config import LR_SCHEDULES
 from rootbench.harness.provenance import provenance
 from rootbench.harness.registry import UsageError
@@ -112,7 +117,7 @@ def evaluate(task, model, split: str, device, precision: str) -> dict:
     loss_sum, metric_sum, n = 0.0, 0.0, 0
     try:
         for x, y in task.eval_batches(split, device):
-            with _autocast(precision, device):
+            with _autocast(precision, device), fp32_accumulation(precision, device):
                 out = model(_cast_inputs(x, precision))
             values = task.metric(out, y)  # per example (per token for language models)
             loss_sum += float(task.loss(out, y)) * values.numel()
@@ -292,7 +297,7 @@ class _Run:
             x, y = distributed.shard(*next(self.batches))
             self.data_wait += time.perf_counter() - t_data
             opt.zero_grad(set_to_none=True)
-            with _autocast(spec.precision, device):
+            with _autocast(spec.precision, device), fp32_accumulation(spec.precision, device):
                 loss = task.loss(self.train_model(_cast_inputs(x, spec.precision)), y)
             if scaler is not None:
                 scaler.scale(loss).backward()

@@ -86,6 +86,22 @@ def resolve(space: dict, steps: int, period: int = 1) -> dict:
     return out
 
 
+def carry(space: dict, config: dict, from_steps: int, to_steps: int, from_period: int = 1, to_period: int = 1) -> dict:
+    """``config``, chosen for a run of ``from_steps``, carried to a run of ``to_steps``: each ``horizon``
+    hyperparameter of the declared ``space`` keeps its time constant's share of the run (a rate drawn at
+    a tenth of a 800-step run becomes a tenth of a 4,000-step run); every other value is kept as it is."""
+    out = dict(config)
+    for key, dim in space.items():
+        dim = check_dim(key, dim)
+        if dim[0] != "horizon" or key not in config:
+            continue
+        per_from = max(1, from_period) if dim[3] == "updates" else 1
+        per_to = max(1, to_period) if dim[3] == "updates" else 1
+        rate = float(config[key]) * (from_steps / per_from) / (to_steps / per_to)
+        out[key] = min(1.0, _round_sig(rate))
+    return out
+
+
 def _round_sig(x: float, digits: int = SIG_DIGITS) -> float:
     return float(f"{x:.{digits - 1}e}")
 

@@ -254,3 +254,57 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     adjusted = np.maximum.accumulate(p[order] * (m - np.arange(m)))
     out[order] = np.minimum(1.0, adjusted)
     return out.tolist()
+
+
+def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall's tau-b between two scorings of the same items (ties counted as ties); NaN below 2 items."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    n = len(x)
+    if n < 2:
+        return float("nan")
+    i, j = np.triu_indices(n, 1)
+    dx, dy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+    concordant = float((dx * dy).sum())
+    nx, ny = float((dx != 0).sum()), float((dy != 0).sum())
+    return concordant / math.sqrt(nx * ny) if nx and ny else float("nan")
+
+
+@dataclass(frozen=True)
+class RankAgreement:
+    """Kendall tau-b of the items' orderings by mean in two sets of runs, with a bootstrap interval."""
+
+    tau: float
+    low: float
+    high: float
+    n: int  # items compared (those with finite values on both sides)
+
+
+def rank_agreement(
+    a: Mapping[str, Iterable],
+    b: Mapping[str, Iterable],
+    n_boot: int = 2000,
+    confidence: float = CONFIDENCE,
+    seed: int = 0,
+) -> RankAgreement:
+    """How well the ordering of the shared items by their mean in ``a`` predicts their ordering in ``b``.
+
+    ``a`` and ``b`` map an item (an optimizer) to its values over seeds (one tier's selected configuration
+    each). tau-b of the two orderings of the means; its interval is a percentile bootstrap that resamples
+    each item's seeds within each side, so it shows how much of the agreement the seed noise could move.
+    Fewer than three shared items: tau is NaN (two items only ever agree or disagree).
+    """
+    keys = sorted(k for k in a if k in b and len(finite(a[k])) and len(finite(b[k])))
+    if len(keys) < 3:
+        return RankAgreement(float("nan"), float("nan"), float("nan"), len(keys))
+    va, vb = [finite(a[k]) for k in keys], [finite(b[k]) for k in keys]
+    tau = kendall_tau([v.mean() for v in va], [v.mean() for v in vb])
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        ma = [rng.choice(v, len(v)).mean() for v in va]
+        mb = [rng.choice(v, len(v)).mean() for v in vb]
+        boots.append(kendall_tau(ma, mb))
+    boots = finite(boots)
+    tail = (1 - confidence) / 2
+    low, high = (float(np.quantile(boots, tail)), float(np.quantile(boots, 1 - tail))) if len(boots) else (tau, tau)
+    return RankAgreement(float(tau), low, high, len(keys))

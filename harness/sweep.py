@@ -118,6 +118,69 @@ def published_trial(opt_spec, task_spec, pinned: dict) -> dict | None:
     return {k: v for k, v in config.items() if k not in pinned and k in opt_spec.defaults}
 
 
+SEEDED_PROTOCOL = (
+    "; stage 1 seeded from the {tier} tier's sweep (--around {tier}): ranges narrowed around its top "
+    f"max({TOP_MIN}, ceil({TOP_FRACTION}*N)) eligible trials, ranked on that tier's final validation value and "
+    "carried to this run's length (horizon rates keep their time constant's share of the run), widened by "
+    f"{WIDEN:g} of the width; its selection, carried likewise, is one more fixed trial; this sweep selects on its "
+    "own validation runs only"
+)
+
+
+def seed_manifest(root: str, task: str, optimizer: str, tier: str, own_tier: str, precision: str) -> dict:
+    """The sweep of ``task`` / ``optimizer`` at ``tier`` that seeds a local search (``--around tier``): the
+    one with the most trials (then the latest) among protocol-2 manifests at ``precision`` with a selection."""
+    from rootbench.harness import records
+    from rootbench.harness.registry import tier_config
+    from rootbench.tasks import get_task_spec
+
+    if tier == own_tier:
+        raise UsageError(f"--around {tier}: name another tier than the sweep's own ({own_tier})")
+    tier_config(get_task_spec(task), tier)  # a tier this task lacks fails with the tasks that have it
+    found = [
+        m
+        for m in records.read_manifests(root, task, optimizer)
+        if m.get("tier") == tier
+        and m.get("precision") == precision
+        and m.get("selected")
+        and m.get("manifest_version", 1) >= 2
+    ]
+    if not found:
+        raise UsageError(
+            f"--around {tier}: no finished {tier}-tier sweep of {optimizer} on {task} at {precision} in {root}; "
+            f"run rootbench sweep --task {task} --opt {optimizer} --tier {tier} first"
+        )
+    return max(found, key=lambda m: (m["budget"]["trials"], m["last_invocation"]["finished_at"]))
+
+
+def seeded_space(space: dict, declared: dict, source: dict, steps: int, period: int, pinned: dict) -> tuple:
+    """(stage-1 space, ``seeded_from`` record): ``space`` (resolved for ``steps``) narrowed around the top
+    eligible trials of ``source`` (another tier's manifest, ranked on its validation values), each carried to
+    ``steps`` (``search.carry``); the record names them and the carried selection (a fixed trial)."""
+    n_stage1 = sum(t["stage"] == 1 for t in source["trials"])
+    ranked = sorted((t for t in source["trials"] if t.get("eligible")), key=lambda t: t["rank"])
+    best = ranked[: top_k(n_stage1)]
+    src_steps = int(source["search_space"]["resolved_for_steps"])
+    src_period = int(source["search_space"].get("period", 1))
+
+    def carried(hparams: dict) -> dict:
+        config = {**source.get("pinned", {}), **hparams}
+        config = search.carry(declared, config, src_steps, steps, src_period, period)
+        return {k: v for k, v in config.items() if k in space and k not in pinned}
+
+    configs = [carried(t["hparams"]) for t in best]
+    record = {
+        "tier": source["tier"],
+        "sweep_id": source["sweep_id"],
+        "resolved_for_steps": src_steps,
+        "run_ids": [t["run_id"] for t in best],
+        "carried": configs,
+        "selected_run_id": source["selected"]["run_id"],
+        "selected": carried(source["selected"]["hparams"]),
+    }
+    return narrow_space(space, configs), record
+
+
 # ---------------------------------------------------------------------------------------------
 # selection: pure functions of a DataFrame of runs (tidy rows, as ``records.load_runs`` returns)
 
@@ -197,6 +260,7 @@ class SweepConfig:
     also_precisions: tuple = ()  # rerun the selected config's seeds at these precisions (robustness)
     memory_limit: int | None = None  # bytes per run (None: no limit); past it a run ends as oom
     published: bool = True  # add the paper's published configuration as one more stage-1 trial
+    around: str | None = None  # seed stage 1 from this tier's sweep of the same task/optimizer (a local search)
 
 
 @dataclass
@@ -205,7 +269,9 @@ class Trial:
     index: int  # 0-based within the stage
     hparams: dict  # the sampled values only
     spec: RunSpec
-    kind: str = "drawn"  # drawn | published (the paper's configuration for the task's model kind)
+    # drawn | published (the paper's configuration for the task's model kind) | carried (the --around
+    # sweep's selection, carried to this run's length)
+    kind: str = "drawn"
 
     @property
     def run_id(self) -> str:
@@ -278,6 +344,13 @@ class Sweep:
         self.space = search_space(self.opt_spec, self.pinned, steps=self.base.tier_config.steps, period=self.period)
         self.published = published_trial(self.opt_spec, self.task_spec, self.pinned) if cfg.published else None
         self.defaults = dict(self.base.hparams)
+        self.root = cfg.runs if "://" in cfg.runs else os.path.abspath(cfg.runs)
+        self.seeded_from = None
+        if cfg.around is not None:
+            source = seed_manifest(self.root, cfg.task, cfg.optimizer, cfg.around, cfg.tier, cfg.precision)
+            self.space, self.seeded_from = seeded_space(
+                self.space, self.declared, source, self.base.tier_config.steps, self.period, self.pinned
+            )
         identity = self.base.identity
         self.sweep_id = _hash(
             {
@@ -296,9 +369,9 @@ class Sweep:
                 "published": self.published,
                 "protocol": PROTOCOL,
                 "code": identity["code"],
+                **({"around": {k: self.seeded_from[k] for k in ("tier", "sweep_id")}} if self.seeded_from else {}),
             }
         )
-        self.root = cfg.runs if "://" in cfg.runs else os.path.abspath(cfg.runs)
         records.check_writable(self.root)  # a read-only store fails now, not after the first run has trained
         self.trials: list[Trial] = []
         self.records: dict = {}  # run_id -> its Record, as stored
@@ -317,16 +390,13 @@ class Sweep:
         )
         for i, hp in enumerate(draws):
             out.append(Trial(stage, i, hp, self.base.replace(hparams={**self.pinned, **hp})))
+        fixed = []
         if stage == 1 and self.published:  # the paper's point: one more stage-1 trial, recorded as such
-            out.append(
-                Trial(
-                    1,
-                    n,
-                    dict(self.published),
-                    self.base.replace(hparams={**self.pinned, **self.published}),
-                    kind="published",
-                )
-            )
+            fixed.append(("published", dict(self.published)))
+        if stage == 1 and self.seeded_from:  # the seeding sweep's selection, carried to this run's length
+            fixed.append(("carried", dict(self.seeded_from["selected"])))
+        for kind, hp in fixed:
+            out.append(Trial(1, len(out), hp, self.base.replace(hparams={**self.pinned, **hp}), kind=kind))
         return out
 
     def _log(self, msg: str) -> None:
@@ -507,13 +577,21 @@ class Sweep:
         )
         if self.pinned:
             self.out("pinned: " + ", ".join(f"{k}={_fmt(v)}" for k, v in self.pinned.items()))
+        if self.seeded_from:
+            src = self.seeded_from
+            self.out(
+                f"seeded from the {src['tier']} sweep {src['sweep_id']} ({src['resolved_for_steps']} steps): its top "
+                f"{len(src['run_ids'])} eligible trials carried to {self.base.tier_config.steps} steps; its selection "
+                "is one more trial: " + " ".join(f"{k}={_fmt(v)}" for k, v in src["selected"].items())
+            )
         self.out(f"stage 1 space (resolved for {self.base.tier_config.steps} steps): " + search.describe(self.space))
         if self.published:
             self.out(
                 f"published configuration ({self.task_spec.model_kind}): "
                 + " ".join(f"{k}={_fmt(v)}" for k, v in self.published.items())
             )
-        total = cfg.trials + bool(self.published) + cfg.stage2_trials + cfg.seeds  # seed 0 counted again (cache hit)
+        fixed = bool(self.published) + bool(self.seeded_from)
+        total = cfg.trials + fixed + cfg.stage2_trials + cfg.seeds  # seed 0 counted again (cache hit)
         self.bar = tqdm(
             total=total,
             unit="run",
@@ -526,7 +604,8 @@ class Sweep:
         try:
             stage1 = self._trials(1, self.space, cfg.trials)
             self.trials = list(stage1)
-            self.execute([(f"s1 {'paper' if t.kind == 'published' else 'trial'} {t.index}", t.spec) for t in stage1])
+            label = {"published": "paper", "carried": "carried"}
+            self.execute([(f"s1 {label.get(t.kind, 'trial')} {t.index}", t.spec) for t in stage1])
             space2 = None
             if cfg.stage2_trials:
                 ranked = self._table(stage1)
@@ -619,7 +698,8 @@ class Sweep:
             "precision": cfg.precision,
             "sampler_seed": cfg.seed,
             "run_seed_of_trials": 0,
-            "protocol": PROTOCOL,
+            "protocol": PROTOCOL + (SEEDED_PROTOCOL.format(tier=cfg.around) if self.seeded_from else ""),
+            "seeded_from": self.seeded_from,
             "pinned": self.pinned,
             "task_settings": self.settings,
             "time_limit": cfg.time_limit,
@@ -805,6 +885,7 @@ def cmd_sweep(args) -> int:
         quiet=args.quiet,
         also_precisions=tuple(args.also_precisions),
         published=args.published,
+        around=args.around,
         memory_limit=parse_memory(args.memory_limit)
         if args.memory_limit is not None
         else _share_of_memory(args.workers),
@@ -863,6 +944,13 @@ def add_parser(subparsers) -> None:
         help="per run: 8G, 512M, a share (0.25) or none; default 80%% of the memory split over the workers",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--around",
+        default=None,
+        metavar="TIER",
+        help="a local search: stage 1 narrowed around this tier's sweep of the same task and optimizer (its top "
+        "trials carried to this run's length) plus its selection as a fixed trial (e.g. --tier long --around quick)",
+    )
     p.add_argument(
         "--also-precisions",
         nargs="*",

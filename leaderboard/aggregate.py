@@ -33,7 +33,7 @@ import pandas as pd
 
 from rootbench.harness import search, stats
 
-TIER_ORDER = ("full", "quick", "smoke")
+TIER_ORDER = ("full", "long", "quick", "smoke")
 PRECISION_ORDER = ("fp32", "bf16", "bf16-pure", "fp16")
 STATUS_ORDER = ("ok", "diverged", "timeout", "oom", "error")
 FAILED = ("oom", "timeout", "error")

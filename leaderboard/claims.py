@@ -1,6 +1,6 @@
 """The paper's three claims as Markdown tables, from ``runs/`` through the site's own aggregation.
 
-    .venv/bin/python -m rootbench.leaderboard.claims [--runs runs] [--tier quick] [--stages N]
+    .venv/bin/python -m rootbench.leaderboard.claims [--runs runs] [--tier quick|long|all] [--stages N]
     .venv/bin/python -m rootbench.leaderboard.claims --check RESULTS.md   # its tables are what the runs print
 
 Lin et al., ICML 2024 (https://arxiv.org/abs/2402.03496) claim that removing the square root
@@ -11,6 +11,10 @@ high precision, with less memory and time. Every number printed here is computed
 ids of each selected configuration, so RESULTS.md can quote it and anyone can regenerate it. Which tasks
 are CNNs and which optimizers pair up across the square root is what the task and optimizer registries
 declare (``leaderboard.model``), so a plugin's task or pair is counted without editing this file.
+
+``--tier all`` prints one section per tier that holds runs (the claims are decided on each separately, never
+across tiers), each headed by its hardware and tuning budget, and then the agreement between consecutive tiers
+(``leaderboard.tiers``: Kendall's tau of the optimizer rankings per task, with its interval).
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ import sys
 
 from rootbench.harness import records, stats
 from rootbench.leaderboard import load as loader
+from rootbench.leaderboard import tiers as tier_agreement
 from rootbench.leaderboard import verdicts
-from rootbench.leaderboard.aggregate import CNN_REFERENCE, both_sides_ran
+from rootbench.leaderboard.aggregate import CNN_REFERENCE, TIER_ORDER, both_sides_ran
 from rootbench.leaderboard.model import compute
 
 
@@ -44,7 +49,66 @@ def _diff(diff, half) -> str:
     return f"{diff:+.4f}" + (f" ± {half:.4f}" if half == half else "")
 
 
+def tiers_with_runs(model: dict) -> list[str]:
+    """The tiers that hold selected configurations, cheapest first (smoke excluded: it ranks nothing)."""
+    ov = model["overview"]
+    present = set(ov.loc[ov["selected"].astype(bool), "tier"]) if len(ov) else set()
+    return [t for t in reversed(TIER_ORDER) if t in present and t != "smoke"]
+
+
+def tier_header(model: dict, tier: str) -> list[str]:
+    """What a tier's numbers rest on: its machines and software, and the tuning budget of its selections."""
+    hw = model["hardware"]
+    hw = hw[hw["tier"] == tier] if len(hw) else hw
+    ov = model["overview"]
+    ov = ov[(ov["tier"] == tier) & ov["selected"].astype(bool)]
+    out = ["", f"# {tier.capitalize()} tier", ""]
+    for r in hw.to_dict("records"):
+        threads = r.get("num_threads", "–")
+        out.append(
+            f"- {r['n_runs']} runs on {r.get('device', '–')} ({r.get('cpu', '–')}, {threads} thread(s)), "
+            f"torch {r.get('torch_version', '–')}"
+        )
+    if len(ov):
+        configs = sorted({int(n) for n in ov["n_configs"] if n == n})
+        seeds = sorted({int(n) for n in ov["test_n"] if n == n})
+        out.append(
+            f"- tuning budget of the selected configurations: {', '.join(map(str, configs))} configurations per "
+            f"task and optimizer; {', '.join(map(str, seeds))} test seeds"
+        )
+    return out
+
+
+def agreement_table(model: dict, cheap: str, dear: str) -> list[str]:
+    """Per task run at both tiers: does the ``cheap`` tier's ranking of the optimizers predict the ``dear`` one's?"""
+    df = tier_agreement.agreement(model["overview"], cheap, dear)
+    out = [
+        "",
+        f"## Does the {cheap} tier predict the {dear} tier? (Kendall tau of the optimizer rankings by test mean)",
+        "",
+        f"| task | optimizers | tau, 95% bootstrap CI | {cheap} order | {dear} order |",
+        "|---|---:|---:|---|---|",
+    ]
+    for r in df.to_dict("records"):
+        tau = "– (fewer than 3)" if r["tau"] != r["tau"] else f"{r['tau']:+.2f} [{r['low']:+.2f}, {r['high']:+.2f}]"
+        out.append(f"| {r['task']} | {r['n']} | {tau} | {r['cheap_order']} | {r['dear_order']} |")
+    return out
+
+
+def all_tiers(model: dict) -> str:
+    """One section per tier with runs (``tables``), then the agreement of each consecutive pair of tiers."""
+    present = tiers_with_runs(model)
+    out = []
+    for tier in present:
+        out += tier_header(model, tier) + ["", tables(model, tier)]
+    for cheap, dear in tier_agreement.tier_pairs(present):
+        out += agreement_table(model, cheap, dear)
+    return "\n".join(out).lstrip("\n") + "\n"
+
+
 def tables(model: dict, tier: str) -> str:
+    if tier == "all":
+        return all_tiers(model)
     ov = model["overview"]
     ov = ov[(ov["tier"] == tier) & ov["selected"].astype(bool)]
     rvf = model["root_vs_free"]
@@ -248,6 +312,12 @@ def table_rows(markdown: str) -> list[str]:
     return rows
 
 
+def table_rows_of(document: str, results: loader.Results, runs_root: str, tier: str) -> set[str]:
+    """The rows ``unprinted_rows`` accepts for one tier: every aggregation it tries, as a set."""
+    rows = set(table_rows(document))
+    return rows - set(unprinted_rows(document, results, runs_root, tier))
+
+
 def unprinted_rows(document: str, results: loader.Results, runs_root: str, tier: str) -> list[str]:
     """Table rows of ``document`` that no aggregation of the runs prints (all stages, ``--stages 1``, ``--stages 2``;
     each under the newest protocol and under ``--protocol 1``).
@@ -255,6 +325,12 @@ def unprinted_rows(document: str, results: loader.Results, runs_root: str, tier:
     An empty list means every table row of the document is, verbatim, what ``claims`` prints today.
     """
     printed = set()
+    if tier == "all":
+        tiers = sorted(set(results.runs["tier"])) if len(results.runs) else []
+        for one in tiers:
+            printed.update(table_rows_of(document, results, runs_root, one))
+        printed.update(table_rows(render(results, runs_root, "all", None, None)))
+        return [r for r in table_rows(document) if r not in printed]
     for protocol in (None, 1):
         for stages in (None, 1, 2):
             printed.update(table_rows(render(results, runs_root, tier, stages, protocol)))
@@ -264,7 +340,7 @@ def unprinted_rows(document: str, results: loader.Results, runs_root: str, tier:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", default="runs")
-    ap.add_argument("--tier", default="quick")
+    ap.add_argument("--tier", default="quick", help="a tier, or all: one section per tier with runs (default quick)")
     ap.add_argument(
         "--stages",
         type=int,

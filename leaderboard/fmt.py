@@ -17,6 +17,11 @@ import pandas as pd
 
 TIER_INFO = {
     "full": ("tier-full", "Full tier", "the published protocol (GPU)"),
+    "long": (
+        "tier-long",
+        "Long tier",
+        "runs long enough for the paper's claims (<= 10 min on a 2-core CPU, seconds on a GPU)",
+    ),
     "quick": ("tier-quick", "Quick tier", "minutes-scale runs, often on CPU; never mixed with full-tier numbers"),
     "smoke": ("tier-smoke", "Smoke tier", "pipeline test only; ranks nothing"),
 }

@@ -17,6 +17,7 @@ from rootbench.leaderboard import aggregate as agg
 from rootbench.leaderboard import comparisons as cmp
 from rootbench.leaderboard import declared
 from rootbench.leaderboard import load as loader
+from rootbench.leaderboard import tiers as tier_agreement
 
 CNN_KIND = "cnn"  # the TaskSpec.model_kind of tasks that get the SGD reference (claim 1)
 
@@ -142,7 +143,18 @@ def compute(
     model["verdicts"] = cmp.formal_verdicts(model, warn)
     model["comparisons"] = cmp.comparisons(model, model["verdicts"])
     model["task_classes"] = cmp.task_classes(overview)
+    model["tier_agreement"] = agreements(overview)
     return model
+
+
+def agreements(overview):
+    """Kendall tau of the optimizer rankings per task for each consecutive pair of tiers with results."""
+    import pandas as pd
+
+    present = set(overview.loc[overview["selected"].astype(bool), "tier"]) if len(overview) else set()
+    frames = [tier_agreement.agreement(overview, a, b) for a, b in tier_agreement.tier_pairs(present)]
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=tier_agreement.COLUMNS)
 
 
 def groups(model: dict) -> list[tuple[str, list[str]]]:

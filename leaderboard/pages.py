@@ -189,10 +189,21 @@ def index_page(
         tv["reference"] = tables.reference_table(ref, "", tier) if len(ref) else None
         tv["n_reference"] = len(reference)
         tiers.append(tv)
+    formal, taus = model["verdicts"], model.get("tier_agreement")
+    with_verdicts = set(formal["tier"]) if len(formal) else set()
+    side_by_side = None
+    if len(with_verdicts) >= 2:  # one tier alone is its own section below
+        side_by_side = tables.tiers_table(formal, taus if taus is not None else pd.DataFrame(), "")
     write_page(
         os.path.join(out, "index.html"),
         jinja.get_template("index.html.j2").render(
-            root="", page="index", title="Root or no root?", tiers=tiers, warnings=warnings, **common
+            root="",
+            page="index",
+            title="Root or no root?",
+            tiers=tiers,
+            side_by_side=side_by_side,
+            warnings=warnings,
+            **common,
         ),
     )
 
@@ -437,7 +448,7 @@ def methodology_page(model: dict, out: str, jinja, common: dict) -> None:
             hardware=tables.hardware_table(model["hardware"]),
             task_settings=tables.task_settings_table(model["summary"], groups(model), model["task_info"]),
             optimizers=tables.optimizers_table(model["opt_info"]),
-            tier_info={t: tier_view(t) for t in ("smoke", "quick", "full")},
+            tier_info={t: tier_view(t) for t in ("smoke", "quick", "long", "full")},
             tau_max=int(TAU_MAX),
             reference=agg.REFERENCE_OPTIMIZER,
             min_seeds=V.MIN_SEEDS,

@@ -331,6 +331,51 @@ def pairs_missing(rvf: pd.DataFrame) -> list[dict]:
     ]
 
 
+def tiers_table(formal: pd.DataFrame, agreement: pd.DataFrame, root: str) -> dict:
+    """The claims' verdicts with the tiers side by side: one row per (claim, task, comparison), one column per
+    tier, each verdict followed by what it rests on (q, seeds, configurations tried); then, per task, the
+    Kendall tau of each consecutive pair of tiers' optimizer rankings (``leaderboard.tiers``)."""
+    present = [t for t in reversed(agg.TIER_ORDER) if t in set(formal["tier"])] if len(formal) else []
+    pairs = [(r["cheap"], r["dear"]) for r in agreement.to_dict("records")] if len(agreement) else []
+    pairs = list(dict.fromkeys(pairs))
+    cols = [col("claim", num_=True), col("task"), col("comparison")]
+    cols += [col(f"{t} tier", f"verdict · BH q · seeds per side · configurations tried, {t} tier") for t in present]
+    cols += [col(f"τ {a}→{b}", f"Kendall tau of the optimizer rankings, {a} vs {b} tier (95% CI)") for a, b in pairs]
+    taus = {(r["task"], r["cheap"], r["dear"]): r for r in agreement.to_dict("records")} if len(agreement) else {}
+    by = {}
+    for r in formal.to_dict("records") if len(formal) else []:
+        by.setdefault((r["claim"], r["task"], r["comparison"]), {})[r["tier"]] = r
+    rows = []
+    for (claim, task, comparison), per_tier in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
+        cells = [cell(str(claim), claim, "num"), cell(task), cell(comparison)]
+        for t in present:
+            r = per_tier.get(t)
+            if r is None:
+                cells.append(cell("–"))
+                continue
+            rests_on = f"q {num(r['q'], 2)} · n {text(r['n'] or None)} · {text(r['budget'] or None)} cfg"
+            cells.append(
+                cell(
+                    r["verdict"] or "–",
+                    None,
+                    VERDICT_CLASS.get(r["verdict"], ""),
+                    h=f"{root}{task_href(t, task)}",
+                    s=rests_on,
+                    sc="ci",
+                    ti=r["reason"] or "",
+                )
+            )
+        for a, b in pairs:
+            g = taus.get((task, a, b))
+            if g is None or missing(g["tau"]):
+                cells.append(cell("–"))
+            else:
+                interval = f"[{signed(g['low'], 2)}, {signed(g['high'], 2)}]"
+                cells.append(cell(signed(g["tau"], 2), g["tau"], "num", s=interval, sc="ci"))
+        rows.append({"id": anchor("tiers", claim, task, comparison), "cls": "", "cells": cells})
+    return {"id": "tiers-side-by-side", "cols": cols, "rows": rows}
+
+
 def verdicts_table(formal: pd.DataFrame, root: str) -> dict:
     """The formal claim verdicts (``verdicts.decide``), one row per (claim, task, comparison)."""
     cols = [

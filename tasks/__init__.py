@@ -4,7 +4,8 @@
     >>> task = create_task("mnist1d-mlp", tier="smoke")
 
 Each task has three tiers: ``smoke`` (seconds, for tests), ``quick`` (minutes on a 2-core CPU, real
-data) and ``full`` (the published protocol, for a GPU).
+data) and ``full`` (the published protocol, for a GPU). Tasks on which the paper's claims are tested add a
+``long`` tier: long enough for the claim's regime, at most 10 minutes per run on a 2-core CPU.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from rootbench.harness.registry import (
     TaskSpec,
     discover,
     register_task,
+    tier_config,
     unknown_name_error,
 )
 from rootbench.tasks._base import ArrayTask, Task, TierConfig, replace_config
@@ -35,6 +37,7 @@ __all__ = [
     "TierConfig",
     "TaskSpec",
     "RegistryError",
+    "TIERS",
 ]
 
 DATA_ENV = "ROOTBENCH_DATA"
@@ -60,9 +63,7 @@ def get_task_spec(name: str) -> TaskSpec:
 def resolve_tier(name: str, tier: str = "quick", **overrides):
     """The tier config of ``name`` with checked overrides (no data is loaded)."""
     spec = get_task_spec(name)
-    if tier not in TIERS:
-        raise RegistryError(f"unknown tier {tier!r}; choose one of {', '.join(TIERS)}")
-    return spec, replace_config(spec.tiers[tier], overrides)
+    return spec, replace_config(tier_config(spec, tier), overrides)
 
 
 def check_data(name: str, tier: str = "quick", **overrides) -> str:

@@ -8,8 +8,10 @@ registered ones so that the registry's declared pairs apply, but nothing here tr
 
 from __future__ import annotations
 
+import glob
 import os
 import re
+import shutil
 
 import pandas as pd
 import pytest
@@ -278,3 +280,35 @@ def test_worker_processes_read_and_write_pages_like_one_process(coverage_site, t
     )
     assert len(parallel.points) == len(serial.points)
     assert sorted(os.listdir(os.path.join(out, "runs"))) == sorted(os.listdir(os.path.join(serial_out, "runs")))
+
+
+def test_front_page_puts_the_tiers_side_by_side_with_what_each_verdict_rests_on(tmp_path):
+    root = str(tmp_path / "runs")
+    for tier, means in (("quick", (0.70, 0.72, 0.60)), ("long", (0.80, 0.78, 0.85))):
+        for opt, mean in zip(("adamw", "rfadamw", "sgd"), means, strict=True):
+            for seed in (0, 1, 2):
+                rows = _rows("task-a", opt, seed, mean + 0.01 * (seed - 1))
+                for r in rows:
+                    r["tier"], r["run_id"] = tier, f"{r['run_id']}-{tier}"
+                records.write_run(rows, root)
+    out = str(tmp_path / "site")
+    site_build.build(root, out, warn=lambda m: None)
+    html = open(os.path.join(out, "index.html"), encoding="utf-8").read()
+    section = re.search(r'<section class="tiers" id="tiers">(.*?)</section>', html, re.S)
+    assert section and html.index('id="tiers"') < html.index('id="tier-quick"')  # first, above the tiers
+    table = section.group(1)
+    heads = [re.sub(r"<[^>]+>", "", h).strip() for h in re.findall(r"<th[^>]*>(.*?)</th>", table, re.S)]
+    assert [h for h in heads if "tier" in h or "τ" in h][:3] == ["quick tier", "long tier", "τ quick→long"]
+    assert "q " in table and " cfg" in table and "n " in table  # what each verdict rests on
+    # sgd best at quick, worst at long; adamw and rfadamw swap: every pair of the three reverses
+    words = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", table))
+    assert "−1 [−1, −1]" in words
+    one_tier = str(tmp_path / "one")
+    quick_only = str(tmp_path / "quick-only")
+    for path in glob.glob(os.path.join(root, "**", "*.parquet"), recursive=True):
+        if "-quick" in os.path.basename(path) or records.read_run(path)["tier"].iloc[0] == "quick":
+            dest = os.path.join(quick_only, os.path.relpath(path, root))
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            shutil.copy(path, dest)
+    site_build.build(quick_only, one_tier, warn=lambda m: None)
+    assert 'id="tiers"' not in open(os.path.join(one_tier, "index.html"), encoding="utf-8").read()

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from rootbench.harness import search
 from rootbench.harness import sweep as sw
 from rootbench.harness.cli import main
 from rootbench.harness.records import exists, find_runs, load_runs, read_run, write_run
@@ -219,6 +220,115 @@ def test_local_sweep_records_the_budget_and_reruns_nothing(local_sweep, capsys):
     assert "0 run(s) ran, 7 cache hit(s)" in out  # six trials and seed 0
     assert {f: os.stat(f).st_mtime_ns for f in find_runs(runs)} == before
     assert _manifest(runs)["selected"] == m["selected"]
+
+
+# ---------------------------------------------------------------------------------------------- --around
+
+
+def test_carry_keeps_each_horizon_rates_share_of_the_run():
+    space = {"lr": ("log", 1e-4, 1.0), "lr_cov": ("horizon", 10, 0.5), "beta": ("horizon", 2, 0.5, "updates")}
+    config = {"lr": 0.03, "lr_cov": 0.01, "beta": 0.2}
+    out = search.carry(space, config, from_steps=800, to_steps=4000, from_period=1, to_period=4)
+    assert out["lr"] == 0.03  # not a rate of the preconditioner: kept as it is
+    assert out["lr_cov"] == pytest.approx(0.002)  # 100 of 800 steps -> 500 of 4,000
+    assert out["beta"] == pytest.approx(0.2 * 800 / 1000)  # 5 of 800 updates -> of 1,000 updates (4,000 / T=4)
+    assert search.carry(space, {"lr_cov": 0.5}, 4000, 100)["lr_cov"] == 1.0  # a rate never exceeds 1
+
+
+def _seed_manifest(ranked: list) -> dict:
+    """A finished sweep at 800 steps: ``ranked`` is [(lr, lr_cov, val, eligible)] in rank order."""
+    trials = [
+        {
+            "run_id": f"r{i}",
+            "stage": 1,
+            "trial": i,
+            "kind": "drawn",
+            "hparams": {"lr": lr, "lr_cov": rate},
+            "val": val,
+            "status": "ok",
+            "eligible": ok,
+            "rank": i,
+        }
+        for i, (lr, rate, val, ok) in enumerate(ranked)
+    ]
+    best = next(t for t in trials if t["eligible"])
+    return {
+        "sweep_id": "seed0000",
+        "tier": "quick",
+        "precision": "fp32",
+        "manifest_version": 2,
+        "pinned": {},
+        "search_space": {"resolved_for_steps": 800, "period": 1},
+        "trials": trials,
+        "selected": {"run_id": best["run_id"], "hparams": best["hparams"], "val": best["val"]},
+        "budget": {"trials": len(trials)},
+        "last_invocation": {"finished_at": "2026-12-04T00:00:00+00:00"},
+    }
+
+
+def test_seeded_space_narrows_around_the_best_eligible_trials_on_validation():
+    declared = {"lr": ("log", 1e-4, 1.0), "lr_cov": ("horizon", 10, 0.5)}
+    space = search.resolve(declared, 4000)
+    # rank 0 is warm-start dominated (ineligible): its val never seeds anything, however good
+    source = _seed_manifest(
+        [
+            (0.9, 0.0013, 0.99, False),
+            (0.01, 0.02, 0.60, True),
+            (0.02, 0.01, 0.58, True),
+            (0.005, 0.04, 0.55, True),
+            (1e-4, 0.1, 0.10, True),
+            (0.5, 0.003, 0.05, True),
+        ]
+    )
+    narrowed, record = sw.seeded_space(space, declared, source, steps=4000, period=1, pinned={})
+    assert record["run_ids"] == ["r1", "r2", "r3"] and record["selected_run_id"] == "r1"
+    assert record["selected"] == {"lr": 0.01, "lr_cov": pytest.approx(0.004)}  # 0.02 at 800 steps -> 4,000
+    for config in record["carried"]:
+        for key, (_, lo, hi) in narrowed.items():
+            assert lo <= config[key] <= hi
+    assert narrowed["lr"][2] / narrowed["lr"][1] < space["lr"][2] / space["lr"][1]  # a local search
+    assert narrowed["lr"][1] > 1e-4 * 1.5 and narrowed["lr"][2] < 0.5  # the low-val trials do not widen it
+    # the seeding sweep's test values are never read: it has none in its trials, and a pinned key leaves
+    _, pinned = sw.seeded_space(space, declared, source, 4000, 1, pinned={"lr": 0.1})
+    assert "lr" not in pinned["selected"] and all("lr" not in c for c in pinned["carried"])
+
+
+def test_around_refuses_its_own_tier_and_a_missing_sweep(tmp_path):
+    with pytest.raises(RegistryError, match="another tier"):
+        sw.Sweep(sw.SweepConfig(task="quadratic", optimizer="sgd", tier="quick", around="quick", runs=str(tmp_path)))
+    with pytest.raises(RegistryError, match="no finished smoke-tier sweep of sgd on quadratic"):
+        sw.Sweep(sw.SweepConfig(task="quadratic", optimizer="sgd", tier="quick", around="smoke", runs=str(tmp_path)))
+    with pytest.raises(RegistryError, match="has no 'long' tier"):
+        sw.Sweep(sw.SweepConfig(task="quadratic", optimizer="sgd", tier="quick", around="long", runs=str(tmp_path)))
+
+
+@pytest.mark.slow  # two smoke-sized sweeps: each run in its own process
+def test_a_sweep_around_another_tier_selects_on_its_own_validation_runs(local_sweep, tmp_path):
+    import shutil
+
+    runs = str(tmp_path / "runs")
+    shutil.copytree(local_sweep[0], runs)  # the module's store keeps one manifest per optimizer
+    source = local_sweep[1]
+    args = "sweep --task quadratic --opt sgd --tier quick --around smoke --trials 2 --seeds 1 --threads 1"
+    args = [*args.split(), "--ref-steps", "0", "--quiet", "--runs", runs, "steps=40", "eval_every=20"]
+    assert main(args) == 0
+    paths = glob.glob(os.path.join(runs, "sweeps", "quadratic", "sgd", "*.json"))
+    m = next(json.load(open(p)) for p in paths if json.load(open(p))["tier"] == "quick")
+    assert m["seeded_from"]["sweep_id"] == source["sweep_id"] and "--around smoke" in m["protocol"]
+    carried = [t for t in m["trials"] if t["kind"] == "carried"]
+    assert len(carried) == 1 and carried[0]["hparams"] == m["seeded_from"]["selected"]
+    assert m["seeded_from"]["selected"]["lr"] == source["selected"]["hparams"]["lr"]  # SGD has no horizon rate
+    own = {t["run_id"] for t in m["trials"]}
+    assert m["selected"]["run_id"] in own and not own & {t["run_id"] for t in source["trials"]}
+    df = load_runs(runs)
+    df = df[df["run_id"].isin(own)]
+    best = sw.select_best(df)
+    assert best == m["selected"]["run_id"]
+    tampered = df.copy()  # the selected run made worst on test, the others best: the selection stays
+    is_test = tampered["split"] == "test"
+    tampered.loc[is_test & (tampered["run_id"] == best), "value"] = 1e6
+    tampered.loc[is_test & (tampered["run_id"] != best), "value"] = -1e6
+    assert sw.select_best(tampered) == best
 
 
 @pytest.mark.slow  # a smoke sweep: each run in its own process
