@@ -831,7 +831,11 @@ def test_run_pages_show_the_command_that_reproduces_the_run(lb_site, model):
 
     out, _ = lb_site
     s = model["summary"]
-    r = s[(s["task"] == "mnist1d-mlp") & (s["optimizer"] == "adamw") & (s["status"] == "ok")].iloc[0]
+    # an fp32 run (two seeds per configuration); the precision twins are one-seed configurations of their own
+    fp32 = (
+        (s["task"] == "mnist1d-mlp") & (s["optimizer"] == "adamw") & (s["status"] == "ok") & (s["precision"] == "fp32")
+    )
+    r = s[fp32].iloc[0]
     section, page = run_page(out, r["run_id"])
     command = html_lib.unescape(re.search(r'<pre class="cmd"[^>]*>(.*?)</pre>', section, re.S).group(1))
     argv = shlex.split(command)
