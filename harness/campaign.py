@@ -3,6 +3,7 @@
     rootbench campaign --tier quick --dry-run                       # the plan and its size; nothing runs
     rootbench campaign --tier long --device cuda --workers 8        # make gpu-campaign (one CUDA GPU)
     rootbench campaign --tier quick --task mnist1d-cnn --trials 16 --seeds 5
+    rootbench campaign --tier long --around quick --trials 6            # a local search around the quick tier
 
 The plan comes from what the registries declare, never from names: claim 1 (root-free closes the
 generalisation gap to SGD on CNNs) on every task of the tier whose ``model_kind`` is a CNN, claim 2 on the
@@ -38,9 +39,29 @@ class PlannedSweep:
     optimizer: str
     also_precisions: tuple  # () or (CLAIM_PRECISION,)
 
-    def runs(self, trials: int, seeds: int, published: bool) -> int:
-        """Distinct runs at most: the trials (plus the published point), the other seeds, the other precisions."""
-        return trials + int(published) + (seeds - 1) + seeds * len(self.also_precisions)
+    def runs(self, trials: int, seeds: int, published: bool, carried: bool = False) -> int:
+        """Distinct runs at most: the trials (plus the published point and, seeded with ``--around``, the other
+        tier's selection), the other seeds, the other precisions."""
+        return trials + int(published) + int(carried) + (seeds - 1) + seeds * len(self.also_precisions)
+
+
+def budget(sweeps: list, tier: str, runs_per_sweep: dict, workers: int) -> str:
+    """The campaign's cost from the tasks' measured minutes per run (``TaskSpec.minutes``): runs x minutes,
+    and the wall time at ``workers`` runs at a time; tasks without a measured figure are named."""
+    from rootbench.tasks import get_task_spec
+
+    minutes, unknown = 0.0, set()
+    for s in sweeps:
+        m = get_task_spec(s.task).minutes.get(tier)
+        if m:
+            minutes += m * runs_per_sweep[s]
+        else:
+            unknown.add(s.task)
+    out = (
+        f"budget: about {minutes / 60:.1f} CPU-hours at the tasks' measured minutes per run (one thread each, "
+        f"bf16-pure counted as fp32), {minutes / 60 / workers:.1f} h wall at {workers} at a time"
+    )
+    return out + (f"; no measured minutes for {', '.join(sorted(unknown))}" if unknown else "")
 
 
 def claim_tasks(tier: str, only: list | None = None) -> list:
@@ -140,6 +161,16 @@ def checks(manifests: list, sweeps: list, runs_root: str, device: str) -> list:
     return out
 
 
+def seeding(sweeps: list, args) -> dict:
+    """``--around TIER``: the other tier's sweep that seeds each planned sweep, found before anything runs (a
+    missing one is a one-line error naming the sweep to run first). Returns {planned sweep: its sweep id}."""
+    from rootbench.harness.sweep import seed_manifest
+
+    return {
+        s: seed_manifest(args.runs, s.task, s.optimizer, args.around, args.tier, "fp32")["sweep_id"] for s in sweeps
+    }
+
+
 def _positive(x) -> bool:
     try:
         return float(x) > 0
@@ -155,15 +186,19 @@ def cmd_campaign(args) -> int:
     sweeps = plan(args.tier, args.task)
     check_device(args.device)
     published = not args.no_published
-    total = sum(s.runs(args.trials, args.seeds, published) for s in sweeps)
+    seeds_from = seeding(sweeps, args) if args.around else {}
+    runs = {s: s.runs(args.trials, args.seeds, published, carried=bool(args.around)) for s in sweeps}
     print(
         f"campaign: tier {args.tier}, {len(sweeps)} sweeps ({args.trials} trials"
-        f"{' + the published point where declared' if published else ''}, {args.seeds} seeds), at most "
-        f"{total} runs, {args.workers} at a time, device {args.device}"
+        f"{' + the published point where declared' if published else ''}"
+        f"{f' + the {args.around} selection, seeded around it' if args.around else ''}, {args.seeds} seeds), "
+        f"at most {sum(runs.values())} runs, {args.workers} at a time, device {args.device}"
     )
     for s in sweeps:
         extra = f" (+ {', '.join(s.also_precisions)})" if s.also_precisions else ""
-        print(f"  {s.task:<24} {s.optimizer}{extra}")
+        seeded = f"  around {args.around} sweep {seeds_from[s]}" if s in seeds_from else ""
+        print(f"  {s.task:<24} {s.optimizer}{extra}{seeded}")
+    print(budget(sweeps, args.tier, runs, args.workers))
     if args.dry_run:
         return 0
     manifests, t0 = [], time.perf_counter()
@@ -182,6 +217,7 @@ def cmd_campaign(args) -> int:
             quiet=True,
             also_precisions=s.also_precisions,
             published=published,
+            around=args.around,
             memory_limit=_share_of_memory(args.workers) if not args.device.startswith("cuda") else None,
         )
         manifests.append(Sweep(cfg).run())
@@ -213,5 +249,11 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads per run (default cores // workers)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--runs", default="runs", help="results folder")
-    p.add_argument("--dry-run", action="store_true", help="print the plan and its size; run nothing")
+    p.add_argument(
+        "--around",
+        metavar="TIER",
+        help="seed each sweep from this tier's sweep of the same task and optimizer (a local search; see "
+        "rootbench sweep --around), e.g. --tier long --around quick",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the plan, its size and budget; run nothing")
     p.set_defaults(func=cmd_campaign)

@@ -22,6 +22,7 @@ rootbench.harness.records --upgrade runs`` rewrites them in place as schema 2 (v
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import math
 import os
@@ -109,18 +110,28 @@ def manifest_path(root: str, task: str, optimizer: str, sweep_id: str) -> str:
     return os.path.join(root, SWEEPS_DIR, task, optimizer, f"{sweep_id}.json")
 
 
+def manifest_paths(root: str, task: str | None = None, optimizer: str | None = None) -> list[str]:
+    """The sweep manifests under ``root`` (``sweeps/<task>/<optimizer>/<sweep_id>.json``), sorted; ``task`` and
+    ``optimizer`` narrow the listing (None: all). ``root`` may be a pyarrow URI."""
+    for kind, name in (("task", task), ("optimizer", optimizer)):
+        if name is not None:
+            check_name(kind, name)
+    parts = [task or "*", optimizer or "*"]
+    filesystem, inner = storage(root)
+    if filesystem is None:
+        return sorted(glob.glob(os.path.join(inner, SWEEPS_DIR, *parts, "*.json")))
+    from pyarrow import fs
+
+    base = posixpath.join(inner, SWEEPS_DIR)
+    infos = filesystem.get_file_info(fs.FileSelector(base, recursive=True, allow_not_found=True))
+    rel = [posixpath.relpath(i.path, base) for i in infos if i.path.endswith(".json")]
+    keep = [r for r in rel if len(r.split("/")) == 3 and all(p in ("*", q) for p, q in zip(parts, r.split("/")))]
+    return sorted(f"{root.rstrip('/')}/{SWEEPS_DIR}/{r}" for r in keep)
+
+
 def read_manifests(root: str, task: str, optimizer: str) -> list[dict]:
     """Every sweep manifest of ``task`` / ``optimizer`` under ``root`` (sorted by file name); none: []."""
-    folder = os.path.dirname(manifest_path(root, task, optimizer, "x"))
-    filesystem, inner = storage(folder)
-    if filesystem is None:
-        names = sorted(n for n in os.listdir(inner) if n.endswith(".json")) if os.path.isdir(inner) else []
-    else:
-        from pyarrow import fs
-
-        infos = filesystem.get_file_info(fs.FileSelector(inner, allow_not_found=True))
-        names = sorted(os.path.basename(i.path) for i in infos if i.path.endswith(".json"))
-    return [read_json(f"{folder}/{name}") for name in names]
+    return [read_json(path) for path in manifest_paths(root, task, optimizer)]
 
 
 def storage(path: str):

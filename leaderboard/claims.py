@@ -26,7 +26,7 @@ from rootbench.harness import records, stats
 from rootbench.leaderboard import load as loader
 from rootbench.leaderboard import tiers as tier_agreement
 from rootbench.leaderboard import verdicts
-from rootbench.leaderboard.aggregate import CNN_REFERENCE, TIER_ORDER, both_sides_ran
+from rootbench.leaderboard.aggregate import CNN_REFERENCE, both_sides_ran
 from rootbench.leaderboard.model import compute
 
 
@@ -52,8 +52,7 @@ def _diff(diff, half) -> str:
 def tiers_with_runs(model: dict) -> list[str]:
     """The tiers that hold selected configurations, cheapest first (smoke excluded: it ranks nothing)."""
     ov = model["overview"]
-    present = set(ov.loc[ov["selected"].astype(bool), "tier"]) if len(ov) else set()
-    return [t for t in reversed(TIER_ORDER) if t in present and t != "smoke"]
+    return tier_agreement.ranked_tiers(ov.loc[ov["selected"].astype(bool), "tier"] if len(ov) else [])
 
 
 def tier_header(model: dict, tier: str) -> list[str]:
@@ -261,7 +260,7 @@ def sweep_run_ids(runs_root: str, stages: int) -> dict[tuple[str, str, str], set
     other-precision run a manifest lists counts (they are the sweep's whole budget).
     """
     out: dict[tuple[str, str, str], set[str]] = {}
-    for path in loader.manifest_paths(runs_root):
+    for path in records.manifest_paths(runs_root):
         try:
             m = records.read_json(path)
             if m.get("budget", {}).get("stages") != stages:

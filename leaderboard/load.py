@@ -19,7 +19,6 @@ stand, so a file that it rejects is skipped with one warning line naming it, as 
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import math
 import os
@@ -562,11 +561,6 @@ def load(
     return results
 
 
-def manifest_paths(root: str) -> list[str]:
-    """The sweep manifests under ``root`` (``sweeps/<task>/<optimizer>/<sweep_id>.json``), sorted."""
-    return sorted(glob.glob(os.path.join(root, records.SWEEPS_DIR, "*", "*", "*.json")))
-
-
 def listed_run_ids(manifest: dict) -> list[str]:
     """Every run a sweep manifest lists: its trials, its seeds and their reruns at other precisions (the sweep's
     whole budget). A manifest without ``trials`` or ``seeds`` raises ``KeyError``."""
@@ -581,7 +575,7 @@ def tuning_protocols(root: str, warn=None) -> dict[str, int]:
     boxes, 2 horizon-aware Halton with the published point) whose trials, seeds or other precisions list the run.
     Runs no manifest lists (single ``rootbench bench`` runs) are 0. Unreadable manifests are one warning each."""
     out: dict[str, int] = {}
-    for path in manifest_paths(root):
+    for path in records.manifest_paths(root):
         try:
             m = records.read_json(path)
             version = int(m.get("manifest_version") or 1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from rootbench.leaderboard import aggregate as agg
+from rootbench.leaderboard import tiers
 from rootbench.leaderboard.fmt import (
     SIG_TEXT,
     anchor,
@@ -335,7 +336,7 @@ def tiers_table(formal: pd.DataFrame, agreement: pd.DataFrame, root: str) -> dic
     """The claims' verdicts with the tiers side by side: one row per (claim, task, comparison), one column per
     tier, each verdict followed by what it rests on (q, seeds, configurations tried); then, per task, the
     Kendall tau of each consecutive pair of tiers' optimizer rankings (``leaderboard.tiers``)."""
-    present = [t for t in reversed(agg.TIER_ORDER) if t in set(formal["tier"])] if len(formal) else []
+    present = tiers.ranked_tiers(formal["tier"] if len(formal) else [])
     pairs = [(r["cheap"], r["dear"]) for r in agreement.to_dict("records")] if len(agreement) else []
     pairs = list(dict.fromkeys(pairs))
     cols = [col("claim", num_=True), col("task"), col("comparison")]

@@ -17,9 +17,15 @@ from rootbench.leaderboard.aggregate import TIER_ORDER
 COLUMNS = ["task", "cheap", "dear", "n", "tau", "low", "high", "cheap_order", "dear_order"]
 
 
+def ranked_tiers(tiers) -> list[str]:
+    """``tiers`` that rank optimizers, cheapest first (smoke excluded: its seconds-long runs rank nothing)."""
+    present = set(tiers)
+    return [t for t in reversed(TIER_ORDER) if t in present and t != "smoke"]
+
+
 def tier_pairs(tiers) -> list[tuple[str, str]]:
     """Consecutive (cheaper, longer) pairs among ``tiers`` that hold results, smoke excluded."""
-    present = [t for t in reversed(TIER_ORDER) if t in set(tiers) and t != "smoke"]
+    present = ranked_tiers(tiers)
     return list(zip(present, present[1:], strict=False))
 
 

@@ -77,3 +77,59 @@ def test_a_small_campaign_runs_checks_and_prints_the_verdicts(tmp_path, capsys):
     assert code == 1 and "Claim verdicts, smoke tier" in out
     manifests = [f for _, _, fs in os.walk(os.path.join(runs, "sweeps")) for f in fs if f.endswith(".json")]
     assert len(manifests) == 7
+
+
+def test_a_dry_run_states_the_budget_from_the_tasks_measured_minutes(tmp_path, capsys):
+    """runs x measured minutes per run, over the workers: the plan's cost before anything starts."""
+    long_tasks = [t for t in campaign.claim_tasks("long") if get_task_spec(t).minutes.get("long")]
+    if not long_tasks:
+        pytest.skip("no task declares measured minutes for a long tier")
+    task = long_tasks[0]
+    argv = ["campaign", "--tier", "long", "--task", task, "--trials", "6", "--seeds", "5", "--workers", "2"]
+    assert main([*argv, "--dry-run", "--runs", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    sweeps = campaign.plan("long", [task])
+    runs = sum(s.runs(6, 5, True) for s in sweeps)
+    hours = runs * get_task_spec(task).minutes["long"] / 60
+    assert f"at most {runs} runs" in out
+    assert f"about {hours:.1f} CPU-hours" in out and f"{hours / 2:.1f} h wall at 2 at a time" in out
+
+
+def test_around_needs_the_other_tiers_sweep_of_every_planned_pair_before_any_work(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    argv = ["campaign", "--tier", "quick", "--task", "mnist1d-cnn", "--around", "smoke", "--dry-run"]
+    assert main([*argv, "--runs", str(runs)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no finished smoke-tier sweep" in err[0] and "rootbench sweep" in err[0]
+    assert not runs.exists()
+
+
+def test_around_names_the_sweep_each_planned_sweep_is_seeded_from(tmp_path, capsys):
+    """With a finished sweep of the other tier for every planned (task, optimizer), the plan counts one more
+    trial per sweep (the carried selection) and names the seeding sweep."""
+    import json
+
+    from rootbench.harness import records
+
+    runs = tmp_path / "runs"
+    sweeps = campaign.plan("quick", ["mnist1d-cnn"])
+    for i, s in enumerate(sweeps):
+        path = records.manifest_path(str(runs), s.task, s.optimizer, f"seed{i:04d}")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        manifest = {
+            "sweep_id": f"seed{i:04d}",
+            "tier": "smoke",
+            "precision": "fp32",
+            "selected": {"run_id": "x"},
+            "manifest_version": 2,
+            "budget": {"trials": 4},
+            "last_invocation": {"finished_at": "2026-12-04T00:00:00Z"},
+        }
+        with open(path, "w") as f:
+            json.dump(manifest, f)
+    argv = ["campaign", "--tier", "quick", "--task", "mnist1d-cnn", "--around", "smoke", "--trials", "6"]
+    assert main([*argv, "--dry-run", "--runs", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert f"at most {sum(s.runs(6, 5, True, carried=True) for s in sweeps)} runs" in out
+    for i, s in enumerate(sweeps):
+        assert f"{s.optimizer}" in out and f"around smoke sweep seed{i:04d}" in out

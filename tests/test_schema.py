@@ -102,3 +102,20 @@ def test_a_file_of_another_schema_is_a_clear_error(tmp_path):
     pd.DataFrame([{**r, "schema_version": 99} for r in rows]).to_parquet(path, index=False)
     with pytest.raises(records.ResultsError, match="schema version"):
         records.read_record(path)
+
+
+def test_one_listing_of_sweep_manifests_serves_the_sweeps_and_the_leaderboard():
+    """``records.manifest_paths`` lists every committed manifest, or one task/optimizer's (``--around`` reads
+    those), and checks the names it is given."""
+    every = records.manifest_paths(RUNS)
+    assert every == sorted(glob.glob(os.path.join(RUNS, records.SWEEPS_DIR, "*", "*", "*.json"))) and every
+    task, opt = every[0].split(os.sep)[-3:-1]
+    narrowed = records.manifest_paths(RUNS, task, opt)
+    assert narrowed == [p for p in every if p.split(os.sep)[-3:-1] == [task, opt]]
+    assert [m["sweep_id"] for m in records.read_manifests(RUNS, task, opt)] == [
+        os.path.basename(p)[: -len(".json")] for p in narrowed
+    ]
+    from rootbench.harness.registry import UsageError
+
+    with pytest.raises(UsageError, match="invalid task name"):
+        records.manifest_paths(RUNS, "../elsewhere", opt)

@@ -61,25 +61,43 @@ def test_tiers_declare_a_budget_and_a_quick_target(name):
         assert spec.tiers["quick"].dataset != "synthetic", "quick tiers use real data"
 
 
+@pytest.mark.parametrize("name", [n for n in TASKS if "long" in get_task_spec(n).tiers])
+def test_a_long_tier_is_where_a_claim_is_tested_within_ten_minutes_a_run(name):
+    """The long tier (optional) exists for the claims: a model kind a claim is about, real data, more steps than
+    the quick tier, and a measured time per run within the tier's 10 minutes on a 2-core CPU."""
+    from rootbench.leaderboard.verdicts import CLAIM_KINDS
+
+    spec = get_task_spec(name)
+    long, quick = spec.tiers["long"], spec.tiers["quick"]
+    assert spec.model_kind in {k for ks in CLAIM_KINDS.values() for k in ks}
+    assert getattr(long, "dataset", "real") != "synthetic" and long.steps > quick.steps
+    assert 0 < spec.minutes["long"] <= 10, "a long tier states its measured minutes per run"
+
+
 def _one_step_overrides(config) -> dict:
     fields = {f.name for f in dataclasses.fields(config)}
     long_seq = getattr(config, "block_size", 0) >= 512
     out = {"batch_size": 1 if long_seq else 2, "eval_examples": 4, "eval_batch_size": 2}
     if "n_val" in fields:
         out["n_val"] = 4
+    if "n_train" in fields:
+        out["n_train"] = 0  # the stand-in files are smaller than a long tier's subset
     if "num_workers" in fields:
         out["num_workers"] = 0
     return out
 
 
+BIG_TIERS = [(n, t) for n in REAL for t in ("long", "full") if t in get_task_spec(n).tiers]
+
+
 @pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in TASKS if n in REAL]
+    "name, tier", [pytest.param(n, t, marks=pytest.mark.slow) if n in HEAVY else (n, t) for n, t in BIG_TIERS]
 )
-def test_full_tier_builds_and_takes_one_training_step(name, fake_root, monkeypatch):
+def test_long_and_full_tiers_build_and_take_one_training_step(name, tier, fake_root, monkeypatch):
     monkeypatch.setenv("ROOTBENCH_DATA", fake_root)
     monkeypatch.setenv("ROOTBENCH_OFFLINE", "1")
-    full = get_task_spec(name).tiers["full"]
-    task = create_task(name, "full", **_one_step_overrides(full))
+    config = get_task_spec(name).tiers[tier]
+    task = create_task(name, tier, **_one_step_overrides(config))
     assert task.data_source.startswith(("file:", "imagefolder:")), task.data_source
     torch.manual_seed(0)
     model = task.build_model()
