@@ -136,27 +136,47 @@ def tables(model: dict, tier: str) -> str:
     out += against_sgd(model, tier)
     out += verdict_table(model, tier)
     out += warm_start_table(model, tier)
-    out += [
-        "",
-        f"## Precision, memory and step time, {tier} tier",
-        "",
-        "| task | optimizer | fp32 test | bf16-pure − fp32 | bf16-pure diverged | state B/param "
-        "| peak memory MiB | "
+    compared = {name for pair in model.get("pairs", []) for name in pair} | {CNN_REFERENCE}
+    ours = ov["optimizer"].isin(compared)
+    out += ["", f"## Precision, memory and step time, {tier} tier", ""] + precision_table(ov[ours])
+    if (~ours).any():  # in no declared pair and not the reference: the zoo
+        out += [
+            "",
+            f"## Matmul-only and other modern methods, {tier} tier (in no claim; selected and summarised as above)",
+            "",
+        ]
+        out += precision_table(ov[~ours], model.get("opt_info", {}))
+    return "\n".join(out) + "\n"
+
+
+def precision_table(ov, opt_info: dict | None = None) -> list[str]:
+    """One row per selected configuration: fp32 test, the bf16-pure change, memory, step time and gap. With
+    ``opt_info`` a column says what each optimizer declares (preconditioner, root or not)."""
+    traits = opt_info is not None
+    out = [
+        "| task | optimizer | "
+        + ("declared | " if traits else "")
+        + "fp32 test | bf16-pure − fp32 | bf16-pure diverged | state B/param | peak memory MiB | "
         "step time ×fused AdamW | train−test gap | selected run ids |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---|" + ("---|" if traits else "") + "---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in ov.sort_values(["task", "optimizer"]).to_dict("records"):
         pure = r.get("delta_bf16-pure")
         div = r.get("diverged_bf16-pure")
         div = f"{div[0]}/{div[1]}" if isinstance(div, (list, tuple)) else "–"
         peak = r.get("peak_mem_bytes")
+        declared = ""
+        if traits:
+            info = opt_info.get(r["optimizer"], {})
+            root = {True: ", root-free", False: ", square root"}.get(info.get("root_free"), "")
+            declared = f"{info.get('preconditioner') or '–'}{root} | "
         out.append(
-            f"| {r['task']} | {r['optimizer']} | {_cell(r['test_mean'], r['test_half'], r['test_n'])} "
+            f"| {r['task']} | {r['optimizer']} | {declared}{_cell(r['test_mean'], r['test_half'], r['test_n'])} "
             f"| {'–' if pure != pure or pure is None else f'{pure:+.4f}'} | {div} "
             f"| {_num(r['state_bytes_per_param'], 2)} | {_num(peak / 2**20, 1) if peak == peak else '–'} "
             f"| {_num(r['step_ratio'], 2)} | {_num(r['gap_mean'], 4)} | {' '.join(r['run_ids'])} |"
         )
-    return "\n".join(out) + "\n"
+    return out
 
 
 def against_sgd(model: dict, tier: str, tasks=None) -> list[str]:

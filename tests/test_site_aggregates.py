@@ -312,3 +312,30 @@ def test_front_page_puts_the_tiers_side_by_side_with_what_each_verdict_rests_on(
             shutil.copy(path, dest)
     site_build.build(quick_only, one_tier, warn=lambda m: None)
     assert 'id="tiers"' not in open(os.path.join(one_tier, "index.html"), encoding="utf-8").read()
+
+
+def test_methods_in_no_pair_get_their_own_precision_table_with_what_they_declare(tmp_path):
+    """The zoo (registered optimizers in no declared pair, not the CNN reference) is reported beside the paper's
+    methods, never among them; which optimizers those are comes from the declarations, not from names."""
+    from rootbench.leaderboard import claims
+    from rootbench.optimizers import get_optimizer_spec, list_optimizers
+
+    unpaired = [n for n in list_optimizers() if get_optimizer_spec(n).pair is None and n != "sgd"]
+    if not unpaired:
+        pytest.skip("every registered optimizer is in a pair (the zoo extra is not installed)")
+    other = unpaired[0]
+    root = str(tmp_path / "runs")
+    for opt, mean in (("adamw", 0.70), ("rfadamw", 0.72), (other, 0.65)):
+        for seed in (0, 1, 2):
+            records.write_run(_rows("task-a", opt, seed, mean + 0.01 * (seed - 1)), root)
+    text = claims.render(site_load.load(root), root, TIER, None)
+    main, _, zoo = text.partition(f"## Matmul-only and other modern methods, {TIER} tier")
+    assert zoo, text
+    precision = main.split(f"## Precision, memory and step time, {TIER} tier")[1]
+    rows = {line.split(" | ")[1]: line for line in precision.splitlines() if line.startswith("| task-a |")}
+    assert set(rows) == {"adamw", "rfadamw"}
+    spec = get_optimizer_spec(other)
+    zoo_rows = [line for line in zoo.splitlines() if line.startswith("| task-a |")]
+    assert len(zoo_rows) == 1 and zoo_rows[0].split(" | ")[1] == other
+    assert zoo_rows[0].split(" | ")[2].startswith(spec.preconditioner)
+    assert claims.table_rows(text).count(zoo_rows[0]) == 1  # held by --check like every other row
