@@ -119,3 +119,19 @@ def test_one_listing_of_sweep_manifests_serves_the_sweeps_and_the_leaderboard():
 
     with pytest.raises(UsageError, match="invalid task name"):
         records.manifest_paths(RUNS, "../elsewhere", opt)
+
+
+def test_a_run_file_carries_no_pandas_metadata_and_reads_back_what_was_written(tmp_path):
+    """The pandas schema metadata (half of a small run file) is not written; the values and their types come
+    back the same, and the leaderboard's footer-statistics reader sees the same run-level values."""
+    import pyarrow.parquet as pq
+
+    from rootbench.leaderboard import load as site_load
+
+    rows = _smoke_rows()
+    path = records.write_run(rows, str(tmp_path))
+    assert b"pandas" not in (pq.read_schema(path).metadata or {})
+    written, expected = records.read_run(path), records.record_from_rows(rows).frame()
+    pd.testing.assert_frame_equal(written.reset_index(drop=True), expected.reset_index(drop=True))
+    runs = site_load.load(str(tmp_path)).runs
+    assert runs["run_id"].tolist() == [rows[0]["run_id"]] and runs["optimizer"].iloc[0] == rows[0]["optimizer"]
