@@ -4,6 +4,7 @@
     rootbench campaign --tier long --device cuda --workers 8        # make gpu-campaign (one CUDA GPU)
     rootbench campaign --tier quick --task mnist1d-cnn --trials 16 --seeds 5
     rootbench campaign --tier long --around quick --trials 6            # a local search around the quick tier
+    rootbench campaign --tier quick --task mnist1d-cnn cifar10-vit shakespeare-char-gpt --opt muon lion
 
 The plan comes from what the registries declare, never from names: claim 1 (root-free closes the
 generalisation gap to SGD on CNNs) on every task of the tier whose ``model_kind`` is a CNN, claim 2 on the
@@ -57,6 +58,8 @@ def budget(sweeps: list, tier: str, runs_per_sweep: dict, workers: int) -> str:
             minutes += m * runs_per_sweep[s]
         else:
             unknown.add(s.task)
+    if not minutes:
+        return f"budget: unknown: no measured minutes per run on the {tier} tier of {', '.join(sorted(unknown))}"
     out = (
         f"budget: about {minutes / 60:.1f} CPU-hours at the tasks' measured minutes per run (one thread each, "
         f"bf16-pure counted as fp32), {minutes / 60 / workers:.1f} h wall at {workers} at a time"
@@ -102,9 +105,16 @@ def claim_optimizers(model_kind: str) -> list:
     return out
 
 
-def plan(tier: str, tasks: list | None = None) -> list:
+def plan(tier: str, tasks: list | None = None, optimizers: list | None = None) -> list:
+    """The sweeps: the claims' optimizers on each claim task, or ``optimizers`` instead (``--opt``: methods in no
+    claim, such as the zoo, under the same protocol), each of those rerun in bf16-pure as well."""
+    from rootbench.optimizers import get_optimizer_spec
     from rootbench.tasks import get_task_spec
 
+    if optimizers:
+        for name in optimizers:
+            get_optimizer_spec(name)  # an unknown name raises with close matches, before any work
+        return [PlannedSweep(task, opt, (CLAIM_PRECISION,)) for task in claim_tasks(tier, tasks) for opt in optimizers]
     return [
         PlannedSweep(task, opt, (CLAIM_PRECISION,) if pair else ())
         for task in claim_tasks(tier, tasks)
@@ -183,7 +193,7 @@ def cmd_campaign(args) -> int:
 
     if args.trials < 1 or args.seeds < 1 or args.workers < 1:
         raise UsageError("--trials, --seeds and --workers must be positive")
-    sweeps = plan(args.tier, args.task)
+    sweeps = plan(args.tier, args.task, args.opt)
     check_device(args.device)
     published = not args.no_published
     seeds_from = seeding(sweeps, args) if args.around else {}
@@ -242,6 +252,12 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--tier", required=True, help="the tier to run the claims on (e.g. quick, long)")
     p.add_argument("--task", nargs="+", help="only these tasks (default: every task of the tier a claim is about)")
+    p.add_argument(
+        "--opt",
+        nargs="+",
+        help="these optimizers instead of the claims' (e.g. the zoo: muon adafactor psgd_kron soap lion sfadamw), "
+        "each with bf16-pure reruns",
+    )
     p.add_argument("--trials", type=int, default=16, help="quasi-random trials per sweep (default 16)")
     p.add_argument("--seeds", type=int, default=5, help="seeds of each selection (default 5, what verdicts need)")
     p.add_argument("--no-published", action="store_true", help="without the published configuration as a trial")

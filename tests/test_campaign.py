@@ -133,3 +133,17 @@ def test_around_names_the_sweep_each_planned_sweep_is_seeded_from(tmp_path, caps
     assert f"at most {sum(s.runs(6, 5, True, carried=True) for s in sweeps)} runs" in out
     for i, s in enumerate(sweeps):
         assert f"{s.optimizer}" in out and f"around smoke sweep seed{i:04d}" in out
+
+
+def test_opt_plans_methods_in_no_claim_under_the_same_protocol(tmp_path, capsys):
+    """``--opt``: the named optimizers instead of the claims' (the zoo's results), each with bf16-pure reruns; an
+    unknown name is one line before any work."""
+    sweeps = campaign.plan("quick", ["mnist1d-cnn"], ["sgd", "adamw"])
+    assert [(s.optimizer, s.also_precisions) for s in sweeps] == [
+        ("sgd", (campaign.CLAIM_PRECISION,)),
+        ("adamw", (campaign.CLAIM_PRECISION,)),
+    ]
+    runs = tmp_path / "runs"
+    assert main(["campaign", "--tier", "quick", "--task", "mnist1d-cnn", "--opt", "adamww", "--runs", str(runs)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown optimizer 'adamww'" in err[0] and not runs.exists()
