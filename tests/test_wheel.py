@@ -109,3 +109,37 @@ def test_a_fresh_venv_outside_the_checkout_uses_the_optimizers_and_renders_a_sit
     )
     index = (tmp_path / "site" / "index.html").read_text()
     assert "rootbench" in index and (tmp_path / "site" / "static").is_dir()
+
+
+def test_needs_names_what_an_interpreter_lacks_from_pyproject():
+    """``harness/needs.py`` (run before ``make install SYSTEM_PACKAGES=1``) reads the requirements from
+    pyproject.toml, expands nested extras, and names the missing distributions; lazily imported ones are notes."""
+    import importlib.util
+    import tomllib
+
+    spec = importlib.util.spec_from_file_location("needs", os.path.join(ROOT, "harness", "needs.py"))
+    needs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(needs)
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        pyproject = tomllib.load(f)
+    names = needs.requirement_names(pyproject, ["test"])  # rootbench[tasks,site,sweeps,zoo] expanded
+    assert {"torch", "timm", "jinja2", "ray", "schedulefree", "pytest"} <= set(names)
+    assert not any(n.startswith("rootbench") for n in names) and len(names) == len(set(names))
+    assert needs.missing(["torch", "no-such-distribution-rootbench"]) == ["no-such-distribution-rootbench"]
+    assert needs.main(["tasks", "site"]) == 0  # this environment has them all
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_a_system_install_names_what_is_missing_before_installing_anything(tmp_path):
+    """``make install SYSTEM_PACKAGES=1`` on an interpreter without the packages (here: site-packages off) stops
+    at the check, with one line naming them; pip never runs and no install stamp is left."""
+    out = subprocess.run(
+        ["make", "-s", "install", "SYSTEM_PACKAGES=1", f"PYTHON={sys.executable} -S"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = [line for line in out.stderr.splitlines() if line.startswith("needs:")]
+    assert out.returncode != 0 and len(lines) == 1 and "lacks torch" in lines[0], out.stderr
+    assert "pip" not in out.stdout and not os.path.exists(os.path.join(ROOT, ".rootbench-system-install"))
