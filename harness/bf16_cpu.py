@@ -11,8 +11,9 @@ widened to fp32 (exactly: every bf16 value is an fp32 value, and the product of 
 product runs in fp32 and the result is rounded to bf16. The only difference from the bf16 kernels is the
 order of the fp32 summation, which moves a result by at most a rounding step (``tests/test_bf16_cpu.py``
 holds it to the native kernels). The widened copies are saved for backward as bf16 again (lossless), so
-activation memory is what the bf16 kernels would keep. Only the model's forward and backward run under it;
-optimizers keep their own arithmetic.
+activation memory is what the bf16 kernels would keep. Under CPU autocast to bf16 (``bf16`` runs), the fp32
+operands of a product are first rounded to bf16, which is autocast's own cast, so the result is again the
+bf16 product. Only the model's forward and backward run under it; optimizers keep their own arithmetic.
 """
 
 from __future__ import annotations
@@ -61,16 +62,27 @@ def _unpack(packed):
     return t.float() if widened else t
 
 
+def _autocast_bf16() -> bool:
+    """CPU autocast to bf16 is on: it would cast a product's fp32 operands to bf16 and run the bf16 kernel."""
+    return torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
 class Fp32Accumulation(TorchFunctionMode):
-    """Within it, a product with a bf16 operand on the CPU runs as fp32 on the widened operands, rounded to bf16."""
+    """Within it, a product with bf16 operands on the CPU runs as fp32 on the widened operands, rounded to bf16;
+    under CPU autocast to bf16, a product of fp32 operands is first cast to bf16, as autocast would."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func not in PRODUCTS:
             return func(*args, **kwargs)
         flat = [x for x in (*args, *kwargs.values()) if isinstance(x, torch.Tensor) and x.is_floating_point()]
-        if not flat or any(x.dtype != torch.bfloat16 or x.device.type != "cpu" for x in flat):
-            return func(*args, **kwargs)  # fp32, GPU or mixed operands: the kernel's own behaviour (errors too)
+        if not flat or any(x.device.type != "cpu" for x in flat):
+            return func(*args, **kwargs)
+        autocast = _autocast_bf16() and all(x.dtype in (torch.float32, torch.bfloat16) for x in flat)
+        if autocast:  # autocast's own cast (differentiable: gradients come back to the fp32 tensors as fp32)
+            args, kwargs = tree_map(_narrow, (args, kwargs))
+        elif any(x.dtype != torch.bfloat16 for x in flat):
+            return func(*args, **kwargs)  # fp32 or mixed operands: the kernel's own behaviour (errors too)
         widened: dict[int, torch.Tensor] = {}
 
         def widen(x):
@@ -85,14 +97,15 @@ class Fp32Accumulation(TorchFunctionMode):
             return (t.to(torch.bfloat16), True) if widened.get(id(t)) is t else (t, False)
 
         args, kwargs = tree_map(widen, (args, kwargs))
-        with torch.autograd.graph.saved_tensors_hooks(pack, _unpack):
+        # autocast off for the fp32 product itself, or it would cast the widened operands back to bf16
+        off = torch.autocast("cpu", enabled=False) if autocast else contextlib.nullcontext()
+        with off, torch.autograd.graph.saved_tensors_hooks(pack, _unpack):
             return tree_map(_narrow, func(*args, **kwargs))
 
 
 def fp32_accumulation(precision: str, device: torch.device):
-    """The mode for ``bf16-pure`` runs on a CPU; nothing elsewhere (GPUs have bf16 units; fp32 needs none).
-
-    ``bf16`` (autocast) keeps PyTorch's kernels: autocast casts below this level, after the mode has run."""
-    if precision == "bf16-pure" and torch.device(device).type == "cpu":
+    """The mode for ``bf16-pure`` and ``bf16`` (autocast) runs on a CPU; nothing elsewhere (GPUs have bf16 units;
+    fp32 needs none; fp16 autocast keeps PyTorch's kernels)."""
+    if precision in ("bf16-pure", "bf16") and torch.device(device).type == "cpu":
         return Fp32Accumulation()
     return contextlib.nullcontext()

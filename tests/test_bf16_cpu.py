@@ -55,9 +55,10 @@ def test_only_cpu_bf16_operands_are_widened_and_mixed_dtypes_still_fail():
         assert torch.equal(torch.relu(x32.bfloat16()), torch.relu(x32).bfloat16())  # not a product: as is
 
 
-def test_the_mode_is_for_bf16_pure_on_the_cpu_only():
-    assert isinstance(fp32_accumulation("bf16-pure", torch.device("cpu")), Fp32Accumulation)
-    for precision, device in (("fp32", "cpu"), ("bf16", "cpu"), ("fp16", "cpu"), ("bf16-pure", "cuda")):
+def test_the_mode_is_for_bf16_runs_on_the_cpu_only():
+    for precision in ("bf16-pure", "bf16"):
+        assert isinstance(fp32_accumulation(precision, torch.device("cpu")), Fp32Accumulation)
+    for precision, device in (("fp32", "cpu"), ("fp16", "cpu"), ("bf16-pure", "cuda"), ("bf16", "cuda")):
         assert not isinstance(fp32_accumulation(precision, torch.device(device)), Fp32Accumulation)
 
 
@@ -85,3 +86,30 @@ def test_a_model_step_matches_the_native_bf16_step_far_closer_than_fp32_does():
     bf = copy.deepcopy(model).bfloat16()
     native, emulated = grads(bf, x.bfloat16(), contextlib.nullcontext()), grads(bf, x.bfloat16(), Fp32Accumulation())
     assert (emulated - native).norm() * 10 < (native - g32).norm()
+
+
+@pytest.mark.parametrize("name", sorted(PRODUCTS))
+def test_under_autocast_fp32_operands_give_autocasts_bf16_product_and_fp32_gradients(name):
+    """``bf16`` runs: CPU autocast casts a product's fp32 operands to bf16; under the mode the product is the
+    same bf16 result (PyTorch's autocast kernels, up to summation order) and the fp32 leaves get fp32 gradients,
+    each the exact gradient of the bf16-rounded operands rounded once to bf16."""
+    f, sa, sb = PRODUCTS[name]
+    a32 = torch.randn(*sa, generator=torch.Generator().manual_seed(1))
+    b32 = torch.randn(*sb, generator=torch.Generator().manual_seed(2))
+
+    def run(mode):
+        x, w = a32.clone().requires_grad_(), b32.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16), mode:
+            out = f(x, w)
+        out.backward(_bf16(*out.shape, seed=3))
+        return out.detach(), x.grad, w.grad
+
+    native, emulated = run(contextlib.nullcontext()), run(Fp32Accumulation())
+    assert emulated[0].dtype == native[0].dtype == torch.bfloat16
+    assert (emulated[0] == native[0]).float().mean() >= 0.99
+    x, w = a32.bfloat16().double().requires_grad_(), b32.bfloat16().double().requires_grad_()
+    out = f(x, w)
+    out.backward(_bf16(*out.shape, seed=3).double())
+    for got, exact in ((emulated[1], x.grad), (emulated[2], w.grad)):
+        assert got.dtype == torch.float32
+        assert (got == exact.bfloat16().float()).float().mean() >= 0.99
