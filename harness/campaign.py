@@ -208,7 +208,10 @@ def cmd_campaign(args) -> int:
         extra = f" (+ {', '.join(s.also_precisions)})" if s.also_precisions else ""
         seeded = f"  around {args.around} sweep {seeds_from[s]}" if s in seeds_from else ""
         print(f"  {s.task:<24} {s.optimizer}{extra}{seeded}")
-    print(budget(sweeps, args.tier, runs, args.workers))
+    if args.device.startswith("cuda"):
+        print("budget: the tasks' minutes per run are 2-core CPU figures; no GPU figure is declared")
+    else:
+        print(budget(sweeps, args.tier, runs, args.workers))
     if args.dry_run:
         return 0
     manifests, t0 = [], time.perf_counter()
