@@ -179,6 +179,7 @@ def add_run_arguments(p, memory: bool = True) -> None:
     p.add_argument("--time-limit", type=float, default=None, help="seconds per run; the run ends with status timeout")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--ref-steps", type=int, default=20, help="steps timed against fused AdamW (0 skips)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads for the run (default: torch's own)")
     if memory:
         p.add_argument(
             "--memory-limit",
@@ -196,6 +197,7 @@ def config_fields(args) -> dict:
         time_limit=args.time_limit,
         device=args.device,
         ref_steps=args.ref_steps,
+        threads=args.threads,
     )
 
 

@@ -31,6 +31,7 @@ def files_under(d):
         (["--task", "quadratic", "--opt", "sgd", "momentum=True"], "wrong type"),
         (["--task", "quadratic", "--opt", "sgd", "steps=1.5"], "expected an integer"),
         (["--task", "quadratic", "--opt", "sgd", "--tier", "huge"], "unknown tier"),
+        (["--task", "quadratic", "--opt", "sgd", "--threads", "0"], "threads must be a positive integer"),
     ],
 )
 def test_bad_input_is_rejected_and_nothing_written(argv, needle, runs_dir, capsys):
@@ -212,3 +213,14 @@ def test_a_reader_that_stops_early_ends_the_command_quietly():
     err = proc.stderr.read().decode()
     assert first.startswith(b"optimizers:") and proc.wait(timeout=120) == 128 + signal.SIGPIPE
     assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_threads_set_the_runs_torch_threads_and_stay_out_of_its_identity(runs_dir, capsys):
+    """``--threads N`` is recorded (``num_threads``) and is not part of the run id: the same config with other
+    threads is a cache hit."""
+    assert rootbench("bench", "--task", "quadratic", "--opt", "sgd", *SMOKE, "--threads", "1", runs=runs_dir) == 0
+    (path,) = find_runs(runs_dir)
+    assert (read_run(path)["num_threads"] == 1).all()
+    capsys.readouterr()
+    assert rootbench("bench", "--task", "quadratic", "--opt", "sgd", *SMOKE, "--threads", "2", runs=runs_dir) == 0
+    assert "cached" in capsys.readouterr().out and find_runs(runs_dir) == [path]
