@@ -451,10 +451,12 @@ def eigh_clock():
         torch.linalg.eigh = real_eigh
 
 
-def _split_steps(opt, T: int, periods: int = 3) -> dict:
-    """Time update and regular steps one by one over whole periods (after ``update_phase`` found which step of a
-    period updates), and the share of that time spent in ``torch.linalg.eigh`` (NaN when no step called it)."""
-    phase = update_phase(opt, T)  # the probe took T steps: the timed steps start at the same phase
+def _split_steps(opt, T: int, periods: int = 3, phase: int | None = None) -> dict:
+    """Time update and regular steps one by one over whole periods (``phase``: which step of a period updates,
+    from ``update_phase``; probed now when not given), and the share of that time spent in ``torch.linalg.eigh``
+    (NaN when no step called it)."""
+    if phase is None:
+        phase = update_phase(opt, T)  # the probe took T steps: the timed steps start at the same phase
     update, regular = [], []
     device = _device_of(opt)
     with eigh_clock() as eigh:
@@ -718,12 +720,17 @@ def run_case(case: Case, rounds: int, min_run_time: float, log=print) -> list:
         first = time.perf_counter() - t0
         # Kronecker methods: one period recorded for the floor, its replays timed right after each timed block
         floor = record_floor(opt, e.T or 1) if capabilities(e.name).preconditioner == "kronecker" else None
+        # which step of a period updates, probed now, while the state still moves: after the timed blocks (many
+        # steps on one fixed gradient) low-precision factors can stop changing and no step would stand out;
+        # every later block runs whole periods, so the phase holds
+        phase = update_phase(opt, e.T) if e.T else None
         built.append(
             {
                 "entry": e,
                 "named": named,
                 "opt": opt,
                 "first": first,
+                "phase": phase,
                 "times": [],
                 "floor": floor,
                 "n": sum(p.numel() for _, p in named),
@@ -746,7 +753,7 @@ def run_case(case: Case, rounds: int, min_run_time: float, log=print) -> list:
     rows = []
     for b in built:
         e, opt, named = b["entry"], b["opt"], b["named"]
-        split = _split_steps(opt, e.T, periods=2) if e.T else {}
+        split = _split_steps(opt, e.T, periods=2, phase=b["phase"]) if e.T else {}
         step_s = statistics.median(b["times"])
         base = labels.get(e.baseline) if e.baseline else None
         caps = capabilities(e.name)
