@@ -68,7 +68,7 @@ tiers measure it. Data wait (batch fetch + on-device augmentation) was 0.3-2.3% 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rootbench.tasks import register_task
 from rootbench.tasks._cnn import cifar_cnn
@@ -247,6 +247,24 @@ register_cnn(
     data="cifar10",
 )
 
+VIT_QUICK = VitConfig(
+    steps=800,
+    batch_size=64,
+    eval_every=200,
+    target=0.42,
+    dataset="cifar10",
+    n_val=2000,
+    eval_examples=2000,
+    eval_batch_size=128,
+    lr_schedule="cosine",
+    warmup_steps=80,
+    embed_dim=96,
+    depth=4,
+    num_heads=3,
+    label_smoothing=0.1,
+    drop_path=0.0,
+)
+
 register_task(
     "cifar10-vit",
     build=_build(vit_model),
@@ -272,42 +290,9 @@ register_task(
             depth=1,
             num_heads=2,
         ),
-        "quick": VitConfig(
-            steps=800,
-            batch_size=64,
-            eval_every=200,
-            target=0.42,
-            dataset="cifar10",
-            n_val=2000,
-            eval_examples=2000,
-            eval_batch_size=128,
-            lr_schedule="cosine",
-            warmup_steps=80,
-            embed_dim=96,
-            depth=4,
-            num_heads=3,
-            label_smoothing=0.1,
-            drop_path=0.0,
-        ),
+        "quick": VIT_QUICK,
         # claim 2's regime at CPU scale: the quick model for 20 epochs of a 6,400-image subset
-        "long": VitConfig(
-            steps=2000,
-            batch_size=64,
-            eval_every=500,
-            target=0.49,
-            dataset="cifar10",
-            n_train=6400,
-            n_val=2000,
-            eval_examples=2000,
-            eval_batch_size=128,
-            lr_schedule="cosine",
-            warmup_steps=200,
-            embed_dim=96,
-            depth=4,
-            num_heads=3,
-            label_smoothing=0.1,
-            drop_path=0.0,
-        ),
+        "long": replace(VIT_QUICK, steps=2000, eval_every=500, target=0.49, n_train=6400, warmup_steps=200),
         # 200 epochs, cosine with 10 warm-up epochs, smoothing 0.1, drop-path 0.1, random erasing 0.25
         "full": VitConfig(
             steps=200 * EPOCH,

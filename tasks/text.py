@@ -55,7 +55,7 @@ from __future__ import annotations
 import math
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -360,6 +360,21 @@ def _smoke(**kw) -> TextConfig:
     )
 
 
+GPT_QUICK = TextConfig(
+    steps=700,
+    batch_size=32,
+    eval_every=175,
+    target=2.0,
+    block_size=64,
+    n_layer=4,
+    n_embd=128,
+    n_head=4,
+    lr_schedule="cosine",
+    warmup_steps=70,
+    eval_examples=256,
+    eval_batch_size=64,
+)
+
 register_task(
     "shakespeare-char-gpt",
     build=_builder("gpt"),
@@ -373,35 +388,9 @@ register_task(
     minutes={"long": 7.1},
     tiers={
         "smoke": _smoke(),
-        "quick": TextConfig(
-            steps=700,
-            batch_size=32,
-            eval_every=175,
-            target=2.0,
-            block_size=64,
-            n_layer=4,
-            n_embd=128,
-            n_head=4,
-            lr_schedule="cosine",
-            warmup_steps=70,
-            eval_examples=256,
-            eval_batch_size=64,
-        ),
+        "quick": GPT_QUICK,
         # claim 2 at CPU scale: the quick model for three times its steps (about 4.5 passes over the text)
-        "long": TextConfig(
-            steps=2100,
-            batch_size=32,
-            eval_every=525,
-            target=1.65,
-            block_size=64,
-            n_layer=4,
-            n_embd=128,
-            n_head=4,
-            lr_schedule="cosine",
-            warmup_steps=210,
-            eval_examples=256,
-            eval_batch_size=64,
-        ),
+        "long": replace(GPT_QUICK, steps=2100, eval_every=525, target=1.65, warmup_steps=210),
         "full": TextConfig(
             steps=5000,
             batch_size=64,
