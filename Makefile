@@ -71,9 +71,12 @@ WORKERS        ?= 8
 campaign: install
 	$(RB) campaign --tier $(CAMPAIGN_TIER) $(if $(CAMPAIGN_TASKS),--task $(CAMPAIGN_TASKS)) --workers $(WORKERS) --runs $(RUNS) $(if $(DRY),--dry-run) $(ARGS)
 
-# the same on one CUDA GPU (runs share it; clocks synchronised, CUDA peak memory checked)
+# the same on one CUDA GPU (runs share it; clocks synchronised, CUDA peak memory checked): GPU_PARALLEL sweeps at
+# once, GPU_WORKERS runs each, one CPU thread per run (a run's Python loop feeds the GPU from one core)
+GPU_WORKERS  ?= 3
+GPU_PARALLEL ?= 4
 gpu-campaign: install
-	$(RB) campaign --tier $(CAMPAIGN_TIER) $(if $(CAMPAIGN_TASKS),--task $(CAMPAIGN_TASKS)) --device cuda --workers $(WORKERS) --runs $(RUNS) $(if $(DRY),--dry-run) $(ARGS)
+	$(RB) campaign --tier $(CAMPAIGN_TIER) $(if $(CAMPAIGN_TASKS),--task $(CAMPAIGN_TASKS)) --device cuda --workers $(GPU_WORKERS) --parallel $(GPU_PARALLEL) --threads 1 --runs $(RUNS) $(if $(DRY),--dry-run) $(ARGS)
 
 list: install
 	$(RB) list

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from concurrent import futures
 from dataclasses import dataclass
 
 from rootbench.harness.registry import UsageError
@@ -148,12 +149,7 @@ def checks(manifests: list, sweeps: list, runs_root: str, device: str) -> list:
     done = sum(r.status in ("ok", "diverged") for r in found)
     out.append(("runs finished (ok or diverged)", done == len(found), f"{done} of {len(found)}"))
     if device.startswith("cuda"):
-        on_cuda = sum(str(r.get("device", "")).startswith("cuda") for r in found)
-        out.append(("ran on CUDA", on_cuda == len(found), f"{on_cuda} of {len(found)}"))
-        peak = sum(r.get("peak_mem_kind") == "cuda_max_allocated" for r in found)
-        out.append(("peak memory from the CUDA allocator", peak == len(found), f"{peak} of {len(found)}"))
-        timed = sum(_positive(r.get("step_time_ratio_adamw")) for r in found)
-        out.append(("step time against fused AdamW (synchronised clocks)", timed == len(found), f"{timed}"))
+        out += cuda_checks(found)
     missing = [f"{m['task']} / {m['optimizer']}" for m in manifests if not m.get("selected")]
     out.append(
         (
@@ -169,6 +165,21 @@ def checks(manifests: list, sweeps: list, runs_root: str, device: str) -> list:
         (f"{CLAIM_PRECISION} reruns of every selected pair", complete == len(pairs), f"{complete} of {len(pairs)}")
     )
     return out
+
+
+def cuda_checks(found: list) -> list:
+    """(check, passed, detail) rows for runs that should have run on a CUDA GPU. A CUDA run's ``device`` column
+    holds the GPU's name (``harness/provenance.py``), a CPU run's reads ``cpu``; its peak memory comes from the
+    CUDA allocator; its step-time ratio was read after a synchronise."""
+    n = len(found)
+    on_cuda = sum(str(r.get("device", "cpu")) not in ("", "cpu") for r in found)
+    peak = sum(r.get("peak_mem_kind") == "cuda_max_allocated" for r in found)
+    timed = sum(_positive(r.get("step_time_ratio_adamw")) for r in found)
+    return [
+        ("ran on CUDA", on_cuda == n, f"{on_cuda} of {n}"),
+        ("peak memory from the CUDA allocator", peak == n, f"{peak} of {n}"),
+        ("step time against fused AdamW (synchronised clocks)", timed == n, f"{timed} of {n}"),
+    ]
 
 
 def seeding(sweeps: list, args) -> dict:
@@ -191,8 +202,8 @@ def _positive(x) -> bool:
 def cmd_campaign(args) -> int:
     from rootbench.harness.sweep import Sweep, SweepConfig, _share_of_memory
 
-    if args.trials < 1 or args.seeds < 1 or args.workers < 1:
-        raise UsageError("--trials, --seeds and --workers must be positive")
+    if args.trials < 1 or args.seeds < 1 or args.workers < 1 or args.parallel < 1:
+        raise UsageError("--trials, --seeds, --workers and --parallel must be positive")
     sweeps = plan(args.tier, args.task, args.opt)
     check_device(args.device)
     published = not args.no_published
@@ -202,7 +213,8 @@ def cmd_campaign(args) -> int:
         f"campaign: tier {args.tier}, {len(sweeps)} sweeps ({args.trials} trials"
         f"{' + the published point where declared' if published else ''}"
         f"{f' + the {args.around} selection, seeded around it' if args.around else ''}, {args.seeds} seeds), "
-        f"at most {sum(runs.values())} runs, {args.workers} at a time, device {args.device}"
+        f"at most {sum(runs.values())} runs, {args.workers} at a time"
+        f"{f' in each of {args.parallel} sweeps at once' if args.parallel > 1 else ''}, device {args.device}"
     )
     for s in sweeps:
         extra = f" (+ {', '.join(s.also_precisions)})" if s.also_precisions else ""
@@ -211,11 +223,12 @@ def cmd_campaign(args) -> int:
     if args.device.startswith("cuda"):
         print("budget: the tasks' minutes per run are 2-core CPU figures; no GPU figure is declared")
     else:
-        print(budget(sweeps, args.tier, runs, args.workers))
+        print(budget(sweeps, args.tier, runs, args.workers * args.parallel))
     if args.dry_run:
         return 0
-    manifests, t0 = [], time.perf_counter()
-    for i, s in enumerate(sweeps, 1):
+    t0 = time.perf_counter()
+
+    def one(i: int, s: PlannedSweep) -> dict:
         print(f"[{i}/{len(sweeps)}] {s.task} / {s.optimizer}", flush=True)
         cfg = SweepConfig(
             task=s.task,
@@ -231,9 +244,19 @@ def cmd_campaign(args) -> int:
             also_precisions=s.also_precisions,
             published=published,
             around=args.around,
-            memory_limit=_share_of_memory(args.workers) if not args.device.startswith("cuda") else None,
+            memory_limit=_share_of_memory(args.workers * args.parallel) if not args.device.startswith("cuda") else None,
         )
-        manifests.append(Sweep(cfg).run())
+        manifest = Sweep(cfg).run()
+        print(
+            f"[{i}/{len(sweeps)}] {s.task} / {s.optimizer}: done at {(time.perf_counter() - t0) / 60:.1f} min",
+            flush=True,
+        )
+        return manifest
+
+    # sweeps at a time (--parallel): each runs its own --workers runs, so a GPU is kept busy between one sweep's
+    # stages; the store's run locks keep concurrent writers apart
+    with futures.ThreadPoolExecutor(max_workers=args.parallel) as pool:
+        manifests = list(pool.map(one, range(1, len(sweeps) + 1), sweeps))
     minutes = (time.perf_counter() - t0) / 60
     rows = checks(manifests, sweeps, args.runs, args.device)
     print(f"\ncampaign: {len(manifests)} sweeps in {minutes:.1f} min")
@@ -265,6 +288,9 @@ def add_parser(sub) -> None:
     p.add_argument("--seeds", type=int, default=5, help="seeds of each selection (default 5, what verdicts need)")
     p.add_argument("--no-published", action="store_true", help="without the published configuration as a trial")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) // 2), help="runs at a time")
+    p.add_argument(
+        "--parallel", type=int, default=1, help="sweeps at a time, each with --workers runs (default 1; a GPU: 4)"
+    )
     p.add_argument("--threads", type=int, default=None, help="torch threads per run (default cores // workers)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--runs", default="runs", help="results folder")

@@ -67,7 +67,22 @@ def test_a_small_campaign_runs_checks_and_prints_the_verdicts(tmp_path, capsys):
     single trials are not selectable, and the campaign says so and fails rather than reporting them."""
     runs = str(tmp_path / "runs")
     argv = ["campaign", "--tier", "smoke", "--task", "mnist1d-cnn", "--trials", "1", "--seeds", "1"]
-    code = main([*argv, "--no-published", "--workers", "2", "--threads", "1", "--device", "cpu", "--runs", runs])
+    code = main(
+        [
+            *argv,
+            "--no-published",
+            "--workers",
+            "1",
+            "--parallel",
+            "2",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+            "--runs",
+            runs,
+        ]
+    )
     out = capsys.readouterr().out
     lines = {line.split(":")[0].strip(): line for line in out.splitlines() if line.startswith("  ok") or "FAIL" in line}
     assert lines["ok   runs recorded"].endswith("11 of 11") and "ok   runs finished (ok or diverged)" in lines
@@ -147,3 +162,39 @@ def test_opt_plans_methods_in_no_claim_under_the_same_protocol(tmp_path, capsys)
     assert main(["campaign", "--tier", "quick", "--task", "mnist1d-cnn", "--opt", "adamww", "--runs", str(runs)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown optimizer 'adamww'" in err[0] and not runs.exists()
+
+
+def test_cuda_checks_read_the_gpu_name_the_cuda_peak_and_the_synchronised_ratio():
+    """A CUDA run's device column holds the GPU's name (provenance), a CPU run's reads 'cpu'; each check counts
+    the runs that pass it, so one CPU run in a GPU campaign fails all three."""
+    gpu = {"device": "NVIDIA H200", "peak_mem_kind": "cuda_max_allocated", "step_time_ratio_adamw": 1.7}
+    cpu = {"device": "cpu", "peak_mem_kind": "rss_delta", "step_time_ratio_adamw": float("nan")}
+    assert all(passed for _, passed, _ in campaign.cuda_checks([gpu, gpu]))
+    rows = campaign.cuda_checks([gpu, cpu])
+    assert [passed for _, passed, _ in rows] == [False, False, False]
+    assert all(detail == "1 of 2" for _, _, detail in rows)
+
+
+def test_sweeps_at_once_must_be_positive_and_show_in_the_plan(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    task = next(t for t in campaign.claim_tasks("long") if get_task_spec(t).minutes.get("long"))
+    argv = ["campaign", "--tier", "long", "--task", task, "--runs", str(runs)]
+    assert main([*argv, "--parallel", "0"]) == 2 and "--parallel must be positive" in capsys.readouterr().err
+    assert main([*argv, "--parallel", "3", "--workers", "2", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "2 at a time in each of 3 sweeps at once" in out and "h wall at 6 at a time" in out and not runs.exists()
+
+
+def test_a_tree_without_git_records_the_commit_it_was_sent_from(tmp_path, monkeypatch):
+    from rootbench.harness import provenance
+
+    monkeypatch.setattr(provenance, "HERE", str(tmp_path / "copy" / "harness"))
+    provenance.git_state.cache_clear()
+    try:
+        monkeypatch.delenv("ROOTBENCH_GIT_SHA", raising=False)
+        assert provenance.git_state() == ("unknown", False)
+        provenance.git_state.cache_clear()
+        monkeypatch.setenv("ROOTBENCH_GIT_SHA", "0123abcd")
+        assert provenance.git_state() == ("0123abcd", False)
+    finally:
+        provenance.git_state.cache_clear()
