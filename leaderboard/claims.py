@@ -1,7 +1,7 @@
 """The paper's three claims as Markdown tables, from ``runs/`` through the site's own aggregation.
 
     .venv/bin/python -m rootbench.leaderboard.claims [--runs runs] [--tier quick|long|all] [--stages N]
-    .venv/bin/python -m rootbench.leaderboard.claims --check RESULTS.md   # its tables are what the runs print
+    .venv/bin/python -m rootbench.leaderboard.claims --check RESULTS.md   # every tier's tables as the runs print them
 
 Lin et al., ICML 2024 (https://arxiv.org/abs/2402.03496) claim that removing the square root
 (1) closes the generalisation gap to SGD on CNNs, (2) keeps the root-based methods' performance on
@@ -359,7 +359,11 @@ def unprinted_rows(document: str, results: loader.Results, runs_root: str, tier:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", default="runs")
-    ap.add_argument("--tier", default="quick", help="a tier, or all: one section per tier with runs (default quick)")
+    ap.add_argument(
+        "--tier",
+        default=None,
+        help="a tier, or all: one section per tier with runs (default quick; with --check, all)",
+    )
     ap.add_argument(
         "--stages",
         type=int,
@@ -395,7 +399,7 @@ def main(argv=None) -> int:
             raise SystemExit(
                 f"error: cannot read {args.check} ({e.strerror}); give the path of a Markdown file"
             ) from None
-        missing = unprinted_rows(document, results, args.runs, args.tier)
+        missing = unprinted_rows(document, results, args.runs, args.tier or "all")
         for row in missing:
             print(f"not printed: {row}", file=sys.stderr)
         n = len(table_rows(document))
@@ -408,7 +412,7 @@ def main(argv=None) -> int:
             return 1
         print(f"ok: all {n} table rows in {args.check} are printed from {args.runs}")
         return 0
-    sys.stdout.write(render(results, args.runs, args.tier, args.stages, args.protocol))
+    sys.stdout.write(render(results, args.runs, args.tier or "quick", args.stages, args.protocol))
     return 0
 
 

@@ -88,10 +88,10 @@ def _run_values(summary: pd.DataFrame, run_ids, column: str) -> list:
     return [v for v in sel[column].tolist() if v is not None and not (isinstance(v, float) and math.isnan(v))]
 
 
-def _health(model: dict, row, opt_info: dict) -> str | None:
-    """Why a selected configuration cannot enter a verdict (None when it can)."""
+def _health(model: dict, row, opt_info: dict, name: str = "") -> str | None:
+    """Why a selected configuration (of optimizer ``name``) cannot enter a verdict (None when it can)."""
     if row is None:
-        return "no selected configuration"
+        return f"no selected configuration of {name}" if name else "no selected configuration"
     if int(row.get("test_n") or 0) < MIN_SEEDS:
         return f"{row['optimizer']} has {int(row.get('test_n') or 0)} finished seeds (< {MIN_SEEDS})"
     ids = row.get("run_ids") or []
@@ -207,7 +207,7 @@ def _claim1(model, task, root, free, by, sign, metric, chance, opt_info) -> list
     comparison = f"{free} vs {SGD} (root: {root})"
     problem = (
         chance
-        or next((p for p in (_health(model, x, opt_info) for x in (sgd, r, f)) if p), None)
+        or next((p for p in (_health(model, x, opt_info, n) for x, n in ((sgd, SGD), (r, root), (f, free))) if p), None)
         or _protocol_problem(model, sgd, r, f)
     )
     if problem:
@@ -240,7 +240,12 @@ def _claim1(model, task, root, free, by, sign, metric, chance, opt_info) -> list
 
 def _claim2(model, task, r, f, root, free, sign, metric, chance, opt_info) -> dict:
     budget = f"{_budget(f)}/{_budget(r)}"
-    problem = chance or _health(model, r, opt_info) or _health(model, f, opt_info) or _protocol_problem(model, r, f)
+    problem = (
+        chance
+        or _health(model, r, opt_info, root)
+        or _health(model, f, opt_info, free)
+        or _protocol_problem(model, r, f)
+    )
     if problem:
         return _row(2, task, f"{free} vs {root}", metric, None, budget, problem)
     return _row(2, task, f"{free} vs {root}", metric, _compare(_values(f), _values(r), sign), budget)
@@ -262,7 +267,8 @@ def _claim3(model, task, f, free, sign, metric, chance, opt_info) -> dict | None
     if pure.empty:
         return _row(3, task, comparison, metric, None, budget, "no bf16-pure runs of the selected configuration")
     pure_row = pure.iloc[0].to_dict()
-    problem = chance or _health(model, f, opt_info) or _health(model, {**pure_row, "optimizer": free}, opt_info)
+    pure_problem = _health(model, {**pure_row, "optimizer": free}, opt_info)
+    problem = chance or _health(model, f, opt_info, free) or (pure_problem and f"in bf16-pure, {pure_problem}")
     if problem:
         return _row(3, task, comparison, metric, None, budget, problem)
     return _row(3, task, comparison, metric, _compare(_values(pure_row), _values(f), sign), budget)

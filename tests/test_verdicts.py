@@ -127,6 +127,17 @@ def test_claim_3_refuses_a_state_frozen_by_rounding():
     assert row["verdict"] == "not testable" and "frozen by rounding" in row["reason"]
 
 
+def test_a_missing_side_is_named_and_a_refused_bf16_rerun_says_so():
+    """The reason names the optimizer whose selection is missing (a sweep that did not finish), and a claim-3 refusal
+    that comes from the bf16-pure reruns says it is theirs, not the fp32 selection's."""
+    m = _model({"sgd": _seeds(0.80), "ifshampoo": _seeds(0.8, seed=1)}, kind="cnn")
+    row = _verdict(V.decide(m, "long"), 1, "ifshampoo vs sgd (root: shampoo)")
+    assert row["verdict"] == "not testable" and row["reason"] == "no selected configuration of shampoo"
+    m = _model({"rfadamw": _seeds(0.6)}, pure={"rfadamw": _seeds(0.6, seed=4)}, frozen={"rfadamw-pure": True})
+    reason = _verdict(V.decide(m, "long"), 3, "rfadamw bf16-pure vs fp32")["reason"]
+    assert reason.startswith("in bf16-pure, ") and "frozen by rounding" in reason
+
+
 def test_claim_1_needs_an_adaptive_gap_and_then_asks_whether_root_free_closes_it():
     closes = _model({"sgd": _seeds(0.80), "adamw": _seeds(0.75, seed=1), "rfadamw": _seeds(0.80, seed=2)}, kind="cnn")
     df = V.decide(closes, "long")
