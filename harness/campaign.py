@@ -162,7 +162,11 @@ def checks(manifests: list, sweeps: list, runs_root: str, device: str) -> list:
     pairs = [m for m, s in zip(manifests, sweeps, strict=True) if s.also_precisions and m.get("selected")]
     complete = sum(bool((m.get("other_precisions") or {}).get(CLAIM_PRECISION)) for m in pairs)
     out.append(
-        (f"{CLAIM_PRECISION} reruns of every selected pair", complete == len(pairs), f"{complete} of {len(pairs)}")
+        (
+            f"{CLAIM_PRECISION} reruns of every selection planned with them",
+            complete == len(pairs),
+            f"{complete} of {len(pairs)}",
+        )
     )
     return out
 

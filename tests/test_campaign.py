@@ -88,7 +88,7 @@ def test_a_small_campaign_runs_checks_and_prints_the_verdicts(tmp_path, capsys):
     assert lines["ok   runs recorded"].endswith("11 of 11") and "ok   runs finished (ok or diverged)" in lines
     selected = next(v for k, v in lines.items() if "every sweep selected" in k)
     assert "FAIL" in selected and "5 of 7" in selected and "rfadamw" in selected and "rfrmsprop" in selected
-    assert lines["ok   bf16-pure reruns of every selected pair"].endswith("4 of 4")
+    assert lines["ok   bf16-pure reruns of every selection planned with them"].endswith("4 of 4")
     assert code == 1 and "Claim verdicts, smoke tier" in out
     manifests = [f for _, _, fs in os.walk(os.path.join(runs, "sweeps")) for f in fs if f.endswith(".json")]
     assert len(manifests) == 7
