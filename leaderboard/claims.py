@@ -51,8 +51,7 @@ def _diff(diff, half) -> str:
 
 def tiers_with_runs(model: dict) -> list[str]:
     """The tiers that hold selected configurations, cheapest first (smoke excluded: it ranks nothing)."""
-    ov = model["overview"]
-    return tier_agreement.ranked_tiers(ov.loc[ov["selected"].astype(bool), "tier"] if len(ov) else [])
+    return tier_agreement.selected_tiers(model["overview"])
 
 
 def tier_header(model: dict, tier: str) -> list[str]:

@@ -151,8 +151,8 @@ def agreements(overview):
     """Kendall tau of the optimizer rankings per task for each consecutive pair of tiers with results."""
     import pandas as pd
 
-    present = set(overview.loc[overview["selected"].astype(bool), "tier"]) if len(overview) else set()
-    frames = [tier_agreement.agreement(overview, a, b) for a, b in tier_agreement.tier_pairs(present)]
+    pairs = tier_agreement.tier_pairs(tier_agreement.selected_tiers(overview))
+    frames = [tier_agreement.agreement(overview, a, b) for a, b in pairs]
     frames = [f for f in frames if len(f)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=tier_agreement.COLUMNS)
 

@@ -23,6 +23,11 @@ def ranked_tiers(tiers) -> list[str]:
     return [t for t in reversed(TIER_ORDER) if t in present and t != "smoke"]
 
 
+def selected_tiers(overview: pd.DataFrame) -> list[str]:
+    """The tiers holding selected configurations in ``overview`` (the configurations table), cheapest first."""
+    return ranked_tiers(overview.loc[overview["selected"].astype(bool), "tier"] if len(overview) else [])
+
+
 def tier_pairs(tiers) -> list[tuple[str, str]]:
     """Consecutive (cheaper, longer) pairs among ``tiers`` that hold results, smoke excluded."""
     present = ranked_tiers(tiers)
