@@ -99,23 +99,27 @@ class ResultsError(UsageError):
 
 def run_path(root: str, task: str, optimizer: str, rid: str) -> str:
     """Where run ``rid`` lives; the names are checked, so no path can leave ``root``."""
-    for kind, name in (("task", task), ("optimizer", optimizer), ("run id", rid)):
-        check_name(kind, name)
+    _check_names(task=task, optimizer=optimizer, run_id=rid)
     return os.path.join(root, task, optimizer, f"{rid}.parquet")
 
 
+def _check_names(optional: bool = False, **named) -> None:
+    """Each path component (``run_id=...``) is a safe single name, so no path can leave the root; with
+    ``optional`` a None (a listing's "all") is skipped."""
+    for kind, name in named.items():
+        if not (optional and name is None):
+            check_name(kind.replace("_", " "), name)
+
+
 def manifest_path(root: str, task: str, optimizer: str, sweep_id: str) -> str:
-    for kind, name in (("task", task), ("optimizer", optimizer), ("sweep id", sweep_id)):
-        check_name(kind, name)
+    _check_names(task=task, optimizer=optimizer, sweep_id=sweep_id)
     return os.path.join(root, SWEEPS_DIR, task, optimizer, f"{sweep_id}.json")
 
 
 def manifest_paths(root: str, task: str | None = None, optimizer: str | None = None) -> list[str]:
     """The sweep manifests under ``root`` (``sweeps/<task>/<optimizer>/<sweep_id>.json``), sorted; ``task`` and
     ``optimizer`` narrow the listing (None: all). ``root`` may be a pyarrow URI."""
-    for kind, name in (("task", task), ("optimizer", optimizer)):
-        if name is not None:
-            check_name(kind, name)
+    _check_names(optional=True, task=task, optimizer=optimizer)
     parts = [task or "*", optimizer or "*"]
     filesystem, inner = storage(root)
     if filesystem is None:
