@@ -23,6 +23,7 @@ from tests.test_leaderboard import _chromium, _DevTools, _Quiet, run_page
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RUNS = ROOT / "runs"
 TIER = "quick"
+FOREST = f"#fig--forest-{TIER} svg.plot-forest"  # the tier's own forest (each tier with results has one)
 TASK_PAGE = "tasks/cifar10-vit--quick.html"
 
 pytestmark = pytest.mark.slow
@@ -74,9 +75,9 @@ def test_front_page_answers_with_the_verdict_and_one_forest_row_per_pair(browser
     first = b.js("""(function () {var v = document.querySelector('.verdict').getBoundingClientRect().top;
         var t = document.querySelector('section.task').getBoundingClientRect().top; return v < t;})()""")
     assert first, "the verdict comes before the per-task tables"
-    rows = b.js("Array.from(document.querySelectorAll('svg.plot-forest g.frow')).map(g => g.dataset.k)")
+    rows = b.js(f"Array.from(document.querySelectorAll('{FOREST} g.frow')).map(g => g.dataset.k)")
     assert sorted(rows) == sorted(f"{r['task']} {r['root']} {r['free']}" for r in expected.to_dict("records"))
-    colours = b.js("""Array.from(document.querySelectorAll('svg.plot-forest g.frow')).map(g =>
+    colours = b.js(f"""Array.from(document.querySelectorAll('{FOREST} g.frow')).map(g =>
         [g.dataset.direction, g.querySelector('circle').getAttribute('fill')])""")
     by_direction = {}
     for direction, fill in colours:
@@ -86,7 +87,7 @@ def test_front_page_answers_with_the_verdict_and_one_forest_row_per_pair(browser
         assert b.js(f"!!document.querySelector('svg.plot-forest a[href=\"pairs.html#{r['anchor']}\"]')")
     # the filter narrows the page to what is typed
     b.js("var f = document.getElementById('filter'); f.value = 'cifar10-vit'; f.dispatchEvent(new Event('input'))")
-    assert b.js("document.querySelectorAll('svg.plot-forest g.frow:not(.dim)').length") == 3
+    assert b.js(f"document.querySelectorAll('{FOREST} g.frow:not(.dim)').length") == 3
     assert b.js("Array.from(document.querySelectorAll('section.task')).filter(s => !s.hidden).length") == 1
 
 
@@ -153,7 +154,8 @@ def test_a_phone_gets_pages_that_fit_and_readable_figures(browser):
 def test_run_pages_link_their_seeds_manifest_and_command(committed):
     out, _, model = committed
     s = model["summary"]
-    seeded = s[s["run_id"].astype(str).isin(_manifest_seed_ids())].iloc[0]
+    seeds_of = _manifest_seed_ids()
+    seeded = s[s["run_id"].astype(str).isin(seeds_of)].iloc[0]
     section, html = run_page(out, seeded["run_id"])
     assert "sweep " in html and "seed" in html and "/sweeps/" in html  # its manifest, linked not copied
     assert f"--seed {int(seeded['seed'])} --precision {seeded['precision']}" in section
@@ -163,16 +165,18 @@ def test_run_pages_link_their_seeds_manifest_and_command(committed):
         & (s["optimizer"] == seeded["optimizer"])
         & (s["task"] == seeded["task"])
     ]
-    assert len(siblings) == 3
+    assert len(siblings) == seeds_of[str(seeded["run_id"])]  # every seed its sweep reran
     for rid in siblings["run_id"]:  # its sibling seeds, on the same page
         assert f'<a href="#run--{rid}">{rid}</a>' in html
 
 
-def _manifest_seed_ids() -> set:
+def _manifest_seed_ids() -> dict:
+    """{run id: how many seeds its sweep reran} for every seed run a committed manifest lists."""
     import json
 
-    ids = set()
+    ids = {}
     for path in RUNS.glob("sweeps/*/*/*.json"):
         m = json.loads(path.read_text())
-        ids |= {x["run_id"] for x in m.get("seeds") or []}
+        seeds = [x["run_id"] for x in m.get("seeds") or [] if x.get("run_id")]
+        ids.update({rid: len(seeds) for rid in seeds})
     return ids
