@@ -210,6 +210,7 @@ def cmd_campaign(args) -> int:
         raise UsageError("--trials, --seeds, --workers and --parallel must be positive")
     sweeps = plan(args.tier, args.task, args.opt)
     check_device(args.device)
+    on_cuda = args.device.startswith("cuda")
     published = not args.no_published
     seeds_from = seeding(sweeps, args) if args.around else {}
     runs = {s: s.runs(args.trials, args.seeds, published, carried=bool(args.around)) for s in sweeps}
@@ -224,7 +225,7 @@ def cmd_campaign(args) -> int:
         extra = f" (+ {', '.join(s.also_precisions)})" if s.also_precisions else ""
         seeded = f"  around {args.around} sweep {seeds_from[s]}" if s in seeds_from else ""
         print(f"  {s.task:<24} {s.optimizer}{extra}{seeded}")
-    if args.device.startswith("cuda"):
+    if on_cuda:
         print("budget: the tasks' minutes per run are 2-core CPU figures; no GPU figure is declared")
     else:
         print(budget(sweeps, args.tier, runs, args.workers * args.parallel))
@@ -248,7 +249,7 @@ def cmd_campaign(args) -> int:
             also_precisions=s.also_precisions,
             published=published,
             around=args.around,
-            memory_limit=_share_of_memory(args.workers * args.parallel) if not args.device.startswith("cuda") else None,
+            memory_limit=_share_of_memory(args.workers * args.parallel) if not on_cuda else None,
         )
         manifest = Sweep(cfg).run()
         print(

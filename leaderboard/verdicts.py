@@ -88,21 +88,21 @@ def _run_values(summary: pd.DataFrame, run_ids, column: str) -> list:
     return [v for v in sel[column].tolist() if v is not None and not (isinstance(v, float) and math.isnan(v))]
 
 
-def _health(model: dict, row, opt_info: dict, name: str = "") -> str | None:
-    """Why a selected configuration (of optimizer ``name``) cannot enter a verdict (None when it can)."""
+def _health(model: dict, row, opt_info: dict, name: str) -> str | None:
+    """Why optimizer ``name``'s selected configuration ``row`` cannot enter a verdict (None when it can)."""
     if row is None:
-        return f"no selected configuration of {name}" if name else "no selected configuration"
+        return f"no selected configuration of {name}"
     if int(row.get("test_n") or 0) < MIN_SEEDS:
-        return f"{row['optimizer']} has {int(row.get('test_n') or 0)} finished seeds (< {MIN_SEEDS})"
+        return f"{name} has {int(row.get('test_n') or 0)} finished seeds (< {MIN_SEEDS})"
     ids = row.get("run_ids") or []
     shares = _run_values(model["summary"], ids, "warm_start_share")
     if shares and max(shares) > WARM_START_LIMIT:
-        return f"{row['optimizer']} is warm-start dominated (share {max(shares):.2f} > {WARM_START_LIMIT} at the end)"
-    if not shares and opt_info.get(row["optimizer"], {}).get("warm_start"):
-        return f"{row['optimizer']}'s warm-start share was not recorded (runs older than the diagnostic)"
+        return f"{name} is warm-start dominated (share {max(shares):.2f} > {WARM_START_LIMIT} at the end)"
+    if not shares and opt_info.get(name, {}).get("warm_start"):
+        return f"{name}'s warm-start share was not recorded (runs older than the diagnostic)"
     frozen = _run_values(model["summary"], ids, "state_frozen")
     if any(bool(f) for f in frozen):
-        return f"{row['optimizer']}'s state was frozen by rounding (an EMA factor rounds to 1)"
+        return f"{name}'s state was frozen by rounding (an EMA factor rounds to 1)"
     return None
 
 
@@ -267,7 +267,7 @@ def _claim3(model, task, f, free, sign, metric, chance, opt_info) -> dict | None
     if pure.empty:
         return _row(3, task, comparison, metric, None, budget, "no bf16-pure runs of the selected configuration")
     pure_row = pure.iloc[0].to_dict()
-    pure_problem = _health(model, {**pure_row, "optimizer": free}, opt_info)
+    pure_problem = _health(model, pure_row, opt_info, free)
     problem = chance or _health(model, f, opt_info, free) or (pure_problem and f"in bf16-pure, {pure_problem}")
     if problem:
         return _row(3, task, comparison, metric, None, budget, problem)
