@@ -15,6 +15,8 @@ import re
 
 import pandas as pd
 
+from rootbench.harness.search import WARM_START_LIMIT
+
 TIER_INFO = {
     "full": ("tier-full", "Full tier", "the published protocol (GPU)"),
     "long": (
@@ -163,12 +165,13 @@ class Cell:
     Attributes (not dict keys): Jinja's attribute lookup on a dict tries getattr first, which costs
     more than the rest of the cell at 10,000-run scale."""
 
-    __slots__ = ("t", "v", "c", "h", "s", "ti", "sc", "rf", "ls", "k")
+    __slots__ = ("t", "v", "c", "h", "s", "ti", "sc", "rf", "ls", "k", "g")
 
-    def __init__(self, t, v=None, c="", h="", s="", ti="", sc="", rf=False, ls=(), k=""):
+    def __init__(self, t, v=None, c="", h="", s="", ti="", sc="", rf=False, ls=(), k="", g=()):
         self.t, self.v, self.c, self.h, self.s, self.ti, self.sc, self.rf = t, v, c, h, s, ti, sc, rf
         self.ls = ls  # more links after the text: (text, href, class, title) each
         self.k = k  # "check": a checkbox whose data-cfg is ``t`` (choose a configuration's curve)
+        self.g = g  # a caveat badge after the text: (text, title), e.g. warm_start_tag's "≈ SGD"
 
 
 class Col:
@@ -184,12 +187,24 @@ class Col:
 cell, col = Cell, Col
 
 
-def ci_cell(mean, half, n, href="") -> Cell:
+def ci_cell(mean, half, n, href="", g=()) -> Cell:
     """A mean with its 95 % half-width and seed count, rounded to what the interval supports."""
     if missing(mean):
         return cell("–", "", "num")
     m, h = ci_text(mean, half)
-    return cell(m, sort_value(mean), "num", href, s=f"{h} n={int(n)}".strip(), sc="ci")
+    return cell(m, sort_value(mean), "num", href, s=f"{h} n={int(n)}".strip(), sc="ci", g=g)
+
+
+def warm_start_tag(share) -> tuple:
+    """The "≈ SGD" badge for a final warm-start share above the sweeps' limit, else (): such a run's
+    preconditioner is still mostly its initial value, so it measured heavy-ball SGD, not the method."""
+    if missing(share) or share <= WARM_START_LIMIT:
+        return ()
+    return (
+        "≈ SGD",
+        f"final warm-start share {num(share, 2)} > {WARM_START_LIMIT}: the preconditioner is still mostly its "
+        "initial value, so this measured heavy-ball SGD; verdicts do not use it",
+    )
 
 
 def drop_empty(table: dict, keep: int = 2) -> dict:

@@ -20,6 +20,7 @@ from rootbench.harness import records
 from rootbench.leaderboard import aggregate as agg
 from rootbench.leaderboard import series
 from rootbench.leaderboard.fmt import (
+    WARM_START_LIMIT,
     anchor,
     diverged_text,
     missing,
@@ -31,6 +32,7 @@ from rootbench.leaderboard.fmt import (
     seconds,
     task_href,
     text,
+    warm_start_tag,
 )
 
 PROVENANCE = records.PROVENANCE_COLUMNS
@@ -133,6 +135,11 @@ def seed_view(r: dict, pts: dict | None, runs_root: str, runs_href: str, roles: 
         ("time to target", seconds(r.get("time_to_target_s"))),
         ("steps completed", num(r.get("steps_completed"), 8)),
     ]
+    if not missing(r.get("warm_start_share")):  # only optimizers that declare a warm start report it
+        shown = num(r.get("warm_start_share"), 3)
+        if warm_start_tag(r.get("warm_start_share")):
+            shown += f" (≈ SGD: above {WARM_START_LIMIT}, the preconditioner is still mostly its initial value)"
+        results.append(("final warm-start share", shown))
     meas = [
         ("train time", seconds(r.get("total_train_time_s"))),
         ("eval time", seconds(r.get("total_eval_time_s"))),
@@ -166,6 +173,7 @@ def seed_view(r: dict, pts: dict | None, runs_root: str, runs_href: str, roles: 
         "status_message": "" if missing(r.get("status_message")) else str(r["status_message"]),
         "traceback": "" if missing(r.get("traceback")) else str(r["traceback"]),
         "final_test": final("final_test"),
+        "warm_tag": warm_start_tag(r.get("warm_start_share")),
         "final_val": final("final_val"),
         "parquet_href": f"{runs_href}/{quote(rel)}",
         "parquet_size": nbytes(r.get("file_size")),

@@ -31,6 +31,7 @@ from rootbench.leaderboard.fmt import (
     status_text,
     task_href,
     text,
+    warm_start_tag,
 )
 
 VERDICT_CLASS = {
@@ -110,7 +111,12 @@ def overview_table(rows: list[dict], opt_info: dict, root: str, tier: str, task:
                 "cells": [
                     cell(num(r.get("rank"), 3), sort_value(r.get("rank")), "num"),
                     cell(r["optimizer"], r["optimizer"], ti=title, rf=bool(info.get("root_free"))),
-                    ci_cell(r.get("test_mean"), r.get("test_half"), r.get("test_n") or 0),
+                    ci_cell(
+                        r.get("test_mean"),
+                        r.get("test_half"),
+                        r.get("test_n") or 0,
+                        g=warm_start_tag(r.get("warm_start_max")),
+                    ),
                     cell(
                         sig_t,
                         None,
@@ -209,7 +215,12 @@ def configs_table(configs_task: list[dict], seeds: dict, selected: set, root: st
                     cell(text(r.get("precision"))),
                     cell("", None, "seeds", ls=links),
                     cell(num(r.get("val_mean")), sort_value(r.get("val_mean")), "num"),
-                    ci_cell(r.get("test_mean"), r.get("test_half"), r.get("test_n") or 0),
+                    ci_cell(
+                        r.get("test_mean"),
+                        r.get("test_half"),
+                        r.get("test_n") or 0,
+                        g=warm_start_tag(r.get("warm_start_max")),
+                    ),
                     cell(num(r.get("hp_lr"), 3), sort_value(r.get("hp_lr")), "num"),
                     cell(status_text(r.get("status_counts") or {}), sort_value(r.get("n_runs"))),
                     cell(str(r["config_id"])),

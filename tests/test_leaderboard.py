@@ -933,3 +933,38 @@ def test_curve_csv_is_the_same_in_any_batch_size(lb_runs, model, tmp_path):
     a, b = pd.read_csv(one), pd.read_csv(many)
     assert len(a) == table.num_rows > 7
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_warm_started_runs_are_marked_as_sgd_next_to_their_number(tmp_path):
+    """A run whose preconditioner still owes more than half to its initial value (final ``warm_start_share``
+    above ``search.WARM_START_LIMIT``) measured heavy-ball SGD: its number carries "≈ SGD" on the task page
+    (overview and configuration rows) and on its run page; a run whose preconditioner took over does not."""
+    from rootbench.harness import run, search
+    from rootbench.harness.config import RunConfig
+
+    root, out = str(tmp_path / "runs"), str(tmp_path / "site")
+    shares = {}
+    for lr_cov in (1e-6, 0.5):  # the curvature EMA barely moves vs. replaces s0 within the smoke run
+        rows = run(
+            "quadratic",
+            "rfrmsprop",
+            RunConfig(tier="smoke", hparams={"lr": 1e-2, "lr_cov": lr_cov}, ref_steps=2, threads=1),
+        )
+        records.write_run(rows, root)
+        shares[rows[0]["run_id"]] = [r["warm_start_share"] for r in rows if r.get("warm_start_share") is not None][-1]
+    warm = [rid for rid, v in shares.items() if v > search.WARM_START_LIMIT]
+    assert len(warm) == 1, shares  # the two runs fall on either side of the limit
+    warnings = []
+    site_build.build(root, out, warn=warnings.append)
+    assert warnings == []
+    s = site_model.compute(site_load.load(root))["summary"].set_index("run_id")
+    with open(os.path.join(out, "tasks", "quadratic--smoke.html"), encoding="utf-8") as f:
+        page = f.read()
+    for rid in shares:
+        row = re.search(rf'<tr id="cfg--rfrmsprop--{s.loc[rid, "config_id"]}".*?</tr>', page, re.S).group(0)
+        assert ("≈ SGD" in row) == (rid in warm)
+        section, _ = run_page(out, rid)
+        assert ("≈ SGD" in section) == (rid in warm) and "final warm-start share" in section
+    # the overview shows the selected configuration, which the sweeps' rule never takes from the warm run
+    overview = re.search(r'<tr id="ov--smoke--quadratic--rfrmsprop".*?</tr>', page, re.S).group(0)
+    assert "≈ SGD" not in overview
