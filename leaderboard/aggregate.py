@@ -272,6 +272,7 @@ def configs(summary: pd.DataFrame) -> pd.DataFrame:
         "train_time_s",
         "hp_lr",
         "warm_start_max",
+        "n_state_frozen",
     ]
     if summary.empty:
         return pd.DataFrame(columns=cols)
@@ -305,8 +306,13 @@ def configs(summary: pd.DataFrame) -> pd.DataFrame:
         "hp_lr",
         "target",
         "warm_start_share",
+        "state_frozen",
     ):
-        optional[c] = pd.to_numeric(s[c], errors="coerce").to_numpy() if c in s.columns else np.full(len(s), np.nan)
+        optional[c] = (
+            pd.to_numeric(s[c], errors="coerce").astype("float64").to_numpy()
+            if c in s.columns
+            else np.full(len(s), np.nan)
+        )
     rows = []
     for key, idx in s.groupby(GROUP + ["config_id"], sort=False).indices.items():
         first = {
@@ -362,6 +368,8 @@ def configs(summary: pd.DataFrame) -> pd.DataFrame:
                 "train_time_s": _mean(optional["total_train_time_s"][ok]),
                 "hp_lr": _mean(optional["hp_lr"][idx]),
                 "warm_start_max": _max(optional["warm_start_share"][idx]),
+                # seeds whose state could not move (an EMA factor rounds to 1 in the state dtype)
+                "n_state_frozen": int(np.nansum(optional["state_frozen"][idx] == 1)),
             }
         )
     return plain(pd.DataFrame(rows, columns=cols))
@@ -468,11 +476,12 @@ def overview(
                     row[f"delta_{p}"] = other["test_mean"] - fp32["test_mean"]
                     row[f"n_{p}"] = [int(other["test_n"]), int(fp32["test_n"])]
                     row[f"diverged_{p}"] = [int(other["n_diverged"]), int(other["n_runs"])]
+                    row[f"frozen_{p}"] = [int(other["n_state_frozen"]), int(other["n_runs"])]
         rows.append(row)
     df = pd.DataFrame(rows)
-    for c in cols + [f"{k}_{p}" for k in ("delta", "n", "diverged") for p in PRECISION_ORDER[1:]]:
+    for c in cols + [f"{k}_{p}" for k in ("delta", "n", "diverged", "frozen") for p in PRECISION_ORDER[1:]]:
         if c not in df.columns:
-            df[c] = np.nan if not c.startswith(("n_", "diverged_")) else None
+            df[c] = np.nan if not c.startswith(("n_", "diverged_", "frozen_")) else None
     return _rank(df, alpha)
 
 

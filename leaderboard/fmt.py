@@ -195,6 +195,18 @@ def ci_cell(mean, half, n, href="", g=()) -> Cell:
     return cell(m, sort_value(mean), "num", href, s=f"{h} n={int(n)}".strip(), sc="ci", g=g)
 
 
+def frozen_tag(counts, precision: str) -> tuple:
+    """The "state frozen" badge when any of a precision's reruns recorded ``state_frozen`` (``counts``:
+    [frozen, runs]), else (): an EMA factor rounded to 1 in that state dtype, so that state never moved."""
+    if not isinstance(counts, (list, tuple)) or not counts[0]:
+        return ()
+    return (
+        "state frozen",
+        f"{counts[0]} of {counts[1]} {precision} runs: an EMA factor rounds to 1 in the state dtype, so that "
+        "state never decays; this change measures the method with a frozen state",
+    )
+
+
 def warm_start_tag(share) -> tuple:
     """The "≈ SGD" badge for a final warm-start share above the sweeps' limit, else (): such a run's
     preconditioner is still mostly its initial value, so it measured heavy-ball SGD, not the method."""

@@ -20,6 +20,7 @@ from rootbench.leaderboard.fmt import (
     col,
     diverged_text,
     drop_empty,
+    frozen_tag,
     missing,
     nbytes,
     num,
@@ -100,6 +101,7 @@ def overview_table(rows: list[dict], opt_info: dict, root: str, tier: str, task:
                     sort_value(d),
                     "num",
                     ti=(f"n = {n[0]} ({precision}) vs {n[1]} (fp32) seeds" if isinstance(n, (list, tuple)) else ""),
+                    g=frozen_tag(r.get(f"frozen_{precision}"), precision),
                 )
             )
         div = r.get("divergence") or {}

@@ -968,3 +968,30 @@ def test_warm_started_runs_are_marked_as_sgd_next_to_their_number(tmp_path):
     # the overview shows the selected configuration, which the sweeps' rule never takes from the warm run
     overview = re.search(r'<tr id="ov--smoke--quadratic--rfrmsprop".*?</tr>', page, re.S).group(0)
     assert "≈ SGD" not in overview
+
+
+def test_a_precision_change_measured_with_a_frozen_state_says_so(tmp_path):
+    """When a precision's reruns recorded ``state_frozen`` (an EMA factor rounds to 1 in bf16), the overview's
+    change for that precision carries "state frozen"; the same setting with a rate bf16 resolves does not."""
+    import warnings as warnings_lib
+
+    from rootbench.harness import run
+    from rootbench.harness.config import RunConfig
+
+    root, out = str(tmp_path / "runs"), str(tmp_path / "site")
+    with warnings_lib.catch_warnings():
+        warnings_lib.simplefilter("ignore", RuntimeWarning)  # the construction warning (test_diagnostics)
+        for task, lr_cov in (("quadratic", 1e-3), ("mnist1d-mlp", 0.05)):  # frozen in bf16 / resolved in bf16
+            for precision in ("fp32", "bf16-pure"):
+                cfg = RunConfig(tier="smoke", precision=precision, hparams={"lr_cov": lr_cov}, ref_steps=0, threads=1)
+                records.write_run(run(task, "adamw", cfg), root)
+    warnings = []
+    site_build.build(root, out, warn=warnings.append)
+    assert warnings == []
+    ov = site_model.compute(site_load.load(root))["overview"].set_index("task")
+    assert list(ov.loc["quadratic", "frozen_bf16-pure"]) == [1, 1]
+    assert list(ov.loc["mnist1d-mlp", "frozen_bf16-pure"]) == [0, 1]
+    for task, frozen in (("quadratic", True), ("mnist1d-mlp", False)):
+        with open(os.path.join(out, "tasks", f"{task}--smoke.html"), encoding="utf-8") as f:
+            row = re.search(rf'<tr id="ov--smoke--{task}--adamw".*?</tr>', f.read(), re.S).group(0)
+        assert ("state frozen" in row) == frozen
