@@ -369,7 +369,7 @@ def configs(summary: pd.DataFrame) -> pd.DataFrame:
                 "hp_lr": _mean(optional["hp_lr"][idx]),
                 "warm_start_max": _max(optional["warm_start_share"][idx]),
                 # seeds whose state could not move (an EMA factor rounds to 1 in the state dtype)
-                "n_state_frozen": int(np.nansum(optional["state_frozen"][idx] == 1)),
+                "n_state_frozen": int((optional["state_frozen"][idx] == 1).sum()),  # NaN (unknown) is not 1
             }
         )
     return plain(pd.DataFrame(rows, columns=cols))

@@ -135,10 +135,11 @@ def seed_view(r: dict, pts: dict | None, runs_root: str, runs_href: str, roles: 
         ("time to target", seconds(r.get("time_to_target_s"))),
         ("steps completed", num(r.get("steps_completed"), 8)),
     ]
+    warm = warm_start_tag(r.get("warm_start_share"))
     if not missing(r.get("warm_start_share")):  # only optimizers that declare a warm start report it
         shown = num(r.get("warm_start_share"), 3)
-        if warm_start_tag(r.get("warm_start_share")):
-            shown += f" (≈ SGD: above {WARM_START_LIMIT}, the preconditioner is still mostly its initial value)"
+        if warm:
+            shown += f" ({warm[0]}: above {WARM_START_LIMIT}, the preconditioner is still mostly its initial value)"
         results.append(("final warm-start share", shown))
     meas = [
         ("train time", seconds(r.get("total_train_time_s"))),
@@ -173,7 +174,7 @@ def seed_view(r: dict, pts: dict | None, runs_root: str, runs_href: str, roles: 
         "status_message": "" if missing(r.get("status_message")) else str(r["status_message"]),
         "traceback": "" if missing(r.get("traceback")) else str(r["traceback"]),
         "final_test": final("final_test"),
-        "warm_tag": warm_start_tag(r.get("warm_start_share")),
+        "warm_tag": warm,
         "final_val": final("final_val"),
         "parquet_href": f"{runs_href}/{quote(rel)}",
         "parquet_size": nbytes(r.get("file_size")),
