@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "rootbench.harness.regress",
     "rootbench.harness.bench_optim",
     "rootbench.harness.campaign",
+    "rootbench.harness.eval_weights",
 )
 # third-party modules that only an extra installs: a command needing one says which extra
 EXTRAS = {

@@ -1,0 +1,163 @@
+"""``rootbench eval-weights``: which weights an optimizer's number comes from, when it trains with others.
+
+    rootbench eval-weights --task mnist1d-cnn --opt sfadamw --precision bf16-pure lr=0.0357 momentum=0.53
+    rootbench eval-weights --from-run 8aa7d352727b --precision bf16-pure   # a stored run's configuration
+
+An optimizer that declares ``eval_mode`` (schedule-free methods, Defazio et al. 2024) trains one iterate
+and evaluates another: the runner calls ``optimizer.eval()`` before each evaluation, which swaps in the
+averaged weights, and ``optimizer.train()`` after it. Its recorded metric is the averaged weights' only.
+This command trains the same run as ``rootbench bench`` (the runner's loop, same seed and batches, nothing
+written) and, at every evaluation, also evaluates the training iterate, before the swap; and it measures
+how far the ``eval()`` / ``train()`` round trip moves the parameters (zero in exact arithmetic). In
+16-bit parameters the averaged weights are not stored but reconstructed from two rounded tensors, so a
+collapse of the recorded metric with a healthy training iterate points at the swap, not at training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Callable
+
+import torch
+
+from rootbench.harness.registry import UsageError
+from rootbench.harness.runner import _Run, evaluate, pick_device, seed_everything
+
+SPLITS = ("val", "test")
+
+
+class _BothWeights(_Run):
+    """The runner's run, evaluating the training iterate too and measuring the swap's round trip."""
+
+    def __init__(self, *args, on_point: Callable | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.points: list[dict] = []
+        self.on_point = on_point
+
+    def eval_point(self, step: int, batch_losses: list) -> None:
+        metric = self.spec.task.metric
+        point = {"step": step}
+        for split in SPLITS:  # the training iterate: the parameters as the optimizer steps them
+            point[f"train_iterate_{split}"] = evaluate(self.task, self.model, split, self.device, self.spec.precision)[
+                metric
+            ]
+        before = [p.detach().clone() for p in self.model.parameters()]
+        n_rows = len(self.rows)
+        super().eval_point(step, batch_losses)  # the runner's own evaluation, with eval() / train() around it
+        for row in self.rows[n_rows:]:
+            if row["split"] in SPLITS and row["metric"] == metric:
+                point[f"recorded_{row['split']}"] = row["value"]
+        moved = [(p.detach().float() - b.float()).abs().max() for p, b in zip(self.model.parameters(), before)]
+        point["round_trip_max_abs"] = float(torch.stack(moved).max()) if moved else 0.0
+        self.points.append(point)
+        if self.on_point:
+            self.on_point(point)
+
+
+def trace(spec, on_point: Callable | None = None) -> dict:
+    """Train ``spec`` as the runner does; per evaluation: both weights' metrics and the round trip
+    (``on_point(point)`` is called with each as it is measured)."""
+    if not spec.optimizer.eval_mode:
+        raise UsageError(
+            f"{spec.optimizer_name} does not declare eval_mode: it evaluates the weights it trains, "
+            "so there is only one set of weights to report"
+        )
+    device = pick_device(spec.config.device)
+    if spec.config.threads:
+        torch.set_num_threads(spec.config.threads)
+    seed_everything(spec.seed)
+    r = _BothWeights(spec, device, progress=None, on_point=on_point)
+    r.setup()
+    r.train()
+    return {"points": r.points, "status": r.cols["status"], "status_message": r.cols["status_message"]}
+
+
+def spec_from_run(runs: str, run_id: str, **config_fields):
+    """The RunSpec of stored run ``run_id`` under this code (its hyperparameters and task settings)."""
+    from rootbench.harness.records import find_run_file, read_record
+    from rootbench.harness.resolve import resolve_args
+    from rootbench.tasks import resolve_tier
+
+    path = find_run_file(runs, run_id)
+    if not path:
+        raise UsageError(f"no run {run_id!r} under {runs}/; `ls {runs}/<task>/<optimizer>/` lists run ids")
+    r = read_record(path).run
+    stored = json.loads(r["config_json"])
+    _, defaults = resolve_tier(r["task"], r["tier"])
+    settings = {k: v for k, v in stored["task_config"].items() if getattr(defaults, k, v) != v}
+    given = {k: v for k, v in config_fields.items() if v is not None}
+    fields = {"tier": r["tier"], "precision": r["precision"], **given}
+    return resolve_args(r["task"], r["optimizer"], {**stored["hparams"], **settings}, seed=int(r["seed"]), **fields)
+
+
+def _fmt(x) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
+
+
+def header(spec) -> str:
+    return "\n".join(
+        [
+            f"eval-weights {spec.task_name} / {spec.optimizer_name}, tier {spec.tier}, {spec.precision}, seed "
+            f"{spec.seed} (run id {spec.run_id}; {spec.task.metric}; recorded = the runner's number, after "
+            "optimizer.eval())",
+            f"{'step':>7}  {'train iterate val':>17}  {'test':>7}  {'recorded val':>12}  {'test':>7}  "
+            f"{'round trip max |dp|':>19}",
+        ]
+    )
+
+
+def row(p: dict) -> str:
+    return (
+        f"{p['step']:>7}  {_fmt(p.get('train_iterate_val')):>17}  {_fmt(p.get('train_iterate_test')):>7}  "
+        f"{_fmt(p.get('recorded_val')):>12}  {_fmt(p.get('recorded_test')):>7}  {p['round_trip_max_abs']:>19.3g}"
+    )
+
+
+def cmd_eval_weights(args) -> int:
+    from rootbench.harness.config import parse_overrides
+    from rootbench.harness.resolve import resolve_args
+
+    # no step-time probe (ref_steps 0): this traces, it does not time
+    fields = dict(tier=args.tier, precision=args.precision, device=args.device, threads=args.threads, ref_steps=0)
+    if args.from_run:
+        if args.task or args.opt or args.overrides:
+            raise UsageError("--from-run takes the task, optimizer and hyperparameters from the stored run; drop them")
+        given = {k: fields[k] for k in ("precision", "device", "threads") if fields[k] not in (None, "auto")}
+        given["ref_steps"] = 0
+        spec = spec_from_run(args.runs, args.from_run, **given)
+    else:
+        if not (args.task and args.opt):
+            raise UsageError("name --task and --opt (or --from-run RUN_ID)")
+        fields["precision"] = fields["precision"] or "fp32"
+        spec = resolve_args(args.task, args.opt, parse_overrides(args.overrides), seed=args.seed, **fields)
+    print(header(spec), flush=True)
+    result = trace(spec, on_point=lambda p: print(row(p), flush=True))  # each row as it is measured
+    if result["status"] != "ok":
+        print(f"run ended {result['status']}: {result['status_message']}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    from rootbench.harness.config import PRECISIONS
+
+    p = sub.add_parser(
+        "eval-weights",
+        help="for an optimizer that evaluates other weights than it trains: both weights' metrics per evaluation",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--task")
+    p.add_argument("--opt")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--from-run", metavar="RUN_ID", help="take task, optimizer, tier, seed and settings from a stored run"
+    )
+    p.add_argument("--runs", default="runs", help="results folder (read only, for --from-run)")
+    p.add_argument("--tier", default="quick")
+    p.add_argument("--precision", default=None, choices=PRECISIONS, help="default fp32 (or the stored run's)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="hyperparameters and task settings")
+    p.set_defaults(func=cmd_eval_weights)
