@@ -161,6 +161,10 @@ def precision_table(ov, opt_info: dict | None = None) -> list[str]:
     ]
     for r in ov.sort_values(["task", "optimizer"]).to_dict("records"):
         pure = r.get("delta_bf16-pure")
+        pure = "–" if pure != pure or pure is None else f"{pure:+.4f}"
+        frozen = r.get("frozen_bf16-pure")  # reruns whose preconditioner EMA rounds to no decay in bf16
+        if isinstance(frozen, (list, tuple)) and frozen[0]:
+            pure += f" ({frozen[0]}/{frozen[1]} state frozen)"
         div = r.get("diverged_bf16-pure")
         div = f"{div[0]}/{div[1]}" if isinstance(div, (list, tuple)) else "–"
         peak = r.get("peak_mem_bytes")
@@ -171,7 +175,7 @@ def precision_table(ov, opt_info: dict | None = None) -> list[str]:
             declared = f"{info.get('preconditioner') or '–'}{root} | "
         out.append(
             f"| {r['task']} | {r['optimizer']} | {declared}{_cell(r['test_mean'], r['test_half'], r['test_n'])} "
-            f"| {'–' if pure != pure or pure is None else f'{pure:+.4f}'} | {div} "
+            f"| {pure} | {div} "
             f"| {_num(r['state_bytes_per_param'], 2)} | {_num(peak / 2**20, 1) if peak == peak else '–'} "
             f"| {_num(r['step_ratio'], 2)} | {_num(r['gap_mean'], 4)} | {' '.join(r['run_ids'])} |"
         )

@@ -995,3 +995,8 @@ def test_a_precision_change_measured_with_a_frozen_state_says_so(tmp_path):
         with open(os.path.join(out, "tasks", f"{task}--smoke.html"), encoding="utf-8") as f:
             row = re.search(rf'<tr id="ov--smoke--{task}--adamw".*?</tr>', f.read(), re.S).group(0)
         assert ("state frozen" in row) == frozen
+    from rootbench.leaderboard.claims import precision_table  # RESULTS.md's table says it too
+
+    rows = {line.split(" | ")[0][2:]: line for line in precision_table(ov.reset_index()) if "adamw" in line}
+    assert "(1/1 state frozen)" in rows["quadratic"]
+    assert "state frozen" not in rows["mnist1d-mlp"]
