@@ -75,3 +75,21 @@ def test_an_optimizer_without_eval_mode_is_refused_in_one_line(capsys):
 def test_from_run_needs_a_stored_run(tmp_path, capsys):
     code = rootbench("eval-weights", "--from-run", "0123456789ab", "--runs", str(tmp_path))
     assert code == 2 and "no run '0123456789ab'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("opt", EVAL_MODE or [pytest.param("none", marks=pytest.mark.skip("no eval_mode optimizer"))])
+def test_from_run_retrains_the_stored_run(opt, tmp_path, capsys):
+    """``--from-run``: the stored run's configuration under this code, the same run id, the same numbers."""
+    from rootbench.harness import records
+
+    root = str(tmp_path / "runs")
+    rows = harness_run("mnist1d-mlp", opt, RunConfig(tier="smoke", ref_steps=0, threads=1, hparams={"lr": 0.01}))
+    records.write_run(rows, root)
+    rid = rows[0]["run_id"]
+    final = max(r["step"] for r in rows)
+    stored = next(r["value"] for r in rows if (r["step"], r["split"], r["metric"]) == (final, "test", "accuracy"))
+    assert rootbench("eval-weights", "--from-run", rid, "--runs", root, "--threads", "1") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert f"run id {rid};" in out[0]
+    last = out[-1].split()
+    assert int(last[0]) == final and float(last[4]) == pytest.approx(stored, abs=5e-5)  # printed to 4 places
