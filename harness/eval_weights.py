@@ -56,14 +56,18 @@ class _BothWeights(_Run):
             self.on_point(point)
 
 
-def trace(spec, on_point: Callable | None = None) -> dict:
-    """Train ``spec`` as the runner does; per evaluation: both weights' metrics and the round trip
-    (``on_point(point)`` is called with each as it is measured)."""
+def _require_eval_mode(spec) -> None:
     if not spec.optimizer.eval_mode:
         raise UsageError(
             f"{spec.optimizer_name} does not declare eval_mode: it evaluates the weights it trains, "
             "so there is only one set of weights to report"
         )
+
+
+def trace(spec, on_point: Callable | None = None) -> dict:
+    """Train ``spec`` as the runner does; per evaluation: both weights' metrics and the round trip
+    (``on_point(point)`` is called with each as it is measured)."""
+    _require_eval_mode(spec)
     device = pick_device(spec.config.device)
     if spec.config.threads:
         torch.set_num_threads(spec.config.threads)
@@ -132,6 +136,11 @@ def cmd_eval_weights(args) -> int:
             raise UsageError("name --task and --opt (or --from-run RUN_ID)")
         fields["precision"] = fields["precision"] or "fp32"
         spec = resolve_args(args.task, args.opt, parse_overrides(args.overrides), seed=args.seed, **fields)
+    from rootbench.tasks import check_data
+
+    _require_eval_mode(spec)  # everything that can be wrong fails here, before any training
+    pick_device(spec.config.device)
+    check_data(spec.task_name, spec.tier, **spec.config.task_settings)
     print(header(spec), flush=True)
     result = trace(spec, on_point=lambda p: print(row(p), flush=True))  # each row as it is measured
     if result["status"] != "ok":
