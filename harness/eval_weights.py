@@ -8,9 +8,10 @@ and evaluates another: the runner calls ``optimizer.eval()`` before each evaluat
 averaged weights, and ``optimizer.train()`` after it. Its recorded metric is the averaged weights' only.
 This command trains the same run as ``rootbench bench`` (the runner's loop, same seed and batches, nothing
 written) and, at every evaluation, also evaluates the training iterate, before the swap; and it measures
-how far the ``eval()`` / ``train()`` round trip moves the parameters (zero in exact arithmetic). In
-16-bit parameters the averaged weights are not stored but reconstructed from two rounded tensors, so a
-collapse of the recorded metric with a healthy training iterate points at the swap, not at training.
+how far the ``eval()`` / ``train()`` round trip moves the parameters (zero in exact arithmetic).
+Schedule-free keeps no copy of its averaged weights: ``eval()`` reconstructs them from two tensors, which
+in 16-bit parameters are rounded, so a collapse of the recorded metric with a healthy training iterate
+points at that reconstruction, not at training.
 """
 
 from __future__ import annotations
