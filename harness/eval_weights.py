@@ -92,8 +92,7 @@ def spec_from_run(runs: str, run_id: str, **config_fields):
     stored = json.loads(r["config_json"])
     _, defaults = resolve_tier(r["task"], r["tier"])
     settings = {k: v for k, v in stored["task_config"].items() if getattr(defaults, k, v) != v}
-    given = {k: v for k, v in config_fields.items() if v is not None}
-    fields = {"tier": r["tier"], "precision": r["precision"], **given}
+    fields = {"tier": r["tier"], "precision": r["precision"], **config_fields}
     return resolve_args(r["task"], r["optimizer"], {**stored["hparams"], **settings}, seed=int(r["seed"]), **fields)
 
 

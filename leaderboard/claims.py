@@ -27,6 +27,7 @@ from rootbench.leaderboard import load as loader
 from rootbench.leaderboard import tiers as tier_agreement
 from rootbench.leaderboard import verdicts
 from rootbench.leaderboard.aggregate import CNN_REFERENCE, both_sides_ran
+from rootbench.leaderboard.fmt import frozen_tag
 from rootbench.leaderboard.model import compute
 
 
@@ -162,9 +163,10 @@ def precision_table(ov, opt_info: dict | None = None) -> list[str]:
     for r in ov.sort_values(["task", "optimizer"]).to_dict("records"):
         pure = r.get("delta_bf16-pure")
         pure = "–" if pure != pure or pure is None else f"{pure:+.4f}"
-        frozen = r.get("frozen_bf16-pure")  # reruns whose preconditioner EMA rounds to no decay in bf16
-        if isinstance(frozen, (list, tuple)) and frozen[0]:
-            pure += f" ({frozen[0]}/{frozen[1]} state frozen)"
+        frozen = r.get("frozen_bf16-pure")  # [reruns whose EMA rounds to no decay in bf16, reruns]
+        tag = frozen_tag(frozen, "bf16-pure")  # the site's badge, so both say it under the same condition
+        if tag:
+            pure += f" ({frozen[0]}/{frozen[1]} {tag[0]})"
         div = r.get("diverged_bf16-pure")
         div = f"{div[0]}/{div[1]}" if isinstance(div, (list, tuple)) else "–"
         peak = r.get("peak_mem_bytes")
