@@ -27,7 +27,7 @@ from rootbench.leaderboard import load as loader
 from rootbench.leaderboard import tiers as tier_agreement
 from rootbench.leaderboard import verdicts
 from rootbench.leaderboard.aggregate import CNN_REFERENCE, both_sides_ran
-from rootbench.leaderboard.fmt import frozen_tag
+from rootbench.leaderboard.fmt import eval_mode_tag, frozen_tag
 from rootbench.leaderboard.model import compute
 
 
@@ -174,7 +174,9 @@ def precision_table(ov, opt_info: dict | None = None) -> list[str]:
         if traits:
             info = opt_info.get(r["optimizer"], {})
             root = {True: ", root-free", False: ", square root"}.get(info.get("root_free"), "")
-            declared = f"{info.get('preconditioner') or '–'}{root} | "
+            weights = eval_mode_tag(info.get("eval_mode"))  # the site's badge: evaluated at averaged weights
+            averaged = f", {weights[0]}" if weights else ""
+            declared = f"{info.get('preconditioner') or '–'}{root}{averaged} | "
         out.append(
             f"| {r['task']} | {r['optimizer']} | {declared}{_cell(r['test_mean'], r['test_half'], r['test_n'])} "
             f"| {pure} | {div} "

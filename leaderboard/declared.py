@@ -20,7 +20,16 @@ import subprocess
 import sys
 import threading
 
-OPTIMIZER_FIELDS = ("description", "paper", "family", "root_free", "pair", "preconditioner", "warm_start")
+OPTIMIZER_FIELDS = (
+    "description",
+    "paper",
+    "family",
+    "root_free",
+    "pair",
+    "preconditioner",
+    "warm_start",
+    "eval_mode",
+)
 TASK_FIELDS = ("description", "family", "model_kind")
 PLUGIN_ENV = "ROOTBENCH_OPTIMIZERS"
 ENTRY_POINT_GROUPS = ("rootbench.optimizers", "rootbench.tasks")

@@ -207,6 +207,18 @@ def frozen_tag(counts, precision: str) -> tuple:
     )
 
 
+def eval_mode_tag(declared) -> tuple:
+    """The "averaged weights" badge for an optimizer that declares ``eval_mode``, else (): its evaluations use
+    the weights its ``eval()`` swaps in (schedule-free's average), not the iterate it trains."""
+    if declared is not True:
+        return ()
+    return (
+        "averaged weights",
+        "declares eval_mode: every evaluation uses the weights its eval() swaps in (schedule-free's average), "
+        "as its authors report it; 'rootbench eval-weights' shows the training iterate next to them",
+    )
+
+
 def warm_start_tag(share) -> tuple:
     """The "≈ SGD" badge for a final warm-start share above the sweeps' limit, else (): such a run's
     preconditioner is still mostly its initial value, so it measured heavy-ball SGD, not the method."""

@@ -20,6 +20,7 @@ from rootbench.leaderboard.fmt import (
     col,
     diverged_text,
     drop_empty,
+    eval_mode_tag,
     frozen_tag,
     missing,
     nbytes,
@@ -112,7 +113,13 @@ def overview_table(rows: list[dict], opt_info: dict, root: str, tier: str, task:
                 "cls": {"best": "best", "tied": "tied"}.get(sig_key, ""),
                 "cells": [
                     cell(num(r.get("rank"), 3), sort_value(r.get("rank")), "num"),
-                    cell(r["optimizer"], r["optimizer"], ti=title, rf=bool(info.get("root_free"))),
+                    cell(
+                        r["optimizer"],
+                        r["optimizer"],
+                        ti=title,
+                        rf=bool(info.get("root_free")),
+                        g=eval_mode_tag(info.get("eval_mode")),
+                    ),
                     ci_cell(
                         r.get("test_mean"),
                         r.get("test_half"),
@@ -635,6 +642,9 @@ def optimizers_table(opt_info: dict) -> dict:
     def root_free(i):
         return {True: "yes", False: "no"}.get(i.get("root_free"), "–")
 
+    def evaluated_at(i):
+        return {True: "averaged weights (eval_mode)", False: "training weights"}.get(i.get("eval_mode"), "–")
+
     rows = [
         {
             "id": anchor("opt", name),
@@ -646,6 +656,7 @@ def optimizers_table(opt_info: dict) -> dict:
                 cell(text(i.get("preconditioner") or None)),
                 cell(root_free(i)),
                 cell(text(i.get("pair") or None)),
+                cell(evaluated_at(i)),
                 cell(i.get("description") or "–", None, "wrap"),
                 cell(
                     i.get("paper") or "–", h=i.get("paper") if str(i.get("paper") or "").startswith("https://") else ""
@@ -664,6 +675,7 @@ def optimizers_table(opt_info: dict) -> dict:
             col("preconditioner"),
             col("root-free"),
             col("pair"),
+            col("evaluated at", "declared by the registry (OptimizerSpec.eval_mode)"),
             col("description"),
             col("paper"),
         ],

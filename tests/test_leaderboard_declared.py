@@ -32,16 +32,18 @@ ROOT_OPT, FREE_OPT = "outside_kron", "outside_kron_rf"  # a Shampoo-like method 
 CNN_TASK = "outside-task"  # declares model_kind "cnn"; nothing in the name says so
 LOOKALIKE = "outside-resnet-lookalike"  # a CNN-ish name that declares "vit": no SGD reference
 UNREGISTERED_TASK, UNREGISTERED_OPT = "gone-cnn", "gone_rf"  # only in the runs: nothing declared
+AVERAGED_OPT = "outside_averaged"  # in no pair; declares eval_mode (evaluates at the weights its eval() swaps in)
 # final test accuracy of each seed (three seeds, so the Welch tests have a value)
 TEST_ACCURACY = {
     ROOT_OPT: (0.70, 0.72, 0.71),
     FREE_OPT: (0.80, 0.83, 0.81),
     "sgd": (0.60, 0.62, 0.61),
     UNREGISTERED_OPT: (0.50, 0.52, 0.51),
+    AVERAGED_OPT: (0.65, 0.66, 0.64),
 }
 PLAN = [
     (CNN_TASK, (ROOT_OPT, FREE_OPT, "sgd", UNREGISTERED_OPT)),
-    (LOOKALIKE, (ROOT_OPT, FREE_OPT, "sgd")),
+    (LOOKALIKE, (ROOT_OPT, FREE_OPT, "sgd", AVERAGED_OPT)),
     (UNREGISTERED_TASK, (ROOT_OPT, FREE_OPT, "sgd")),
 ]
 
@@ -58,6 +60,7 @@ def _register(source: str) -> None:
     meta = dict(search_space={}, family="outside", preconditioner="kronecker", period_hparam="T", source_file=source)
     registry.register_optimizer(ROOT_OPT, _never_called, root_free=False, pair=FREE_OPT, **meta)
     registry.register_optimizer(FREE_OPT, _never_called, root_free=True, pair=ROOT_OPT, **meta)
+    registry.register_optimizer(AVERAGED_OPT, _never_called, eval_mode=True, **meta)
     base = get_task_spec("quadratic")
     for name, kind in ((CNN_TASK, "cnn"), (LOOKALIKE, "vit")):
         registry.register_task(
@@ -138,7 +141,7 @@ def outside(tmp_path_factory):
     try:
         yield runs, str(folder)
     finally:
-        for name in (ROOT_OPT, FREE_OPT):
+        for name in (ROOT_OPT, FREE_OPT, AVERAGED_OPT):
             registry.OPTIMIZERS.pop(name, None)
         for name in (CNN_TASK, LOOKALIKE):
             registry.TASKS.pop(name, None)
@@ -202,6 +205,31 @@ def test_claims_compare_the_outside_pair_and_count_the_outside_cnn_task(outside_
     against = _section(md, "Against SGD on CNN tasks")
     assert {r.split("|")[1].strip() for r in against} == {CNN_TASK}
     assert {r.split("|")[2].strip() for r in against} == {ROOT_OPT, FREE_OPT, UNREGISTERED_OPT}
+    zoo = _section(md, "Matmul-only and other modern methods")  # in no declared pair, not the reference
+    assert [r.split(" | ")[1:3] for r in zoo] == [
+        [AVERAGED_OPT, "kronecker, averaged weights"],
+        [UNREGISTERED_OPT, "–"],
+    ]
+
+
+def test_the_site_marks_an_optimizer_evaluated_at_averaged_weights(outside, tmp_path):
+    """The declared ``eval_mode`` puts "averaged weights" next to the optimizer's name on its task page and in
+    the methodology's optimizer table; an optimizer declaring nothing of the kind gets neither."""
+    runs, _ = outside
+    out = pathlib.Path(tmp_path / "site")
+    assert site_build.build(runs, str(out), warn=lambda m: None, plots=False)["warnings"] == []
+    task_page = (out / "tasks" / f"{LOOKALIKE}--{TIER}.html").read_text(encoding="utf-8")
+    for opt, averaged in ((AVERAGED_OPT, True), (ROOT_OPT, False), ("sgd", False)):
+        row = re.search(rf'<tr id="ov--{TIER}--{LOOKALIKE}--{opt}".*?</tr>', task_page, re.S).group(0)
+        assert ("averaged weights" in row) == averaged, opt
+    method = (out / "methodology.html").read_text(encoding="utf-8")
+    evaluated = {
+        opt: re.search(rf'<tr id="opt--{opt}".*?</tr>', method, re.S).group(0)
+        for opt in (AVERAGED_OPT, ROOT_OPT, UNREGISTERED_OPT)
+    }
+    assert "<td>averaged weights (eval_mode)</td>" in evaluated[AVERAGED_OPT]
+    assert "<td>training weights</td>" in evaluated[ROOT_OPT]
+    assert "averaged" not in evaluated[UNREGISTERED_OPT] and "training weights" not in evaluated[UNREGISTERED_OPT]
 
 
 def test_the_site_shows_the_outside_pair_with_the_sgd_reference(outside, tmp_path):
