@@ -237,6 +237,8 @@ def config_view(
         "metric_label": f"{metric} ({'higher' if r0.get('higher_is_better') else 'lower'} is better)",
         "target": num(r0.get("target")),
         "task_href": page,
+        # what the registry declares (root-free, evaluated weights) is not in the run file: the methodology has it
+        "optimizer_href": f"{root_rel}methodology.html#{anchor('opt', r0.get('optimizer'))}",
         "config_href": f"{page}#{anchor('cfg', r0.get('optimizer'), r0.get('config_id'))}",
         "status": " · ".join(f"{n} {k}" for k, n in counts.items()),
         "hparams": hp or [("–", "none recorded")],

@@ -230,6 +230,11 @@ def test_the_site_marks_an_optimizer_evaluated_at_averaged_weights(outside, tmp_
     assert "<td>averaged weights (eval_mode)</td>" in evaluated[AVERAGED_OPT]
     assert "<td>training weights</td>" in evaluated[ROOT_OPT]
     assert "averaged" not in evaluated[UNREGISTERED_OPT] and "training weights" not in evaluated[UNREGISTERED_OPT]
+    # a run page cannot know the declarations (the run file does not carry them): its title links the row above
+    pages = [p for p in (out / "runs").rglob("*.html") if f"<title>{AVERAGED_OPT} on " in p.read_text("utf-8")]
+    assert pages and all(
+        f'<h1><a href="../methodology.html#opt--{AVERAGED_OPT}"' in p.read_text("utf-8") for p in pages
+    )
 
 
 def test_the_site_shows_the_outside_pair_with_the_sgd_reference(outside, tmp_path):
