@@ -643,7 +643,8 @@ def optimizers_table(opt_info: dict) -> dict:
         return {True: "yes", False: "no"}.get(i.get("root_free"), "–")
 
     def evaluated_at(i):
-        return {True: "averaged weights (eval_mode)", False: "training weights"}.get(i.get("eval_mode"), "–")
+        averaged = eval_mode_tag(i.get("eval_mode"))  # the overview's badge, one label for both
+        return f"{averaged[0]} (eval_mode)" if averaged else {False: "training weights"}.get(i.get("eval_mode"), "–")
 
     rows = [
         {
