@@ -47,23 +47,48 @@ class PlannedSweep:
         return trials + int(published) + int(carried) + (seeds - 1) + seeds * len(self.also_precisions)
 
 
-def budget(sweeps: list, tier: str, runs_per_sweep: dict, workers: int) -> str:
-    """The campaign's cost from the tasks' measured minutes per run (``TaskSpec.minutes``): runs x minutes,
-    and the wall time at ``workers`` runs at a time; tasks without a measured figure are named."""
+def recorded_minutes(root: str, task: str, tier: str) -> tuple[float, int] | None:
+    """The median wall-clock minutes of ``task``'s finished fp32 runs on ``tier`` recorded under ``root`` at one
+    CPU thread, and how many there are: the budget's figure for a task that declares none."""
+    import statistics
+
+    from rootbench.harness import records
+
+    minutes = [
+        float(r.get("wall_time_s")) / 60
+        for r in records.iter_records(paths=records.find_runs(os.path.join(root, task)))
+        if (r.get("tier"), r.status, r.get("precision"), r.get("device"), r.get("num_threads"))
+        == (tier, "ok", "fp32", "cpu", 1)
+        and r.get("wall_time_s")
+    ]
+    return (statistics.median(minutes), len(minutes)) if minutes else None
+
+
+def budget(sweeps: list, tier: str, runs_per_sweep: dict, workers: int, root: str | None = None) -> str:
+    """The campaign's cost from the tasks' measured minutes per run (``TaskSpec.minutes``; for a task without
+    one, the median of its runs recorded under ``root``, ``recorded_minutes``): runs x minutes, and the wall
+    time at ``workers`` runs at a time; tasks with neither are named."""
     from rootbench.tasks import get_task_spec
 
-    minutes, unknown = 0.0, set()
-    for s in sweeps:
-        m = get_task_spec(s.task).minutes.get(tier)
+    per_task: dict = {}
+    recorded, unknown = [], set()
+    for task in sorted({s.task for s in sweeps}):
+        m = get_task_spec(task).minutes.get(tier)
+        seen = None if m or root is None else recorded_minutes(root, task, tier)
+        if seen:
+            m = seen[0]
+            recorded.append(f"{task} {m:.1f} min, the median of its {seen[1]} recorded runs")
         if m:
-            minutes += m * runs_per_sweep[s]
+            per_task[task] = m
         else:
-            unknown.add(s.task)
+            unknown.add(task)
+    minutes = sum(per_task[s.task] * runs_per_sweep[s] for s in sweeps if s.task in per_task)
     if not minutes:
         return f"budget: unknown: no measured minutes per run on the {tier} tier of {', '.join(sorted(unknown))}"
     out = (
         f"budget: about {minutes / 60:.1f} CPU-hours at the tasks' measured minutes per run (one thread each, "
-        f"bf16-pure counted as fp32), {minutes / 60 / workers:.1f} h wall at {workers} at a time"
+        f"bf16-pure counted as fp32{''.join('; ' + r for r in recorded)}), "
+        f"{minutes / 60 / workers:.1f} h wall at {workers} at a time"
     )
     return out + (f"; no measured minutes for {', '.join(sorted(unknown))}" if unknown else "")
 
@@ -228,7 +253,7 @@ def cmd_campaign(args) -> int:
     if on_cuda:
         print("budget: the tasks' minutes per run are 2-core CPU figures; no GPU figure is declared")
     else:
-        print(budget(sweeps, args.tier, runs, args.workers * args.parallel))
+        print(budget(sweeps, args.tier, runs, args.workers * args.parallel, args.runs))
     if args.dry_run:
         return 0
     t0 = time.perf_counter()

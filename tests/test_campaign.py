@@ -110,6 +110,35 @@ def test_a_dry_run_states_the_budget_from_the_tasks_measured_minutes(tmp_path, c
     assert f"about {hours:.1f} CPU-hours" in out and f"{hours / 2:.1f} h wall at 2 at a time" in out
 
 
+def test_a_task_without_measured_minutes_is_budgeted_from_its_recorded_runs(tmp_path, capsys):
+    """No declared figure for the tier: the median wall-clock of the task's finished fp32 one-thread CPU runs of
+    that tier already in --runs; other tiers, precisions, thread counts and failed runs do not count."""
+    from rootbench.harness import records
+
+    task = next(t for t in campaign.claim_tasks("quick") if not get_task_spec(t).minutes.get("quick"))
+    runs = tmp_path / "runs"
+    counted = {"tier": "quick", "status": "ok", "precision": "fp32", "device": "cpu", "num_threads": 1}
+    provenance = {k: "synthetic" for k in ("git_sha", "rootbench_version", "torch_version", "cpu", "hostname")}
+    provenance.update(
+        git_dirty=False, cuda_version="", started_at="2026-01-01T00:00:00+00:00", schema_version=records.SCHEMA_VERSION
+    )
+    kinds = [(60.0, {}), (180.0, {}), (240.0, {}), (6000.0, {"tier": "long"}), (6000.0, {"precision": "bf16-pure"})]
+    kinds += [(6000.0, {"num_threads": 2}), (6000.0, {"status": "error"}), (6000.0, {"device": "NVIDIA H200"})]
+    for i, (wall, other) in enumerate(kinds):
+        run = {"run_id": f"r{i}", "task": task, "optimizer": "adamw", "seed": 0, **provenance, **counted, **other}
+        point = {"step": 0, "epoch": 0.0, "split": "val", "metric": "loss", "value": 1.0, "train_time_s": 0.0}
+        records.write_run([{**run, **point, "wall_time_s": wall}], str(runs))
+    assert campaign.recorded_minutes(str(runs), task, "quick") == (3.0, 3)
+    assert campaign.recorded_minutes(str(runs), task, "smoke") is None
+    argv = ["campaign", "--tier", "quick", "--task", task, "--opt", "adamw", "--trials", "6", "--seeds", "5"]
+    assert main([*argv, "--workers", "2", "--dry-run", "--runs", str(runs)]) == 0
+    out = capsys.readouterr().out
+    hours = campaign.plan("quick", [task], ["adamw"])[0].runs(6, 5, True) * 3.0 / 60
+    assert f"about {hours:.1f} CPU-hours" in out and f"{task} 3.0 min, the median of its 3 recorded runs" in out
+    assert main([*argv, "--dry-run", "--runs", str(tmp_path / "empty")]) == 0
+    assert "budget: unknown: no measured minutes" in capsys.readouterr().out
+
+
 def test_around_needs_the_other_tiers_sweep_of_every_planned_pair_before_any_work(tmp_path, capsys):
     runs = tmp_path / "runs"
     argv = ["campaign", "--tier", "quick", "--task", "mnist1d-cnn", "--around", "smoke", "--dry-run"]
