@@ -67,11 +67,15 @@ def cmd_list(args) -> int:
     what = args.what or "all"
     if what in ("optimizers", "all"):
         print("optimizers:")
-        for name in list_optimizers():
-            s = get_optimizer_spec(name)
-            kind = f"{s.family}, {s.preconditioner}" + (", root-free" if s.root_free else "")
-            print(f"  {name:<16} {kind:<26} {s.description}")
-            print(f"  {'':<16} {'':<26} {s.paper}")
+        specs = {name: get_optimizer_spec(name) for name in list_optimizers()}
+        kinds = {
+            n: f"{s.family}, {s.preconditioner}" + (", root-free" if s.root_free else "") for n, s in specs.items()
+        }
+        # columns as wide as their longest entry, so a plugin's long name or kind cannot run into the next column
+        wn, wk = max(map(len, specs), default=0), max(map(len, kinds.values()), default=0)
+        for name, s in specs.items():
+            print(f"  {name:<{wn}} {kinds[name]:<{wk}} {s.description}")
+            print(f"  {'':<{wn}} {'':<{wk}} {s.paper}")
         missing = missing_optimizers()
         if missing:
             print("optimizers declared by plugins but not installed:")

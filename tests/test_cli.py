@@ -107,6 +107,21 @@ def test_list_names_every_registered_entry(capsys):
         assert f"  {name} " in out
 
 
+def test_list_optimizers_keeps_its_columns_apart(capsys):
+    """Every optimizer's description and paper start in one column, past its longest name and kind."""
+    from rootbench.optimizers import get_optimizer_spec, list_optimizers
+
+    assert rootbench("list", "optimizers") == 0
+    lines = capsys.readouterr().out.splitlines()
+    starts = set()
+    for name in list_optimizers():
+        spec = get_optimizer_spec(name)
+        (i,) = [k for k, line in enumerate(lines) if line.startswith(f"  {name} ")]
+        starts |= {lines[i].index(spec.description), lines[i + 1].index(spec.paper)}
+        assert lines[i][lines[i].index(spec.description) - 1] == " "
+    assert len(starts) == 1
+
+
 def test_show_prints_config_provenance_and_curve(runs_dir, capsys):
     assert rootbench("bench", "--task", "quadratic", "--opt", "sgd", *SMOKE, runs=runs_dir) == 0
     (path,) = find_runs(runs_dir)
