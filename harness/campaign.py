@@ -56,7 +56,7 @@ def recorded_minutes(root: str, task: str, tier: str) -> tuple[float, int] | Non
 
     minutes = [
         float(r.get("wall_time_s")) / 60
-        for r in records.iter_records(paths=records.find_runs(os.path.join(root, task)))
+        for r in records.iter_records(os.path.join(root, task))
         if (r.get("tier"), r.status, r.get("precision"), r.get("device"), r.get("num_threads"))
         == (tier, "ok", "fp32", "cpu", 1)
         and r.get("wall_time_s")
