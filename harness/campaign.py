@@ -44,7 +44,28 @@ class PlannedSweep:
     def runs(self, trials: int, seeds: int, published: bool, carried: bool = False) -> int:
         """Distinct runs at most: the trials (plus the published point and, seeded with ``--around``, the other
         tier's selection), the other seeds, the other precisions."""
-        return trials + int(published) + int(carried) + (seeds - 1) + seeds * len(self.also_precisions)
+        return sum(self.runs_by_precision(trials, seeds, published, carried).values())
+
+    def runs_by_precision(self, trials: int, seeds: int, published: bool, carried: bool = False) -> dict:
+        """``runs`` split by precision: the search and the seeds in fp32, every seed again in each other one."""
+        return {"fp32": trials + int(published) + int(carried) + (seeds - 1)} | {p: seeds for p in self.also_precisions}
+
+
+MIN_RECORDED = 3  # runs behind a cost ratio: fewer and one slow outlier would set it
+
+
+def _recorded(root: str, task: str) -> dict:
+    """Wall-clock minutes of ``task``'s finished one-thread CPU runs recorded under ``root``, by (tier,
+    optimizer, precision)."""
+    from rootbench.harness import records
+
+    seen: dict = {}
+    for r in records.iter_records(os.path.join(root, task)):
+        if (r.status, r.get("device"), r.get("num_threads")) == ("ok", "cpu", 1) and r.get("wall_time_s"):
+            seen.setdefault((r.get("tier"), r.get("optimizer"), r.get("precision")), []).append(
+                float(r.get("wall_time_s")) / 60
+            )
+    return seen
 
 
 def recorded_minutes(root: str, task: str, tier: str) -> tuple[float, int] | None:
@@ -52,42 +73,69 @@ def recorded_minutes(root: str, task: str, tier: str) -> tuple[float, int] | Non
     CPU thread, and how many there are: the budget's figure for a task that declares none."""
     import statistics
 
-    from rootbench.harness import records
-
-    minutes = [
-        float(r.get("wall_time_s")) / 60
-        for r in records.iter_records(os.path.join(root, task))
-        if (r.get("tier"), r.status, r.get("precision"), r.get("device"), r.get("num_threads"))
-        == (tier, "ok", "fp32", "cpu", 1)
-        and r.get("wall_time_s")
-    ]
+    minutes = [m for (t, _, p), ms in _recorded(root, task).items() if (t, p) == (tier, "fp32") for m in ms]
     return (statistics.median(minutes), len(minutes)) if minutes else None
+
+
+def cost_ratios(root: str, task: str, tier: str) -> tuple[str, dict] | None:
+    """Each (optimizer, precision)'s median minutes per run over the median of all the task's fp32 runs, from
+    its recorded one-thread CPU runs of ``tier``, else of the tier with the most of them: an optimizer's step
+    and a precision's emulation cost scale the task's figure (Shampoo's root, bf16 on a CPU without bf16 units).
+    Pairs with fewer than ``MIN_RECORDED`` runs are left out (ratio 1); None without a usable fp32 median."""
+    import statistics
+
+    seen = _recorded(root, task)
+    tiers = {t for t, _, _ in seen}
+    for t in [tier] + sorted(tiers - {tier}, key=lambda t: -sum(len(v) for k, v in seen.items() if k[0] == t)):
+        fp32 = [m for (tt, _, p), ms in seen.items() if (tt, p) == (t, "fp32") for m in ms]
+        if len(fp32) < MIN_RECORDED:
+            continue
+        base = statistics.median(fp32)
+        ratios = {(o, p): statistics.median(ms) / base for (tt, o, p), ms in seen.items() if tt == t}
+        return t, {k: r for k, r in ratios.items() if len(seen[(t, *k)]) >= MIN_RECORDED}
+    return None
 
 
 def budget(sweeps: list, tier: str, runs_per_sweep: dict, workers: int, root: str | None = None) -> str:
     """The campaign's cost from the tasks' measured minutes per run (``TaskSpec.minutes``; for a task without
-    one, the median of its runs recorded under ``root``, ``recorded_minutes``): runs x minutes, and the wall
-    time at ``workers`` runs at a time; tasks with neither are named."""
+    one, the median of its runs recorded under ``root``, ``recorded_minutes``), each optimizer and precision
+    scaled by its recorded cost ratio on the task (``cost_ratios``): runs x minutes, and the wall time at
+    ``workers`` runs at a time; tasks with neither are named. ``runs_per_sweep`` maps each sweep to its runs
+    by precision (``PlannedSweep.runs_by_precision``)."""
     from rootbench.tasks import get_task_spec
 
     per_task: dict = {}
-    recorded, unknown = [], set()
+    ratios: dict = {}
+    notes, unknown = [], set()
     for task in sorted({s.task for s in sweeps}):
         m = get_task_spec(task).minutes.get(tier)
         seen = None if m or root is None else recorded_minutes(root, task, tier)
         if seen:
             m = seen[0]
-            recorded.append(f"{task} {m:.1f} min, the median of its {seen[1]} recorded runs")
-        if m:
-            per_task[task] = m
-        else:
+            notes.append(f"{task} {m:.1f} min, the median of its {seen[1]} recorded runs")
+        if not m:
             unknown.add(task)
-    minutes = sum(per_task[s.task] * runs_per_sweep[s] for s in sweeps if s.task in per_task)
+            continue
+        per_task[task] = m
+        scaled = cost_ratios(root, task, tier) if root is not None else None
+        if scaled and scaled[1]:
+            ratios[task] = scaled[1]
+            notes.append(
+                f"{task} scaled per optimizer and precision by its recorded {scaled[0]} runs' ratios "
+                f"({len(scaled[1])} figures, {min(scaled[1].values()):.2f}x to {max(scaled[1].values()):.2f}x)"
+            )
+    minutes = sum(
+        per_task[s.task] * n * ratios.get(s.task, {}).get((s.optimizer, p), 1.0)
+        for s in sweeps
+        if s.task in per_task
+        for p, n in runs_per_sweep[s].items()
+    )
     if not minutes:
         return f"budget: unknown: no measured minutes per run on the {tier} tier of {', '.join(sorted(unknown))}"
+    counted = "" if len(ratios) == len(per_task) else ", bf16-pure counted as fp32 where unrecorded"
     out = (
-        f"budget: about {minutes / 60:.1f} CPU-hours at the tasks' measured minutes per run (one thread each, "
-        f"bf16-pure counted as fp32{''.join('; ' + r for r in recorded)}), "
+        f"budget: about {minutes / 60:.1f} CPU-hours at the tasks' measured minutes per run (one thread each"
+        f"{counted}{''.join('; ' + r for r in notes)}), "
         f"{minutes / 60 / workers:.1f} h wall at {workers} at a time"
     )
     return out + (f"; no measured minutes for {', '.join(sorted(unknown))}" if unknown else "")
@@ -238,12 +286,12 @@ def cmd_campaign(args) -> int:
     on_cuda = args.device.startswith("cuda")
     published = not args.no_published
     seeds_from = seeding(sweeps, args) if args.around else {}
-    runs = {s: s.runs(args.trials, args.seeds, published, carried=bool(args.around)) for s in sweeps}
+    runs = {s: s.runs_by_precision(args.trials, args.seeds, published, carried=bool(args.around)) for s in sweeps}
     print(
         f"campaign: tier {args.tier}, {len(sweeps)} sweeps ({args.trials} trials"
         f"{' + the published point where declared' if published else ''}"
         f"{f' + the {args.around} selection, seeded around it' if args.around else ''}, {args.seeds} seeds), "
-        f"at most {sum(runs.values())} runs, {args.workers} at a time"
+        f"at most {sum(sum(r.values()) for r in runs.values())} runs, {args.workers} at a time"
         f"{f' in each of {args.parallel} sweeps at once' if args.parallel > 1 else ''}, device {args.device}"
     )
     for s in sweeps:

@@ -113,21 +113,14 @@ def test_a_dry_run_states_the_budget_from_the_tasks_measured_minutes(tmp_path, c
 def test_a_task_without_measured_minutes_is_budgeted_from_its_recorded_runs(tmp_path, capsys):
     """No declared figure for the tier: the median wall-clock of the task's finished fp32 one-thread CPU runs of
     that tier already in --runs; other tiers, precisions, thread counts and failed runs do not count."""
-    from rootbench.harness import records
-
     task = next(t for t in campaign.claim_tasks("quick") if not get_task_spec(t).minutes.get("quick"))
     runs = tmp_path / "runs"
-    counted = {"tier": "quick", "status": "ok", "precision": "fp32", "device": "cpu", "num_threads": 1}
-    provenance = {k: "synthetic" for k in ("git_sha", "rootbench_version", "torch_version", "cpu", "hostname")}
-    provenance.update(
-        git_dirty=False, cuda_version="", started_at="2026-01-01T00:00:00+00:00", schema_version=records.SCHEMA_VERSION
-    )
-    kinds = [(60.0, {}), (180.0, {}), (240.0, {}), (6000.0, {"tier": "long"}), (6000.0, {"precision": "bf16-pure"})]
-    kinds += [(6000.0, {"num_threads": 2}), (6000.0, {"status": "error"}), (6000.0, {"device": "NVIDIA H200"})]
-    for i, (wall, other) in enumerate(kinds):
-        run = {"run_id": f"r{i}", "task": task, "optimizer": "adamw", "seed": 0, **provenance, **counted, **other}
-        point = {"step": 0, "epoch": 0.0, "split": "val", "metric": "loss", "value": 1.0, "train_time_s": 0.0}
-        records.write_run([{**run, **point, "wall_time_s": wall}], str(runs))
+    _plant(runs, task, [60.0, 180.0, 240.0])
+    _plant(runs, task, [6000.0], tier="long")
+    _plant(runs, task, [6000.0], precision="bf16-pure")
+    _plant(runs, task, [6000.0], num_threads=2)
+    _plant(runs, task, [6000.0], status="error")
+    _plant(runs, task, [6000.0], device="NVIDIA H200")
     assert campaign.recorded_minutes(str(runs), task, "quick") == (3.0, 3)
     assert campaign.recorded_minutes(str(runs), task, "smoke") is None
     argv = ["campaign", "--tier", "quick", "--task", task, "--opt", "adamw", "--trials", "6", "--seeds", "5"]
@@ -137,6 +130,58 @@ def test_a_task_without_measured_minutes_is_budgeted_from_its_recorded_runs(tmp_
     assert f"about {hours:.1f} CPU-hours" in out and f"{task} 3.0 min, the median of its 3 recorded runs" in out
     assert main([*argv, "--dry-run", "--runs", str(tmp_path / "empty")]) == 0
     assert "budget: unknown: no measured minutes" in capsys.readouterr().out
+
+
+def _plant(runs, task: str, walls: list, **fields) -> None:
+    """Finished one-thread CPU fp32 quick AdamW runs of ``task`` with these wall-clock seconds (``fields``
+    override any column)."""
+    from rootbench.harness import records
+
+    row = {"task": task, "optimizer": "adamw", "seed": 0, "tier": "quick", "status": "ok", "precision": "fp32"}
+    row |= {"device": "cpu", "num_threads": 1, "git_dirty": False, "cuda_version": ""}
+    row |= {k: "synthetic" for k in ("git_sha", "rootbench_version", "torch_version", "cpu", "hostname")}
+    row |= {"started_at": "2026-01-01T00:00:00+00:00", "schema_version": records.SCHEMA_VERSION}
+    row |= {"step": 0, "epoch": 0.0, "split": "val", "metric": "loss", "value": 1.0, "train_time_s": 0.0}
+    for wall in walls:
+        run_id = f"r{len(records.find_runs(str(runs))) if os.path.isdir(runs) else 0}"
+        records.write_run([{**row, **fields, "run_id": run_id, "wall_time_s": wall}], str(runs))
+
+
+def test_the_budget_scales_each_optimizer_and_precision_by_its_recorded_cost_ratio(tmp_path, capsys):
+    """A slow preconditioner or an emulated precision costs more than the task's figure: each (optimizer,
+    precision) with enough recorded runs on the task is scaled by its median over the task's fp32 median;
+    one with too few runs counts as the task's figure."""
+    long_tasks = [t for t in campaign.claim_tasks("long") if get_task_spec(t).minutes.get("long")]
+    if not long_tasks:
+        pytest.skip("no task declares measured minutes for a long tier")
+    task = long_tasks[0]
+    runs = tmp_path / "runs"
+    sweeps = campaign.plan("long", [task])
+    paired = next(s for s in sweeps if s.also_precisions)
+    others = [s.optimizer for s in sweeps if s.optimizer != paired.optimizer]
+    _plant(runs, task, [120.0] * 3, optimizer=others[0])  # 2 min
+    _plant(runs, task, [240.0] * 3, optimizer=paired.optimizer)  # 4 min: fp32 median of all is 3 min
+    _plant(runs, task, [360.0] * 3, optimizer=paired.optimizer, precision=paired.also_precisions[0])  # 6 min
+    _plant(runs, task, [180.0] * 2, optimizer=others[-1])  # too few runs for a ratio of its own
+    _plant(runs, task, [6000.0] * 3, optimizer=others[-1], num_threads=2)  # not one thread: never counted
+    tier, ratios = campaign.cost_ratios(str(runs), task, "long")
+    assert tier == "quick" and set(ratios) == {
+        (others[0], "fp32"),
+        (paired.optimizer, "fp32"),
+        (paired.optimizer, paired.also_precisions[0]),
+    }
+    assert ratios[(paired.optimizer, "fp32")] == pytest.approx(4 / 3)
+    assert ratios[(paired.optimizer, paired.also_precisions[0])] == pytest.approx(2.0)
+    split = {s: s.runs_by_precision(6, 5, True) for s in sweeps}
+    assert all(sum(split[s].values()) == s.runs(6, 5, True) for s in sweeps)
+    per_run = get_task_spec(task).minutes["long"]
+    expected = sum(per_run * n * ratios.get((s.optimizer, p), 1.0) for s in sweeps for p, n in split[s].items())
+    line = campaign.budget(sweeps, "long", split, 2, str(runs))
+    assert f"about {expected / 60:.1f} CPU-hours" in line and f"{expected / 120:.1f} h wall at 2 at a time" in line
+    assert "by its recorded quick runs' ratios (3 figures, 0.67x to 2.00x)" in line
+    unscaled = campaign.budget(sweeps, "long", split, 2, str(tmp_path / "empty"))
+    hours = sum(s.runs(6, 5, True) for s in sweeps) * per_run / 60
+    assert f"about {hours:.1f} CPU-hours" in unscaled and "bf16-pure counted as fp32 where unrecorded" in unscaled
 
 
 def test_around_needs_the_other_tiers_sweep_of_every_planned_pair_before_any_work(tmp_path, capsys):
