@@ -132,7 +132,10 @@ def budget(sweeps: list, tier: str, runs_per_sweep: dict, workers: int, root: st
     )
     if not minutes:
         return f"budget: unknown: no measured minutes per run on the {tier} tier of {', '.join(sorted(unknown))}"
-    counted = "" if len(ratios) == len(per_task) else ", bf16-pure counted as fp32 where unrecorded"
+    unscaled = any(
+        (s.optimizer, p) not in ratios.get(s.task, {}) for s in sweeps if s.task in per_task for p in runs_per_sweep[s]
+    )
+    counted = ", at the task's figure where no ratio is recorded" if unscaled else ""
     out = (
         f"budget: about {minutes / 60:.1f} CPU-hours at the tasks' measured minutes per run (one thread each"
         f"{counted}{''.join('; ' + r for r in notes)}), "
