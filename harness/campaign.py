@@ -68,23 +68,26 @@ def _recorded(root: str, task: str) -> dict:
     return seen
 
 
-def recorded_minutes(root: str, task: str, tier: str) -> tuple[float, int] | None:
+def recorded_minutes(root: str, task: str, tier: str, seen: dict | None = None) -> tuple[float, int] | None:
     """The median wall-clock minutes of ``task``'s finished fp32 runs on ``tier`` recorded under ``root`` at one
-    CPU thread, and how many there are: the budget's figure for a task that declares none."""
+    CPU thread, and how many there are: the budget's figure for a task that declares none. ``seen``: those runs
+    already read by ``_recorded``."""
     import statistics
 
-    minutes = [m for (t, _, p), ms in _recorded(root, task).items() if (t, p) == (tier, "fp32") for m in ms]
+    seen = _recorded(root, task) if seen is None else seen
+    minutes = [m for (t, _, p), ms in seen.items() if (t, p) == (tier, "fp32") for m in ms]
     return (statistics.median(minutes), len(minutes)) if minutes else None
 
 
-def cost_ratios(root: str, task: str, tier: str) -> tuple[str, dict] | None:
+def cost_ratios(root: str, task: str, tier: str, seen: dict | None = None) -> tuple[str, dict] | None:
     """Each (optimizer, precision)'s median minutes per run over the median of all the task's fp32 runs, from
     its recorded one-thread CPU runs of ``tier``, else of the tier with the most of them: an optimizer's step
     and a precision's emulation cost scale the task's figure (Shampoo's root, bf16 on a CPU without bf16 units).
-    Pairs with fewer than ``MIN_RECORDED`` runs are left out (ratio 1); None without a usable fp32 median."""
+    Pairs with fewer than ``MIN_RECORDED`` runs are left out (ratio 1); None without a usable fp32 median.
+    ``seen``: those runs already read by ``_recorded``."""
     import statistics
 
-    seen = _recorded(root, task)
+    seen = _recorded(root, task) if seen is None else seen
     tiers = {t for t, _, _ in seen}
     for t in [tier] + sorted(tiers - {tier}, key=lambda t: -sum(len(v) for k, v in seen.items() if k[0] == t)):
         fp32 = [m for (tt, _, p), ms in seen.items() if (tt, p) == (t, "fp32") for m in ms]
@@ -109,7 +112,8 @@ def budget(sweeps: list, tier: str, runs_per_sweep: dict, workers: int, root: st
     notes, unknown = [], set()
     for task in sorted({s.task for s in sweeps}):
         m = get_task_spec(task).minutes.get(tier)
-        seen = None if m or root is None else recorded_minutes(root, task, tier)
+        runs = _recorded(root, task) if root is not None else {}  # read once: the median and the ratios
+        seen = None if m else recorded_minutes(root, task, tier, runs)
         if seen:
             m = seen[0]
             notes.append(f"{task} {m:.1f} min, the median of its {seen[1]} recorded runs")
@@ -117,7 +121,7 @@ def budget(sweeps: list, tier: str, runs_per_sweep: dict, workers: int, root: st
             unknown.add(task)
             continue
         per_task[task] = m
-        scaled = cost_ratios(root, task, tier) if root is not None else None
+        scaled = cost_ratios(root, task, tier, runs)
         if scaled and scaled[1]:
             ratios[task] = scaled[1]
             notes.append(
