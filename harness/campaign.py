@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import threading
 import time
 from concurrent import futures
 from dataclasses import dataclass
@@ -331,7 +332,7 @@ def cmd_campaign(args) -> int:
             around=args.around,
             memory_limit=_share_of_memory(args.workers * args.parallel) if not on_cuda else None,
         )
-        manifest = Sweep(cfg).run()
+        manifest = Sweep(cfg, stop=stop).run()
         print(
             f"[{i}/{len(sweeps)}] {s.task} / {s.optimizer}: done at {(time.perf_counter() - t0) / 60:.1f} min",
             flush=True,
@@ -340,8 +341,13 @@ def cmd_campaign(args) -> int:
 
     # sweeps at a time (--parallel): each runs its own --workers runs, so a GPU is kept busy between one sweep's
     # stages; the store's run locks keep concurrent writers apart
-    with futures.ThreadPoolExecutor(max_workers=args.parallel) as pool:
+    stop = threading.Event()  # an interrupt of the campaign reaches every sweep it runs, and their workers
+    pool = futures.ThreadPoolExecutor(max_workers=args.parallel)
+    try:
         manifests = list(pool.map(one, range(1, len(sweeps) + 1), sweeps))
+    finally:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
     minutes = (time.perf_counter() - t0) / 60
     rows = checks(manifests, sweeps, args.runs, args.device)
     print(f"\ncampaign: {len(manifests)} sweeps in {minutes:.1f} min")

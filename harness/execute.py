@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 
 from rootbench.harness import records
@@ -247,8 +248,10 @@ def _is_oom_text(text: str) -> bool:
 
 
 @contextlib.contextmanager
-def run_lock(path: str, on_wait=None):
-    """An exclusive lock for computing the result at ``path`` (same machine); waits if another holds it."""
+def run_lock(path: str, on_wait=None, stop: threading.Event | None = None):
+    """An exclusive lock for computing the result at ``path`` (same machine); waits if another holds it, and
+    while waiting raises ``KeyboardInterrupt`` once ``stop`` is set (an interrupted sweep does not wait out
+    another process's run)."""
     if "://" in path and not path.startswith("file://"):
         yield
         return
@@ -263,7 +266,17 @@ def run_lock(path: str, on_wait=None):
         except BlockingIOError:
             if on_wait:
                 on_wait()
-            fcntl.flock(f, fcntl.LOCK_EX)
+            if stop is None:
+                fcntl.flock(f, fcntl.LOCK_EX)
+            else:
+                while True:
+                    if stop.is_set():
+                        raise KeyboardInterrupt from None
+                    try:
+                        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        time.sleep(POLL_S)
         try:
             yield
         finally:
@@ -324,7 +337,9 @@ def get_or_run(
     rec = stored()
     if rec is not None:
         return Outcome(rec, True, path)
-    with run_lock(path, on_wait) if write else contextlib.nullcontext():
+    if stop is not None and stop.is_set():
+        raise KeyboardInterrupt  # stopped before this run began: no worker is started
+    with run_lock(path, on_wait, stop) if write else contextlib.nullcontext():
         rec = stored()  # another process may have finished it while we waited for the lock
         if rec is not None:
             return Outcome(rec, True, path)

@@ -295,10 +295,25 @@ def _fmt(v) -> str:
     return str(v)
 
 
+class _EitherEvent:
+    """Set when its own event or the caller's is; ``set`` sets its own only."""
+
+    def __init__(self, own: threading.Event, outer: threading.Event | None):
+        self.own, self.outer = own, outer
+
+    def is_set(self) -> bool:
+        return self.own.is_set() or (self.outer is not None and self.outer.is_set())
+
+    def set(self) -> None:
+        self.own.set()
+
+
 class Sweep:
     """One sweep: sample, schedule (cached runs are not rerun), select, reseed, record."""
 
-    def __init__(self, cfg: SweepConfig, out=print):
+    def __init__(self, cfg: SweepConfig, out=print, stop: threading.Event | None = None):
+        """``stop``: an event its caller sets to end the sweep early (a campaign's interrupt reaching the sweeps
+        it runs in threads); its running workers are stopped and nothing partial is written."""
         from rootbench.harness import records
         from rootbench.harness.resolve import resolve_run, split_overrides
 
@@ -313,7 +328,7 @@ class Sweep:
                 raise UsageError(f"--{name} must be at least {low}, got {value}")
         if cfg.backend not in ("local", "ray"):
             raise UsageError(f"unknown backend {cfg.backend!r}; choose local or ray")
-        self.cfg, self.out = cfg, out
+        self.cfg, self.out, self.stop = cfg, out, stop
         self.pinned, self.settings = split_overrides(cfg.task, cfg.optimizer, cfg.tier, cfg.overrides)
         if cfg.threads is None:
             threads = cfg.cpus_per_run if cfg.backend == "ray" else max(1, _cores() // cfg.workers)
@@ -455,7 +470,7 @@ class Sweep:
     def _run_local(self, todo):
         from rootbench.harness.execute import get_or_run
 
-        stop = threading.Event()
+        stop = _EitherEvent(threading.Event(), self.stop)
 
         def one(label, spec):
             out = get_or_run(
@@ -474,7 +489,8 @@ class Sweep:
             for fut in futures.as_completed(pending):
                 yield fut.result()
         finally:
-            stop.set()  # an interrupt: each thread stops its worker; nothing partial is written
+            stop.set()  # an interrupt: each thread stops its worker; nothing partial is written (the caller's event
+            # is left alone: a campaign's other sweeps go on)
             pool.shutdown(wait=True, cancel_futures=True)
 
     def _ray_init(self):

@@ -137,11 +137,19 @@ def test_an_exploding_finite_loss_is_diverged(runs_dir):
 
 
 def _children(pid: int) -> list[int]:
+    """``pid``'s children, whichever of its threads started them (a sweep starts workers from a thread pool)."""
+    found = []
     try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
+        threads = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return []
+    for tid in threads:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                found += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+    return found
 
 
 def _workers(pid: int) -> list[int]:
@@ -218,6 +226,34 @@ def test_sigterm_and_sigint_end_with_one_line_and_the_conventional_code(sig, cod
     assert len([ln for ln in err.splitlines() if ln.startswith("rootbench:")]) == 1, err
     assert not _alive(worker)
     assert [f for f in files_under(runs) if f.endswith(".parquet")] == []
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_campaign_of_parallel_sweeps_and_every_worker(tmp_path):
+    """``campaign --parallel 2`` runs its sweeps in threads: a SIGTERM must reach all of them. It used to end
+    the main thread only, which then waited for every sweep to finish its runs."""
+    runs = str(tmp_path / "runs")
+    proc = cli(
+        *("campaign", "--tier", "quick", "--task", "mnist1d-cnn", "--opt", "sgd", "adamw"),
+        *("--trials", "8", "--seeds", "1", "--workers", "1", "--parallel", "2", "--threads", "1", "--runs", runs),
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while len(workers := _workers(proc.pid)) < 2:  # one run of each sweep under way
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the two sweeps' workers did not start"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)  # not the minutes its 20 remaining runs take
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 143, err
+    assert [ln for ln in err.splitlines() if ln.strip()][-1].startswith("rootbench:"), err
+    assert not [w for w in workers if _alive(w)]
+    assert files_under(os.path.join(runs, records.SWEEPS_DIR)) == [], "an interrupted sweep wrote its manifest"
 
 
 # ---------------------------------------------------------------------------------------------- fail early
@@ -384,3 +420,21 @@ def test_two_identical_commands_compute_the_run_once(tmp_path):
     text = "".join(o for o, _ in outs)
     assert text.count("written ") == 1 and text.count("(cached)") == 1, text
     assert len([f for f in files_under(runs) if f.endswith(".parquet")]) == 1
+
+
+def test_a_stopped_run_does_not_wait_out_another_commands_lock(tmp_path):
+    """A sweep stopped while another process computes the same run id gives up the wait (it used to block until
+    that run finished)."""
+    import threading
+
+    from rootbench.harness.execute import run_lock
+
+    path = records.run_path(str(tmp_path / "runs"), "quadratic", "sgd", "0123456789ab")
+    stop, waited = threading.Event(), []
+    with run_lock(path):  # the other command's run, under way
+        threading.Timer(0.3, stop.set).start()
+        with pytest.raises(KeyboardInterrupt), run_lock(path, on_wait=lambda: waited.append(1), stop=stop):
+            pytest.fail("the lock was taken while its holder still held it")
+    assert waited == [1]
+    with run_lock(path, stop=threading.Event()):  # free again: taken at once
+        pass
