@@ -524,10 +524,20 @@ def lookup(root: str, task: str, optimizer: str, rid: str) -> Record | None:
 
 
 def find_runs(root: str = "runs") -> list[str]:
-    """Every leaderboard run file under ``root`` (``<task>/<optimizer>/<run_id>.parquet``), sorted."""
+    """Every leaderboard run file under ``root`` (``<task>/<optimizer>/<run_id>.parquet``), sorted; ``root`` may
+    be a pyarrow URI (a store the runs were written to with ``--runs URI``)."""
+    filesystem, inner = storage(root)
+    if filesystem is not None:
+        from pyarrow import fs
+
+        base = inner.rstrip("/")
+        infos = filesystem.get_file_info(fs.FileSelector(base, recursive=True, allow_not_found=True))
+        rel = [posixpath.relpath(i.path, base) for i in infos if i.path.endswith(".parquet")]
+        keep = [r for r in rel if len(r.split("/")) == 3 and r.split("/")[0] not in NOT_RUNS]
+        return sorted(f"{root.rstrip('/')}/{r}" for r in keep)
     out = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        if os.path.normpath(dirpath) == os.path.normpath(root):
+    for dirpath, dirnames, filenames in os.walk(inner):
+        if os.path.normpath(dirpath) == os.path.normpath(inner):
             dirnames[:] = [d for d in dirnames if d not in NOT_RUNS]
         dirnames.sort()
         out += [os.path.join(dirpath, f) for f in sorted(filenames) if f.endswith(".parquet")]

@@ -135,3 +135,26 @@ def test_a_run_file_carries_no_pandas_metadata_and_reads_back_what_was_written(t
     pd.testing.assert_frame_equal(written.reset_index(drop=True), expected.reset_index(drop=True))
     runs = site_load.load(str(tmp_path)).runs
     assert runs["run_id"].tolist() == [rows[0]["run_id"]] and runs["optimizer"].iloc[0] == rows[0]["optimizer"]
+
+
+def test_runs_are_listed_and_read_from_a_uri_store(tmp_path, monkeypatch):
+    """``--runs URI``: the runs written to a pyarrow store are listed back (the site, the campaign's budget and
+    ``claims`` read them through ``find_runs``), for ``file://`` and for a remote filesystem (a mock)."""
+    from pyarrow import fs
+
+    rows = records.read_run(records.find_runs(RUNS)[0]).to_dict("records")
+    local = f"file://{tmp_path}/store"
+    written = records.write_run(rows, local)
+    assert records.find_runs(local) == [written.removeprefix("file://")]
+    assert records.find_runs(f"file://{tmp_path}/nowhere") == []
+
+    mock = fs._MockFileSystem()  # one in-memory store for every call (a URI would make a new, empty one)
+    plain = records.storage
+    monkeypatch.setattr(
+        records, "storage", lambda p: (mock, p.split("://", 1)[1]) if p.startswith("mock://") else plain(p)
+    )
+    written = records.write_run(rows, "mock://store")
+    records.write_json({"planted": True}, records.manifest_path("mock://store", "t", "o", "abc"))  # not a run
+    assert records.find_runs("mock://store") == [written]
+    assert [r.run_id for r in records.iter_records("mock://store")] == [rows[0]["run_id"]]
+    assert records.find_runs("mock://elsewhere") == []
