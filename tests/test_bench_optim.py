@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from rootbench.harness import bench_optim
+from rootbench.harness import bench_optim, kron_floor
 from rootbench.harness.cli import main
 
 
@@ -184,14 +184,14 @@ def test_recorded_matmul_flops_equal_the_declared_count(name, hp, T):
     entry = bench_optim.Entry(name, hp, T=T)
     opt = bench_optim.build_optimizer(case, entry, bench_optim.build_params(case, torch.float32))
     opt.step()  # as the benchmark: one untimed step; record_floor steps past Shampoo's first root (step T)
-    floor = bench_optim.record_floor(opt, T)
+    floor = kron_floor.record_floor(opt, T)
     assert floor.rec.flops / T == floor.analytic > 0
     assert bool(floor.rec.eighs) == (name == "shampoo")
 
 
 def test_gemm_recorder_counts_what_matmul_tensordot_and_einsum_become():
     a, b, v = torch.randn(3, 4), torch.randn(4, 5), torch.randn(4)
-    with bench_optim.GemmRecorder() as rec:
+    with kron_floor.GemmRecorder() as rec:
         torch.tensordot(a, b, dims=([1], [0]))  # mm 3x4x5
         a @ v  # mv
         v @ v  # dot
