@@ -417,11 +417,11 @@ def overview(
 ) -> pd.DataFrame:
     """One row per (tier, task, optimizer), ranked within (tier, task) by the selected config's test mean.
 
-    Columns beside the selected configuration's statistics: ``n_configs`` (tuning budget: distinct
-    configurations tried), ``n_runs``, ``status_counts`` over all runs, ``divergence`` per precision
-    (``{precision: [diverged, runs]}``), ``delta_<precision>`` (test mean of the same setting in that
-    precision minus fp32, with ``n_<precision>``), ``rank``, ``p_vs_best`` (one-sided Welch p-value that
-    the best is better) and ``significance`` in {"best", "tied", "worse", "n/a"}.
+    Columns beside the selected configuration's statistics: ``n_configs`` (tuning budget: distinct hyperparameter
+    settings tried; a setting rerun in another precision is not another one tried), ``n_runs``, ``status_counts``
+    over all runs, ``divergence`` per precision (``{precision: [diverged, runs]}``), ``delta_<precision>`` (test
+    mean of the same setting in that precision minus fp32, with ``n_<precision>``), ``rank``, ``p_vs_best``
+    (one-sided Welch p-value that the best is better) and ``significance`` in {"best", "tied", "worse", "n/a"}.
     """
     renamed = {"n_runs": "config_n_runs", "status_counts": "config_status_counts"}
     cols = [
@@ -446,7 +446,7 @@ def overview(
         for r in configs_df.to_dict("records")
     }
     rows = []
-    a = {c: summary[c].to_numpy() for c in ("status", "precision", "config_id", "metric_name", "higher_is_better")}
+    a = {c: summary[c].to_numpy() for c in ("status", "precision", "setting_id", "metric_name", "higher_is_better")}
     for key, idx in summary.groupby(GROUP, sort=False).indices.items():
         status, precision = a["status"][idx], a["precision"][idx].astype(str)
         counts = {k: int((status == k).sum()) for k in STATUS_ORDER if (status == k).any()}
@@ -458,7 +458,7 @@ def overview(
             "tier": key[0],
             "task": key[1],
             "optimizer": key[2],
-            "n_configs": len(set(a["config_id"][idx])),
+            "n_configs": len(set(a["setting_id"][idx])),
             "n_runs": len(idx),
             "status_counts": counts,
             "divergence": divergence,
