@@ -88,7 +88,9 @@ def test_front_page_answers_with_the_verdict_and_one_forest_row_per_pair(browser
     # the filter narrows the page to what is typed
     b.js("var f = document.getElementById('filter'); f.value = 'cifar10-vit'; f.dispatchEvent(new Event('input'))")
     assert b.js(f"document.querySelectorAll('{FOREST} g.frow:not(.dim)').length") == 3
-    assert b.js("Array.from(document.querySelectorAll('section.task')).filter(s => !s.hidden).length") == 1
+    shown = b.js("Array.from(document.querySelectorAll('section.task')).filter(s => !s.hidden).map(s => s.dataset.k)")
+    assert shown and set(shown) == {"cifar10-vit"}  # its section on each tier that compares it, nothing else
+    assert b.js(f"document.querySelectorAll('#tier-{TIER} section.task:not([hidden])').length") == 1
 
 
 def test_task_page_pairs_share_a_colour_and_tables_fit_or_say_so(browser, committed):
