@@ -27,6 +27,7 @@ import json
 import math
 import os
 import posixpath
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -124,13 +125,20 @@ def manifest_paths(root: str, task: str | None = None, optimizer: str | None = N
     filesystem, inner = storage(root)
     if filesystem is None:
         return sorted(glob.glob(os.path.join(inner, SWEEPS_DIR, *parts, "*.json")))
+    rel = _store_listing(filesystem, posixpath.join(inner, SWEEPS_DIR), ".json")
+    keep = [r for r in rel if all(p in ("*", q) for p, q in zip(parts, r.split("/")))]
+    return sorted(f"{root.rstrip('/')}/{SWEEPS_DIR}/{r}" for r in keep)
+
+
+def _store_listing(filesystem, base: str, suffix: str) -> list[str]:
+    """The ``<a>/<b>/<name><suffix>`` files under ``base`` on a pyarrow filesystem, relative to ``base``: the
+    layout of both run files and sweep manifests (a missing ``base`` lists nothing)."""
     from pyarrow import fs
 
-    base = posixpath.join(inner, SWEEPS_DIR)
+    base = base.rstrip("/")
     infos = filesystem.get_file_info(fs.FileSelector(base, recursive=True, allow_not_found=True))
-    rel = [posixpath.relpath(i.path, base) for i in infos if i.path.endswith(".json")]
-    keep = [r for r in rel if len(r.split("/")) == 3 and all(p in ("*", q) for p, q in zip(parts, r.split("/")))]
-    return sorted(f"{root.rstrip('/')}/{SWEEPS_DIR}/{r}" for r in keep)
+    rel = [posixpath.relpath(i.path, base) for i in infos if i.path.endswith(suffix)]
+    return [r for r in rel if len(r.split("/")) == 3]
 
 
 def read_manifests(root: str, task: str, optimizer: str) -> list[dict]:
@@ -528,13 +536,8 @@ def find_runs(root: str = "runs") -> list[str]:
     be a pyarrow URI (a store the runs were written to with ``--runs URI``)."""
     filesystem, inner = storage(root)
     if filesystem is not None:
-        from pyarrow import fs
-
-        base = inner.rstrip("/")
-        infos = filesystem.get_file_info(fs.FileSelector(base, recursive=True, allow_not_found=True))
-        rel = [posixpath.relpath(i.path, base) for i in infos if i.path.endswith(".parquet")]
-        keep = [r for r in rel if len(r.split("/")) == 3 and r.split("/")[0] not in NOT_RUNS]
-        return sorted(f"{root.rstrip('/')}/{r}" for r in keep)
+        rel = _store_listing(filesystem, inner, ".parquet")
+        return sorted(f"{root.rstrip('/')}/{r}" for r in rel if r.split("/")[0] not in NOT_RUNS)
     out = []
     for dirpath, dirnames, filenames in os.walk(inner):
         if os.path.normpath(dirpath) == os.path.normpath(inner):
@@ -575,6 +578,48 @@ def find_run_file(root: str, rid: str) -> str | None:
     return None
 
 
+def pull(root: str, folder: str) -> tuple[int, int]:
+    """Copy the result files (run parquets, manifests) of the store ``root`` (a pyarrow URI) into the local
+    ``folder``, which the site and ``claims`` read; files already there are kept (runs are append-only, named by
+    their identity). Each copy is an atomic write. Returns (copied, already there)."""
+    filesystem, inner = storage(root)
+    if filesystem is None:
+        raise UsageError(f"--pull {root}: a local folder; the site and claims read it as it is")
+    from pyarrow import fs
+
+    base = inner.rstrip("/")
+    infos = filesystem.get_file_info(fs.FileSelector(base, recursive=True, allow_not_found=True))
+    wanted = [i.path for i in infos if i.type == fs.FileType.File and i.path.endswith((".parquet", ".json"))]
+    copied = kept = 0
+    for path in sorted(wanted):
+        rel = posixpath.relpath(path, base)
+        if rel.startswith("..") or any(part.startswith(".") for part in rel.split("/")):
+            continue  # temp objects of unfinished writes (``.tmp-*.partial``) and hidden files
+        dest = os.path.join(folder, *rel.split("/"))
+        if os.path.exists(dest):
+            kept += 1
+            continue
+        with filesystem.open_input_stream(path) as f:
+            data = f.read()
+
+        def write(tmp, _filesystem, data=data):
+            with open(tmp, "wb") as out:
+                out.write(data)
+
+        atomic_write(dest, write)
+        copied += 1
+    return copied, kept
+
+
+def check_local(root: str, reader: str) -> None:
+    """``reader`` (the site, claims) reads a local results folder: a store URI gets one line saying how to copy it."""
+    if "://" in root and storage(root)[0] is not None:
+        raise UsageError(
+            f"--runs {root}: {reader} reads a local folder; copy the store first with "
+            f"`python -m rootbench.harness.records --pull {root} runs`"
+        )
+
+
 # ---------------------------------------------------------------------------------------------
 # upgrading schema-1 files in place
 
@@ -596,13 +641,29 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(
         prog="python -m rootbench.harness.records",
-        description="Upgrade stored run files to the current schema (values unchanged).",
+        description="Upgrade stored run files to the current schema (values unchanged), or copy a store's results "
+        "into a local folder.",
     )
-    ap.add_argument("--upgrade", metavar="ROOT", required=True, help="results folder, e.g. runs")
+    what = ap.add_mutually_exclusive_group(required=True)
+    what.add_argument("--upgrade", metavar="ROOT", help="results folder, e.g. runs")
+    what.add_argument(
+        "--pull",
+        nargs=2,
+        metavar=("URI", "FOLDER"),
+        help="copy the runs and manifests of a store (s3://..., gs://...) into FOLDER; files there are kept",
+    )
     ap.add_argument(
         "--only-needed", action="store_true", help="rewrite only schema-1 files whose columns change type (list values)"
     )
     args = ap.parse_args(argv)
+    if args.pull:
+        try:
+            copied, kept = pull(*args.pull)
+        except UsageError as e:
+            print(f"rootbench: {e}", file=sys.stderr)
+            return 2
+        print(f"{copied} files copied from {args.pull[0]} into {args.pull[1]} ({kept} already there)")
+        return 0
     import pyarrow.parquet as pq
 
     paths = find_runs(args.upgrade) + find_runs(os.path.join(args.upgrade, BASELINES_DIR))

@@ -282,6 +282,7 @@ def _markdown_only(args) -> int:
 
 
 def cmd_site(args) -> int:
+    records.check_local(args.runs, "the site")
     if args.markdown is not None:
         return _markdown_only(args)
     info = build(args.runs, args.out, warn=_warn, jobs=args.jobs, reuse=not args.clean, runs_url=args.runs_url)

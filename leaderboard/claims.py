@@ -20,9 +20,11 @@ across tiers), each headed by its hardware and tuning budget, and then the agree
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from rootbench.harness import records, stats
+from rootbench.harness.registry import UsageError
 from rootbench.leaderboard import load as loader
 from rootbench.leaderboard import tiers as tier_agreement
 from rootbench.leaderboard import verdicts
@@ -394,6 +396,14 @@ def main(argv=None) -> int:
         help="exit 1 if a table row of FILE (e.g. RESULTS.md) is not printed, verbatim, from --runs",
     )
     args = ap.parse_args(argv)
+    try:
+        records.check_local(args.runs, "claims")
+    except UsageError as e:
+        print(f"claims: error: {e}", file=sys.stderr)
+        return 2
+    if not os.path.isdir(args.runs):
+        print(f"claims: error: --runs {args.runs}: no such results folder", file=sys.stderr)
+        return 2
     warnings = []
     results = loader.load(args.runs, warnings.append)
     for w in warnings:

@@ -14,7 +14,7 @@ import pytest
 
 from rootbench.harness import records
 from rootbench.harness.config import RunConfig
-from tests.conftest import ROOT
+from tests.conftest import ROOT, rootbench
 
 RUNS = os.path.join(ROOT, "runs")
 RUN_GLOB = os.path.join(RUNS, "*", "*", "*.parquet")  # the leaderboard's runs; baselines one level deeper
@@ -138,8 +138,9 @@ def test_a_run_file_carries_no_pandas_metadata_and_reads_back_what_was_written(t
 
 
 def test_runs_are_listed_and_read_from_a_uri_store(tmp_path, monkeypatch):
-    """``--runs URI``: the runs written to a pyarrow store are listed back (the site, the campaign's budget and
-    ``claims`` read them through ``find_runs``), for ``file://`` and for a remote filesystem (a mock)."""
+    """``--runs URI``: the runs and manifests written to a pyarrow store are listed back (the campaign's budget,
+    ``--around`` and ``claims`` read them through ``find_runs``/``manifest_paths``), for ``file://`` and for a
+    remote filesystem (a mock)."""
     from pyarrow import fs
 
     rows = records.read_run(records.find_runs(RUNS)[0]).to_dict("records")
@@ -158,3 +159,52 @@ def test_runs_are_listed_and_read_from_a_uri_store(tmp_path, monkeypatch):
     assert records.find_runs("mock://store") == [written]
     assert [r.run_id for r in records.iter_records("mock://store")] == [rows[0]["run_id"]]
     assert records.find_runs("mock://elsewhere") == []
+    planted = "mock://store/sweeps/t/o/abc.json"
+    assert records.manifest_paths("mock://store") == [planted]  # the same listing serves manifests
+    assert records.manifest_paths("mock://store", "t", "o") == [planted]
+    assert records.manifest_paths("mock://store", "t", "other") == []
+
+
+def test_a_store_is_pulled_into_a_local_folder_the_site_and_claims_read(tmp_path, monkeypatch, capsys):
+    """``records --pull URI FOLDER`` copies a store's runs and manifests (not unfinished temp objects) into a
+    folder, keeps files already there, and the copy reads back as the same runs; the site and ``claims`` given a
+    store URI say, in one line, to pull it (they read a local folder)."""
+    from pyarrow import fs
+
+    from rootbench.leaderboard import claims
+
+    mock = fs._MockFileSystem()
+    plain = records.storage
+    monkeypatch.setattr(
+        records, "storage", lambda p: (mock, p.split("://", 1)[1]) if p.startswith("mock://") else plain(p)
+    )
+    rows = records.read_run(records.find_runs(RUNS)[0]).to_dict("records")
+    written = records.write_run(rows, "mock://store")
+    records.write_json({"sweep_id": "abc"}, records.manifest_path("mock://store", "t", "o", "abc"))
+    leftover = os.path.join(os.path.dirname(written.split("://", 1)[1]), ".tmp-dead.partial")
+    with mock.open_output_stream(leftover) as f:  # a killed writer's temp object
+        f.write(b"half")
+    local = tmp_path / "runs"
+    assert records.main(["--pull", "mock://store", str(local)]) == 0
+    assert "2 files copied" in capsys.readouterr().out
+    (copied,) = records.find_runs(str(local))
+    assert copied == os.path.join(local, written.removeprefix("mock://store/"))
+    assert records.read_record(copied).run_id == rows[0]["run_id"]
+    assert records.read_manifests(str(local), "t", "o") == [{"sweep_id": "abc"}]
+    assert not [p for p in local.rglob("*") if p.name.startswith(".")]
+
+    assert records.pull("mock://store", str(local)) == (0, 2)  # already there: kept
+    records.write_json({"sweep_id": "mine"}, records.manifest_path(str(local), "t", "o", "abc"))
+    os.remove(copied)
+    assert records.pull("mock://store", str(local)) == (1, 1)
+    assert records.read_manifests(str(local), "t", "o") == [{"sweep_id": "mine"}]  # not overwritten
+
+    assert claims.main(["--runs", "mock://store"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "records --pull mock://store" in err
+    assert claims.main(["--runs", str(tmp_path / "nowhere")]) == 2
+    assert "no such results folder" in capsys.readouterr().err
+    assert rootbench("site", "--runs", "mock://store", "--out", str(tmp_path / "site")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the site reads a local folder" in err and not (tmp_path / "site").exists()
+    records.check_local(f"file://{local}", "the site")  # a file:// URI is a local folder
