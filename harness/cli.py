@@ -3,7 +3,7 @@
     rootbench list [tasks|optimizers]
     rootbench bench --task T --opt O [--tier quick] [--seed 0] [--precision fp32] [key=value ...]
     rootbench show RUN_ID
-    rootbench sweep | regress | bench-optim | site ...   (each lives beside its code)
+    rootbench sweep | regress | bench-optim | site | campaign | eval-weights | rounding ...   (each beside its code)
 
 Exit codes: 0 done, 1 the run failed (its record is stored with its status), 2 bad input or missing
 data, 130 interrupted (SIGINT), 143 terminated (SIGTERM).
@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "rootbench.harness.bench_optim",
     "rootbench.harness.campaign",
     "rootbench.harness.eval_weights",
+    "rootbench.harness.rounding",
 )
 # third-party modules that only an extra installs: a command needing one says which extra
 EXTRAS = {

@@ -17,13 +17,13 @@ points at that reconstruction, not at training.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from collections.abc import Callable
 
 import torch
 
 from rootbench.harness.registry import UsageError
+from rootbench.harness.rerun import add_run_arguments, spec_from_args
 from rootbench.harness.runner import _Run, evaluate, pick_device, seed_everything
 
 SPLITS = ("val", "test")
@@ -79,23 +79,6 @@ def trace(spec, on_point: Callable | None = None) -> dict:
     return {"points": r.points, "status": r.cols["status"], "status_message": r.cols["status_message"]}
 
 
-def spec_from_run(runs: str, run_id: str, **config_fields):
-    """The RunSpec of stored run ``run_id`` under this code (its hyperparameters and task settings)."""
-    from rootbench.harness.records import find_run_file, read_record
-    from rootbench.harness.resolve import resolve_args
-    from rootbench.tasks import resolve_tier
-
-    path = find_run_file(runs, run_id)
-    if not path:
-        raise UsageError(f"no run {run_id!r} under {runs}/; `ls {runs}/<task>/<optimizer>/` lists run ids")
-    r = read_record(path).run
-    stored = json.loads(r["config_json"])
-    _, defaults = resolve_tier(r["task"], r["tier"])
-    settings = {k: v for k, v in stored["task_config"].items() if getattr(defaults, k, v) != v}
-    fields = {"tier": r["tier"], "precision": r["precision"], **config_fields}
-    return resolve_args(r["task"], r["optimizer"], {**stored["hparams"], **settings}, seed=int(r["seed"]), **fields)
-
-
 def _fmt(x) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
 
@@ -120,24 +103,9 @@ def row(p: dict) -> str:
 
 
 def cmd_eval_weights(args) -> int:
-    from rootbench.harness.config import parse_overrides
-    from rootbench.harness.resolve import resolve_args
-
-    # no step-time probe (ref_steps 0): this traces, it does not time
-    fields = dict(tier=args.tier, precision=args.precision, device=args.device, threads=args.threads, ref_steps=0)
-    if args.from_run:
-        if args.task or args.opt or args.overrides:
-            raise UsageError("--from-run takes the task, optimizer and hyperparameters from the stored run; drop them")
-        given = {k: fields[k] for k in ("precision", "device", "threads") if fields[k] not in (None, "auto")}
-        given["ref_steps"] = 0
-        spec = spec_from_run(args.runs, args.from_run, **given)
-    else:
-        if not (args.task and args.opt):
-            raise UsageError("name --task and --opt (or --from-run RUN_ID)")
-        fields["precision"] = fields["precision"] or "fp32"
-        spec = resolve_args(args.task, args.opt, parse_overrides(args.overrides), seed=args.seed, **fields)
     from rootbench.tasks import check_data
 
+    spec = spec_from_args(args, args.precision)
     _require_eval_mode(spec)  # everything that can be wrong fails here, before any training
     pick_device(spec.config.device)
     check_data(spec.task_name, spec.tier, **spec.config.task_settings)
@@ -157,16 +125,6 @@ def add_parser(sub) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--task")
-    p.add_argument("--opt")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--from-run", metavar="RUN_ID", help="take task, optimizer, tier, seed and settings from a stored run"
-    )
-    p.add_argument("--runs", default="runs", help="results folder (read only, for --from-run)")
-    p.add_argument("--tier", default="quick")
+    add_run_arguments(p)
     p.add_argument("--precision", default=None, choices=PRECISIONS, help="default fp32 (or the stored run's)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="hyperparameters and task settings")
     p.set_defaults(func=cmd_eval_weights)
