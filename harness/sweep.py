@@ -925,7 +925,7 @@ def add_parser(subparsers) -> None:
 
     p = subparsers.add_parser(
         "sweep",
-        help="random search (two stages optional), select on val, rerun the best with K seeds",
+        help="quasi-random search (two stages optional), select on val, rerun the best with K seeds",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
