@@ -10,9 +10,11 @@ bench`` does (the runner's setup and loop, same seed and batches, nothing writte
 step, also takes the fp32 step from the same state: a copy of the model and the optimizer in fp32 (the state
 copied with ``load_state_dict`` and upcast, 16-bit dtype settings made float32, the same random draws),
 stepped with the same gradient. Per state entry name (``exp_avg_sq``, ``factor_0`` ...) and for the weights
-it reports the share of entries the fp32 step moves and, of those, the share the bf16 step leaves where they
-were ("lost"). A lost share near 1 on an entry the method relies on (a Kronecker factor near the identity,
-a slow EMA) says the bf16 run is not the method the paper describes, whatever its final number.
+it reports the share of entries the fp32 step moves, of those the share the bf16 step leaves where they were
+("lost"), and the lost entries' share of the fp32 update's squared norm (a small share of entries can carry
+most of an update: a Kronecker factor's diagonal next to 1). A lost share near 1 on an entry the method relies
+on (a Kronecker factor near the identity, a slow EMA) says the bf16 run is not the method the paper
+describes, whatever its final number.
 """
 
 from __future__ import annotations
@@ -66,13 +68,15 @@ def _floating_state(opt: torch.optim.Optimizer) -> dict:
 
 
 def _tally(out: dict, name: str, old: torch.Tensor, new16: torch.Tensor, new32: torch.Tensor) -> None:
-    """Add one tensor's counts under ``name``: entries, entries the fp32 step moves, and of those the ones the
-    bf16 step leaves unchanged."""
+    """Add one tensor's counts under ``name``: (entries, entries the fp32 step moves, of those the ones the bf16
+    step leaves unchanged, the fp32 update's squared norm, the part of it on those entries)."""
     old32 = old.float()
-    moves = new32.float() != old32
+    delta = new32.double() - old32.double()
+    moves = delta != 0
     lost = moves & (new16.float() == old32)
-    n, m, s = out.get(name, (0, 0, 0))
-    out[name] = (n + old.numel(), m + int(moves.sum()), s + int(lost.sum()))
+    sq = delta.square()
+    add = (old.numel(), int(moves.sum()), int(lost.sum()), float(sq.sum()), float(sq[lost].sum()))
+    out[name] = tuple(a + b for a, b in zip(out.get(name, (0, 0, 0, 0.0, 0.0)), add))
 
 
 def compare_step(model, opt, spec, step_real: Callable[[], None]) -> dict:
@@ -164,15 +168,18 @@ def probe(spec, steps: int, every: int, on_step: Callable | None = None) -> list
 
 
 def summary(measured: list[tuple[int, dict]]) -> dict:
-    """{name: (entries per step, share moved by fp32, share of the moved left unchanged by bf16 or NaN)} over
-    all probed steps."""
+    """{name: (entries per step, share moved by fp32, share of the moved left unchanged by bf16, their share of
+    the fp32 update's squared norm)} over all probed steps; a share with nothing under it is NaN."""
     total: dict = {}
     for _, counts in measured:
-        for name, (n, m, s) in counts.items():
-            a, b, c = total.get(name, (0, 0, 0))
-            total[name] = (a + n, b + m, c + s)
+        for name, tally in counts.items():
+            total[name] = tuple(a + b for a, b in zip(total.get(name, (0, 0, 0, 0.0, 0.0)), tally))
+
+    def share(part, whole):
+        return part / whole if whole else math.nan
+
     k = max(len(measured), 1)
-    return {name: (n // k, m / n if n else math.nan, s / m if m else math.nan) for name, (n, m, s) in total.items()}
+    return {name: (n // k, share(m, n), share(s, m), share(s2, m2)) for name, (n, m, s, m2, s2) in total.items()}
 
 
 def _share(x: float) -> str:
@@ -180,9 +187,9 @@ def _share(x: float) -> str:
 
 
 def table(rows: dict) -> list[str]:
-    lines = [f"  {'state':<22} {'entries':>10} {'fp32 moves':>11} {'lost in bf16':>13}"]
-    for name, (n, moved, lost) in sorted(rows.items(), key=lambda kv: (kv[0] != WEIGHTS, kv[0])):
-        lines.append(f"  {name:<22} {n:>10} {_share(moved):>11} {_share(lost):>13}")
+    lines = [f"  {'state':<22} {'entries':>10} {'fp32 moves':>11} {'lost in bf16':>13} {'of update²':>11}"]
+    for name, (n, moved, lost, lost_sq) in sorted(rows.items(), key=lambda kv: (kv[0] != WEIGHTS, kv[0])):
+        lines.append(f"  {name:<22} {n:>10} {_share(moved):>11} {_share(lost):>13} {_share(lost_sq):>11}")
     return lines
 
 
@@ -205,7 +212,10 @@ def cmd_rounding(args) -> int:
             print("\n".join(table(summary([(step, counts)]))), flush=True)
 
     measured = probe(spec, steps, args.every, on_step=each)
-    print(f"over {len(measured)} probed steps (share of entries; lost = of those fp32 moves, bf16 leaves as they were)")
+    print(
+        f"over {len(measured)} probed steps (shares of entries; lost: of the entries the fp32 step moves, those the "
+        "bf16 step leaves as they were; of update²: their share of the fp32 update's squared norm)"
+    )
     print("\n".join(table(summary(measured))))
     return 0
 

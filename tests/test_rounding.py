@@ -51,8 +51,9 @@ def test_probing_every_step_leaves_the_bf16_run_bit_identical(opt):
     assert all(torch.equal(a, b) for a, b in zip(plain, probed))
     rows = summary(r.measured)
     assert rows[WEIGHTS][0] == sum(p.numel() for p in r.model.parameters() if p.requires_grad)
-    for n, moved, lost in rows.values():
-        assert n > 0 and 0 <= moved <= 1 and (lost != lost or 0 <= lost <= 1)  # NaN: nothing moved
+    for n, moved, lost, lost_sq in rows.values():
+        assert n > 0 and 0 <= moved <= 1
+        assert all(x != x or 0 <= x <= 1 for x in (lost, lost_sq))  # NaN: nothing moved
 
 
 def test_lost_counts_updates_below_half_the_bf16_spacing():
@@ -78,7 +79,11 @@ def test_lost_is_exactly_the_entries_whose_step_is_below_half_a_bf16_spacing():
     model.weight.grad = torch.where(small, 1e-3, 0.25).to(torch.bfloat16)
     model.bias.grad = torch.zeros(8, dtype=torch.bfloat16)
     opt = create_optimizer("sgd", model, **spec.optimizer_kwargs())
-    assert compare_step(model, opt, spec, opt.step) == {WEIGHTS: (72, 64, 32)}
+    counts = compare_step(model, opt, spec, opt.step)
+    assert counts.keys() == {WEIGHTS} and counts[WEIGHTS][:3] == (72, 64, 32)
+    small_step, large_step = 1e-3, 0.25  # the gradients as bf16 holds them, times lr = 1
+    lost_sq = 32 * float(torch.tensor(small_step, dtype=torch.bfloat16)) ** 2
+    assert counts[WEIGHTS][3:] == pytest.approx((lost_sq + 32 * large_step**2, lost_sq), rel=1e-5)
     assert torch.equal(model.weight[small], torch.ones(32, dtype=torch.bfloat16))  # the real step did run
     assert not (model.weight[~small] == 1).any()
 
