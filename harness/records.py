@@ -578,10 +578,11 @@ def find_run_file(root: str, rid: str) -> str | None:
     return None
 
 
-def pull(root: str, folder: str) -> tuple[int, int]:
+def pull(root: str, folder: str) -> tuple[int, int, int]:
     """Copy the result files (run parquets, manifests) of the store ``root`` (a pyarrow URI) into the local
-    ``folder``, which the site and ``claims`` read; files already there are kept (runs are append-only, named by
-    their identity). Each copy is an atomic write. Returns (copied, already there)."""
+    ``folder``, which the site and ``claims`` read. A file already there with the store's size is kept; one
+    whose size differs (a failed run since retried under the same run id, a manifest a resumed sweep extended)
+    is replaced. Each copy is an atomic write. Returns (new, replaced, kept)."""
     filesystem, inner = storage(root)
     if filesystem is None:
         raise UsageError(f"--pull {root}: a local folder; the site and claims read it as it is")
@@ -589,17 +590,18 @@ def pull(root: str, folder: str) -> tuple[int, int]:
 
     base = inner.rstrip("/")
     infos = filesystem.get_file_info(fs.FileSelector(base, recursive=True, allow_not_found=True))
-    wanted = [i.path for i in infos if i.type == fs.FileType.File and i.path.endswith((".parquet", ".json"))]
-    copied = kept = 0
-    for path in sorted(wanted):
-        rel = posixpath.relpath(path, base)
+    wanted = [i for i in infos if i.type == fs.FileType.File and i.path.endswith((".parquet", ".json"))]
+    new = replaced = kept = 0
+    for info in sorted(wanted, key=lambda i: i.path):
+        rel = posixpath.relpath(info.path, base)
         if rel.startswith("..") or any(part.startswith(".") for part in rel.split("/")):
             continue  # temp objects of unfinished writes (``.tmp-*.partial``) and hidden files
         dest = os.path.join(folder, *rel.split("/"))
-        if os.path.exists(dest):
+        there = os.path.exists(dest)
+        if there and os.path.getsize(dest) == info.size:
             kept += 1
             continue
-        with filesystem.open_input_stream(path) as f:
+        with filesystem.open_input_stream(info.path) as f:
             data = f.read()
 
         def write(tmp, _filesystem, data=data):
@@ -607,8 +609,9 @@ def pull(root: str, folder: str) -> tuple[int, int]:
                 out.write(data)
 
         atomic_write(dest, write)
-        copied += 1
-    return copied, kept
+        replaced += there
+        new += not there
+    return new, replaced, kept
 
 
 def check_local(root: str, reader: str) -> None:
@@ -650,7 +653,8 @@ def main(argv=None) -> int:
         "--pull",
         nargs=2,
         metavar=("URI", "FOLDER"),
-        help="copy the runs and manifests of a store (s3://..., gs://...) into FOLDER; files there are kept",
+        help="copy the runs and manifests of a store (s3://..., gs://...) into FOLDER (a file there of the store's "
+        "size is kept)",
     )
     ap.add_argument(
         "--only-needed", action="store_true", help="rewrite only schema-1 files whose columns change type (list values)"
@@ -658,11 +662,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.pull:
         try:
-            copied, kept = pull(*args.pull)
+            new, replaced, kept = pull(*args.pull)
         except UsageError as e:
             print(f"rootbench: {e}", file=sys.stderr)
             return 2
-        print(f"{copied} files copied from {args.pull[0]} into {args.pull[1]} ({kept} already there)")
+        print(
+            f"{new + replaced} files copied from {args.pull[0]} into {args.pull[1]} ({new} new, {replaced} replaced "
+            f"by the store's version; {kept} already there)"
+        )
         return 0
     import pyarrow.parquet as pq
 

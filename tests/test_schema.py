@@ -167,8 +167,8 @@ def test_runs_are_listed_and_read_from_a_uri_store(tmp_path, monkeypatch):
 
 def test_a_store_is_pulled_into_a_local_folder_the_site_and_claims_read(tmp_path, monkeypatch, capsys):
     """``records --pull URI FOLDER`` copies a store's runs and manifests (not unfinished temp objects) into a
-    folder, keeps files already there, and the copy reads back as the same runs; the site and ``claims`` given a
-    store URI say, in one line, to pull it (they read a local folder)."""
+    folder, keeps files already there unless the store's differs, and the copy reads back as the same runs;
+    the site and ``claims`` given a store URI say, in one line, to pull it (they read a local folder)."""
     from pyarrow import fs
 
     from rootbench.leaderboard import claims
@@ -193,11 +193,11 @@ def test_a_store_is_pulled_into_a_local_folder_the_site_and_claims_read(tmp_path
     assert records.read_manifests(str(local), "t", "o") == [{"sweep_id": "abc"}]
     assert not [p for p in local.rglob("*") if p.name.startswith(".")]
 
-    assert records.pull("mock://store", str(local)) == (0, 2)  # already there: kept
-    records.write_json({"sweep_id": "mine"}, records.manifest_path(str(local), "t", "o", "abc"))
+    assert records.pull("mock://store", str(local)) == (0, 0, 2)  # already there: kept
     os.remove(copied)
-    assert records.pull("mock://store", str(local)) == (1, 1)
-    assert records.read_manifests(str(local), "t", "o") == [{"sweep_id": "mine"}]  # not overwritten
+    records.write_json({"sweep_id": "abc", "resumed": True}, records.manifest_path("mock://store", "t", "o", "abc"))
+    assert records.pull("mock://store", str(local)) == (1, 1, 0)  # the run again; the extended manifest replaced
+    assert records.read_manifests(str(local), "t", "o") == [{"sweep_id": "abc", "resumed": True}]
 
     assert claims.main(["--runs", "mock://store"]) == 2
     err = capsys.readouterr().err
