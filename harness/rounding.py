@@ -80,8 +80,9 @@ def _tally(out: dict, name: str, old: torch.Tensor, new16: torch.Tensor, new32: 
 
 
 def compare_step(model, opt, spec, step_real: Callable[[], None]) -> dict:
-    """Run the real bf16 step (``step_real``) and the fp32 step from the same state; {name: (entries, moved by
-    fp32, of those left unchanged by bf16)} per state entry name and for the weights."""
+    """Run the real bf16 step (``step_real``) and the fp32 step from the same state; per state entry name and
+    for the weights, the ``_tally`` of the two: {name: (entries, moved by fp32, of those left unchanged by bf16,
+    fp32 update's squared norm, its part on those)}."""
     from rootbench.optimizers import create_optimizer
 
     shadow = copy.deepcopy(model).float()
@@ -158,7 +159,7 @@ def probe(spec, steps: int, every: int, on_step: Callable | None = None) -> list
         torch.set_num_threads(spec.config.threads)
     seed_everything(spec.seed)
     wanted = sorted({1, *range(every, steps + 1, every)})
-    r = _Probed(spec, device, progress=None, probe_steps=wanted, on_step=on_step)
+    r = _Probed(spec, device, progress=None, probe_steps=wanted, stop_after=steps, on_step=on_step)
     r.setup()
     try:
         r.train()
