@@ -84,6 +84,7 @@ PROTOCOL = (
     "the selected config rerun with seeds 0..K-1"
 )
 MANIFEST_VERSION = 2
+RAY_POLL_S = 1.0  # how often a Ray sweep waiting on its tasks checks the caller's stop event
 EXIT_OK, EXIT_RUN_FAILED = 0, 1
 
 
@@ -532,7 +533,11 @@ class Sweep:
                 while queue and len(inflight) < limit:
                     label, spec = queue.pop(0)
                     inflight[remote.remote(spec.request(), self.root, cfg.retry_failed)] = (label, spec)
-                ready, _ = ray.wait(list(inflight), num_returns=1)
+                ready, _ = ray.wait(list(inflight), num_returns=1, timeout=RAY_POLL_S)
+                if self.stop is not None and self.stop.is_set():
+                    raise KeyboardInterrupt  # the caller's stop: the tasks in flight are cancelled below
+                if not ready:
+                    continue
                 label, spec = inflight.pop(ready[0])
                 try:
                     ray.get(ready[0])

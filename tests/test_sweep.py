@@ -459,3 +459,46 @@ def test_cached_failures_rerun_only_with_retry_failed_and_unreadable_files_rerun
     s._run_local = lambda todo: iter(())  # ... and the sweep reruns it (the backend is not under test here)
     s.execute([("broken", broken.spec), ("failed", failed.spec)])
     assert any(f"rerunning {broken.run_id}" in m for m in logs) and s.cached == 1
+
+
+def test_a_ray_sweep_stops_when_its_caller_says_and_cancels_its_tasks(tmp_path):
+    """The ``stop`` event reaches the Ray backend too: a sweep waiting on its tasks raises ``KeyboardInterrupt``
+    within a poll and cancels every task in flight (a fake ``ray``: the real one is an optional extra)."""
+    import threading
+
+    stop = threading.Event()
+    calls = {"waits": 0, "cancelled": []}
+    refs = iter(range(100))
+
+    class Task:  # ray.remote(...)(fn).options(...): .remote(...) submits and returns an object ref
+        def options(self, **_):
+            return self
+
+        def remote(self, *_):
+            return next(refs)
+
+    class FakeRay:
+        class exceptions:
+            RayError = RuntimeError
+
+        def remote(self, **_):
+            return lambda fn: Task()
+
+        def wait(self, pending, num_returns, timeout):
+            assert timeout is not None and timeout > 0, "a wait without a timeout never sees the stop"
+            calls["waits"] += 1
+            if calls["waits"] == 2:
+                stop.set()  # the caller stops the sweep while its tasks run
+            return [], pending
+
+        def cancel(self, ref, force):
+            calls["cancelled"].append(ref)
+
+    fake = FakeRay()
+    cfg = sw.SweepConfig(task="quadratic", optimizer="sgd", tier="smoke", runs=str(tmp_path), backend="ray")
+    s = sw.Sweep(cfg, out=lambda msg: None, stop=stop)
+    s._ray_init = lambda: fake
+    todo = [(f"t{t.run_id}", t.spec) for t in s._trials(1, s.space, 3)]
+    with pytest.raises(KeyboardInterrupt):
+        list(s._run_ray(todo))
+    assert calls["waits"] == 2 and sorted(calls["cancelled"]) == [0, 1, 2]
