@@ -234,7 +234,11 @@ def remove(path: str) -> None:
 
 
 def write_json(obj: Any, path: str) -> str:
-    data = json.dumps(obj, indent=1, sort_keys=True, default=str).encode()
+    return write_bytes(json.dumps(obj, indent=1, sort_keys=True, default=str).encode(), path)
+
+
+def write_bytes(data: bytes, path: str) -> str:
+    """``data`` as the file ``path`` (local or in a store), atomically."""
 
     def write(tmp, filesystem):
         if filesystem is None:
@@ -602,13 +606,7 @@ def pull(root: str, folder: str) -> tuple[int, int, int]:
             kept += 1
             continue
         with filesystem.open_input_stream(info.path) as f:
-            data = f.read()
-
-        def write(tmp, _filesystem, data=data):
-            with open(tmp, "wb") as out:
-                out.write(data)
-
-        atomic_write(dest, write)
+            write_bytes(f.read(), dest)
         replaced += there
         new += not there
     return new, replaced, kept
@@ -616,7 +614,7 @@ def pull(root: str, folder: str) -> tuple[int, int, int]:
 
 def check_local(root: str, reader: str) -> None:
     """``reader`` (the site, claims) reads a local results folder: a store URI gets one line saying how to copy it."""
-    if "://" in root and storage(root)[0] is not None:
+    if storage(root)[0] is not None:
         raise UsageError(
             f"--runs {root}: {reader} reads a local folder; copy the store first with "
             f"`python -m rootbench.harness.records --pull {root} runs`"
@@ -664,7 +662,7 @@ def main(argv=None) -> int:
         try:
             new, replaced, kept = pull(*args.pull)
         except UsageError as e:
-            print(f"rootbench: {e}", file=sys.stderr)
+            print(f"rootbench: error: {e}", file=sys.stderr)
             return 2
         print(
             f"{new + replaced} files copied from {args.pull[0]} into {args.pull[1]} ({new} new, {replaced} replaced "
