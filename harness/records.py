@@ -150,9 +150,15 @@ def storage(path: str):
     """(pyarrow filesystem, path inside it) for a URI; (None, local path) for a plain or ``file://`` path."""
     if "://" not in path:
         return None, path
+    import pyarrow
     from pyarrow import fs
 
-    filesystem, inner = fs.FileSystem.from_uri(path)
+    try:
+        filesystem, inner = fs.FileSystem.from_uri(path)
+    except (OSError, pyarrow.ArrowException) as e:
+        # an unknown scheme, a bucket that cannot be resolved (no network, no credentials): one line, before any work
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"cannot open the results store {path}: {reason}") from None
     if isinstance(filesystem, fs.LocalFileSystem):
         return None, inner  # local files keep the temp-file + os.replace atomic write
     return filesystem, inner

@@ -208,3 +208,27 @@ def test_a_store_is_pulled_into_a_local_folder_the_site_and_claims_read(tmp_path
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "the site reads a local folder" in err and not (tmp_path / "site").exists()
     records.check_local(f"file://{local}", "the site")  # a file:// URI is a local folder
+
+
+def test_a_store_that_cannot_be_opened_is_one_line_before_any_work(tmp_path, monkeypatch, capsys):
+    """An unknown URI scheme, or a bucket pyarrow cannot reach (no network, no credentials; simulated here),
+    is a usage error of one line from every command that takes ``--runs``: nothing trains, nothing is written."""
+    from pyarrow import fs
+
+    class Unreachable:  # pyarrow's FileSystem as seen offline (its Cython class cannot be patched in place)
+        @staticmethod
+        def from_uri(uri):
+            raise OSError("When resolving region for bucket 'b': AWS Error NETWORK_CONNECTION\ncurl details")
+
+    with pytest.raises(records.UsageError, match="cannot open the results store nosuch://x: Unrecognized"):
+        records.storage("nosuch://x")
+    monkeypatch.setattr(fs, "FileSystem", Unreachable)
+    monkeypatch.chdir(tmp_path)
+    for argv in (
+        ("bench", "--task", "quadratic", "--opt", "sgd", "--tier", "smoke", "--runs", "s3://b/runs"),
+        ("site", "--runs", "s3://b/runs", "--out", str(tmp_path / "site")),
+    ):
+        assert rootbench(*argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "cannot open the results store s3://b/runs: When resolving region" in err
+    assert os.listdir(tmp_path) == []
