@@ -324,45 +324,60 @@ def render(results: loader.Results, runs_root: str, tier: str, stages: int | Non
     return tables(compute(results, protocol=protocol), tier)
 
 
-def table_rows(markdown: str) -> list[str]:
-    """The data rows of a Markdown text's per-task tables (header ``| task |``), without header or separator.
+def table_blocks(markdown: str) -> list[list[str]]:
+    """The data rows of each of a Markdown text's per-task tables (header ``| task |``), one list per table,
+    without header or separator.
 
     Other tables (a summary in prose, say) are not what ``claims`` prints, so they are not checked.
     """
-    rows, in_task_table = [], False
+    blocks, current = [], None
     for line in (raw.rstrip() for raw in markdown.splitlines()):
         if not line.startswith("|"):
-            in_task_table = False
+            current = None
         elif line.startswith("| task |"):
-            in_task_table = True
-        elif in_task_table and not line.startswith("|---"):
-            rows.append(line)
-    return rows
+            current = []
+            blocks.append(current)
+        elif current is not None and not line.startswith("|---"):
+            current.append(line)
+    return [b for b in blocks if b]
 
 
-def table_rows_of(document: str, results: loader.Results, runs_root: str, tier: str) -> set[str]:
-    """The rows ``unprinted_rows`` accepts for one tier: every aggregation it tries, as a set."""
-    rows = set(table_rows(document))
-    return rows - set(unprinted_rows(document, results, runs_root, tier))
+def table_rows(markdown: str) -> list[str]:
+    """The data rows of a Markdown text's per-task tables, in order (``table_blocks`` flattened)."""
+    return [row for block in table_blocks(markdown) for row in block]
+
+
+def printed_tables(results: loader.Results, runs_root: str, tier: str) -> list[list[str]]:
+    """Every table ``claims`` prints for ``tier`` (``all``: each tier with runs, and the all-tiers view) under
+    every aggregation it offers: all stages, ``--stages 1``, ``--stages 2``, each under the newest protocol and
+    under ``--protocol 1``."""
+    if tier == "all":
+        tiers = sorted(set(results.runs["tier"])) if len(results.runs) else []
+        extra = table_blocks(render(results, runs_root, "all", None, None))
+        return [t for one in tiers for t in printed_tables(results, runs_root, one)] + extra
+    return [
+        table
+        for protocol in (None, 1)
+        for stages in (None, 1, 2)
+        for table in table_blocks(render(results, runs_root, tier, stages, protocol))
+    ]
 
 
 def unprinted_rows(document: str, results: loader.Results, runs_root: str, tier: str) -> list[str]:
-    """Table rows of ``document`` that no aggregation of the runs prints (all stages, ``--stages 1``, ``--stages 2``;
-    each under the newest protocol and under ``--protocol 1``).
+    """Table rows of ``document`` that the printed table they must come from does not hold.
 
-    An empty list means every table row of the document is, verbatim, what ``claims`` prints today.
+    Each table of the document is matched with the one printed table (one tier, one aggregation, one kind of
+    table) that holds most of its rows; every row it lacks is returned. So a row counts only in the table it
+    was printed in: a long-tier row pasted into a quick-tier section's table is named, although ``claims
+    --tier long`` prints it. An empty list means every table of the document is, verbatim, part of one table
+    ``claims`` prints today.
     """
-    printed = set()
-    if tier == "all":
-        tiers = sorted(set(results.runs["tier"])) if len(results.runs) else []
-        for one in tiers:
-            printed.update(table_rows_of(document, results, runs_root, one))
-        printed.update(table_rows(render(results, runs_root, "all", None, None)))
-        return [r for r in table_rows(document) if r not in printed]
-    for protocol in (None, 1):
-        for stages in (None, 1, 2):
-            printed.update(table_rows(render(results, runs_root, tier, stages, protocol)))
-    return [r for r in table_rows(document) if r not in printed]
+    printed = [set(table) for table in printed_tables(results, runs_root, tier)]
+    missing = []
+    for block in table_blocks(document):
+        best = max(printed, key=lambda table: len(table.intersection(block)), default=set())
+        missing += [row for row in block if row not in best]
+    return missing
 
 
 def main(argv=None) -> int:

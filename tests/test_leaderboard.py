@@ -772,7 +772,8 @@ def test_claims_can_restrict_to_one_stage_sweeps(tmp_path):
 
 
 def test_claims_check_names_exactly_the_rows_the_runs_do_not_print(lb_runs):
-    """``claims --check``: a document of the printed tables passes; a row with one digit changed is named."""
+    """``claims --check``: a document of the printed tables passes; a row with one digit changed is named, and so
+    is a printed row moved into another table (a row counts only in the table it is printed in)."""
     from rootbench.leaderboard import claims
 
     results = site_load.load(lb_runs)
@@ -785,6 +786,13 @@ def test_claims_check_names_exactly_the_rows_the_runs_do_not_print(lb_runs):
     forged = re.sub(r"(\d\.\d{3})(\d)", lambda m: m.group(1) + str((int(m.group(2)) + 1) % 10), row, count=1)
     assert forged != row
     assert claims.unprinted_rows(printed.replace(row, forged), results, lb_runs, "smoke") == [forged]
+    blocks = claims.table_blocks(printed)
+    target = max(blocks, key=len)  # a table of several rows receives one row of another table
+    stray = next(block for block in blocks if block is not target)[-1]
+    assert len(target) >= 2 and stray not in target
+    moved = printed.replace(target[0], target[0] + "\n" + stray, 1)
+    assert claims.table_rows(moved).count(stray) == 2
+    assert claims.unprinted_rows(moved, results, lb_runs, "smoke") == [stray]
 
 
 @pytest.mark.slow
