@@ -1,7 +1,7 @@
 """The paper's three claims as Markdown tables, from ``runs/`` through the site's own aggregation.
 
     .venv/bin/python -m rootbench.leaderboard.claims [--runs runs] [--tier quick|long|all] [--stages N]
-    .venv/bin/python -m rootbench.leaderboard.claims --check RESULTS.md   # every tier's tables as the runs print them
+    .venv/bin/python -m rootbench.leaderboard.claims --check RESULTS.md  # each table as its heading's command prints it
 
 Lin et al., ICML 2024 (https://arxiv.org/abs/2402.03496) claim that removing the square root
 (1) closes the generalisation gap to SGD on CNNs, (2) keeps the root-based methods' performance on
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 from rootbench.harness import records, stats
@@ -363,20 +364,67 @@ def printed_tables(results: loader.Results, runs_root: str, tier: str) -> list[l
     ]
 
 
+_COMMAND = re.compile(r"`(?:\S*python\S* -m )?rootbench\.leaderboard\.claims([^`]*)`")
+
+
+def heading_aggregation(heading: str) -> tuple[str, int | None, int | None] | None:
+    """The (tier, stages, protocol) that a Markdown heading's ```claims ...``` command prints, or None where the
+    heading names no such command. A heading that names an option ``--check`` cannot bind is an error."""
+    found = _COMMAND.search(heading)
+    if not found:
+        return None
+    words, picked = found.group(1).split(), {"--tier": "quick", "--stages": None, "--protocol": None}
+    for option, value in zip(words[::2], words[1::2] + [None] * (len(words) % 2), strict=True):
+        if option not in picked or value is None:
+            raise UsageError(f"heading {heading.strip()!r}: cannot bind its tables to '{found.group(1).strip()}'")
+        picked[option] = value if option == "--tier" else int(value)
+    return picked["--tier"], picked["--stages"], picked["--protocol"]
+
+
+def document_sections(document: str) -> list[tuple[tuple | None, str]]:
+    """The document cut at its headings, each part with the aggregation of the command its heading names (a
+    ``###`` heading without one inherits its ``##`` heading's; a ``##`` heading without one binds nothing)."""
+    sections, lines, bound, top = [], [], None, None
+    for line in document.splitlines():
+        level = len(line) - len(line.lstrip("#"))
+        if line.startswith("#") and line[level : level + 1] == " ":
+            sections.append((bound, "\n".join(lines)))
+            lines, own = [], heading_aggregation(line)
+            if level <= 2:
+                top = own
+            bound = own or (top if level > 2 else None)
+        lines.append(line)
+    sections.append((bound, "\n".join(lines)))
+    return [(agg, text) for agg, text in sections if table_blocks(text)]
+
+
 def unprinted_rows(document: str, results: loader.Results, runs_root: str, tier: str) -> list[str]:
     """Table rows of ``document`` that the printed table they must come from does not hold.
 
-    Each table of the document is matched with the one printed table (one tier, one aggregation, one kind of
-    table) that holds most of its rows; every row it lacks is returned. So a row counts only in the table it
-    was printed in: a long-tier row pasted into a quick-tier section's table is named, although ``claims
-    --tier long`` prints it. An empty list means every table of the document is, verbatim, part of one table
-    ``claims`` prints today.
+    A table under a heading that names a ``claims`` command (``--tier long``, ``--protocol 1 --stages 2``) is
+    matched only against what that command prints; any other table against everything ``claims`` prints for
+    ``tier``. Within those, each table is matched with the one printed table (one tier, one aggregation, one kind
+    of table) that holds most of its rows, and every row it lacks is returned. So a row counts only in the
+    table it was printed in, and a table only under the command it names: a long-tier row pasted into a
+    quick-tier table is named, and so is a whole ``--stages 2`` table under a heading that names ``claims``.
+    An empty list means every table of the document is, verbatim, part of a table ``claims`` prints today.
     """
-    printed = [set(table) for table in printed_tables(results, runs_root, tier)]
+    rendered: dict = {}
+
+    def printed(agg):
+        if agg not in rendered:
+            if agg is None:
+                tables = printed_tables(results, runs_root, tier)
+            else:
+                tables = table_blocks(render(results, runs_root, *agg))
+            rendered[agg] = [set(table) for table in tables]
+        return rendered[agg]
+
     missing = []
-    for block in table_blocks(document):
-        best = max(printed, key=lambda table: len(table.intersection(block)), default=set())
-        missing += [row for row in block if row not in best]
+    for agg, text in document_sections(document):
+        for block in table_blocks(text):
+            best = max(printed(agg), key=lambda table: len(table.intersection(block)), default=set())
+            missing += [row for row in block if row not in best]
     return missing
 
 
@@ -408,7 +456,8 @@ def main(argv=None) -> int:
         "--check",
         metavar="FILE",
         default=None,
-        help="exit 1 if a table row of FILE (e.g. RESULTS.md) is not printed, verbatim, from --runs",
+        help="exit 1 if a table row of FILE (e.g. RESULTS.md) is not printed, verbatim, from --runs by the "
+        "claims command its section's heading names (any aggregation where it names none)",
     )
     args = ap.parse_args(argv)
     try:
@@ -431,14 +480,18 @@ def main(argv=None) -> int:
             raise SystemExit(
                 f"error: cannot read {args.check} ({e.strerror}); give the path of a Markdown file"
             ) from None
-        missing = unprinted_rows(document, results, args.runs, args.tier or "all")
+        try:
+            missing = unprinted_rows(document, results, args.runs, args.tier or "all")
+        except UsageError as e:
+            print(f"claims: error: {args.check}: {e}", file=sys.stderr)
+            return 2
         for row in missing:
             print(f"not printed: {row}", file=sys.stderr)
         n = len(table_rows(document))
         if missing:
             print(
                 f"error: {len(missing)} of {n} table rows in {args.check} are not what the runs in {args.runs} "
-                f"aggregate to; regenerate them with python -m rootbench.leaderboard.claims [--stages N]",
+                f"aggregate to; regenerate them with the claims command their section's heading names",
                 file=sys.stderr,
             )
             return 1

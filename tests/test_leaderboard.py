@@ -795,6 +795,29 @@ def test_claims_check_names_exactly_the_rows_the_runs_do_not_print(lb_runs):
     assert claims.unprinted_rows(moved, results, lb_runs, "smoke") == [stray]
 
 
+def test_claims_check_binds_tables_to_the_command_their_heading_names(lb_runs):
+    """A table under a heading that names ``claims --tier smoke`` passes; the same table under a heading that names
+    another tier is named row by row (it is printed, but not by that command); a ``###`` heading inherits its
+    ``##`` heading's command, and a heading whose command ``--check`` cannot bind is one clear error."""
+    from rootbench.harness.registry import UsageError
+    from rootbench.leaderboard import claims
+
+    results = site_load.load(lb_runs)
+    printed = claims.render(results, lb_runs, "smoke", None)
+    rows = claims.table_rows(printed)
+    sub = re.sub(r"^## ", "### ", printed, flags=re.M)  # its tables' headings become the section's subheadings
+    bound = "## Smoke (`python -m rootbench.leaderboard.claims --tier smoke`)\n\n" + sub
+    assert claims.heading_aggregation(bound.splitlines()[0]) == ("smoke", None, None)
+    assert claims.unprinted_rows(bound, results, lb_runs, "all") == []
+    elsewhere = bound.replace("--tier smoke", "--tier long --protocol 1")
+    assert claims.heading_aggregation(elsewhere.splitlines()[0]) == ("long", None, 1)
+    assert claims.unprinted_rows(elsewhere, results, lb_runs, "all") == rows
+    unbound = "## Smoke, no command\n\n" + sub  # no command: checked against every aggregation, as before
+    assert claims.unprinted_rows(unbound, results, lb_runs, "all") == []
+    with pytest.raises(UsageError, match="cannot bind its tables to '--tier smoke --fast'"):
+        claims.unprinted_rows(bound.replace("--tier smoke", "--tier smoke --fast"), results, lb_runs, "all")
+
+
 @pytest.mark.slow
 def test_results_md_tables_are_what_the_committed_runs_print(capsys):
     """Issue 10's acceptance: every table row of RESULTS.md is printed, verbatim, by ``claims`` from ``runs/``."""
