@@ -88,12 +88,14 @@ def agreement_table(model: dict, cheap: str, dear: str) -> list[str]:
         "",
         f"## Does the {cheap} tier predict the {dear} tier? (Kendall tau of the optimizer rankings by test mean)",
         "",
-        f"| task | optimizers | tau, 95% bootstrap CI | {cheap} order | {dear} order |",
-        "|---|---:|---:|---|---|",
+        f"| task | optimizers | tau, 95% bootstrap CI | p (orders unrelated) | {cheap} order | {dear} order |",
+        "|---|---:|---:|---:|---|---|",
     ]
     for r in df.to_dict("records"):
-        tau = "– (fewer than 3)" if r["tau"] != r["tau"] else f"{r['tau']:+.2f} [{r['low']:+.2f}, {r['high']:+.2f}]"
-        out.append(f"| {r['task']} | {r['n']} | {tau} | {r['cheap_order']} | {r['dear_order']} |")
+        missing = r["tau"] != r["tau"]
+        tau = "– (fewer than 3)" if missing else f"{r['tau']:+.2f} [{r['low']:+.2f}, {r['high']:+.2f}]"
+        p = "–" if missing else _num(r["p"], 4)
+        out.append(f"| {r['task']} | {r['n']} | {tau} | {p} | {r['cheap_order']} | {r['dear_order']} |")
     return out
 
 

@@ -361,7 +361,10 @@ def tiers_table(formal: pd.DataFrame, agreement: pd.DataFrame, root: str) -> dic
     pairs = list(dict.fromkeys(pairs))
     cols = [col("claim", num_=True), col("task"), col("comparison")]
     cols += [col(f"{t} tier", f"verdict · BH q · seeds per side · configurations tried, {t} tier") for t in present]
-    cols += [col(f"τ {a}→{b}", f"Kendall tau of the optimizer rankings, {a} vs {b} tier (95% CI)") for a, b in pairs]
+    cols += [
+        col(f"τ {a}→{b}", f"Kendall tau of the optimizer rankings, {a} vs {b} tier (95% CI over seeds; p: unrelated)")
+        for a, b in pairs
+    ]
     taus = {(r["task"], r["cheap"], r["dear"]): r for r in agreement.to_dict("records")} if len(agreement) else {}
     by = {}
     for r in formal.to_dict("records") if len(formal) else []:
@@ -391,7 +394,7 @@ def tiers_table(formal: pd.DataFrame, agreement: pd.DataFrame, root: str) -> dic
             if g is None or missing(g["tau"]):
                 cells.append(cell("–"))
             else:
-                interval = f"[{signed(g['low'], 2)}, {signed(g['high'], 2)}]"
+                interval = f"[{signed(g['low'], 2)}, {signed(g['high'], 2)}] · p {num(g.get('p'), 3)}"
                 cells.append(cell(signed(g["tau"], 2), g["tau"], "num", s=interval, sc="ci"))
         rows.append({"id": anchor("tiers", claim, task, comparison), "cls": "", "cells": cells})
     return {"id": "tiers-side-by-side", "cols": cols, "rows": rows}

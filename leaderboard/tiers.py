@@ -3,8 +3,10 @@
 For every task run at two tiers (quick and long, say), the optimizers whose selected fp32 configuration has
 test values at both are ordered by their test means at each tier; tau-b compares the two orderings
 (``harness.stats.rank_agreement``: 1 the same order, -1 reversed, 0 unrelated), and its 95 % interval
-resamples each optimizer's seeds, so an agreement the seed noise could undo shows as a wide interval. Orders
-are compared as they are: a metric where lower is better reverses both sides alike.
+resamples each optimizer's seeds, so an agreement the seed noise could undo shows as a wide interval. That
+interval says nothing about how few optimizers were ranked, so ``p`` does: the exact chance of a tau this high
+if the two orderings were unrelated (1/6 for three optimizers in the same order, 1/720 for six). Orders are
+compared as they are: a metric where lower is better reverses both sides alike.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pandas as pd
 from rootbench.harness import stats
 from rootbench.leaderboard.aggregate import TIER_ORDER
 
-COLUMNS = ["task", "cheap", "dear", "n", "tau", "low", "high", "cheap_order", "dear_order"]
+COLUMNS = ["task", "cheap", "dear", "n", "tau", "low", "high", "p", "cheap_order", "dear_order"]
 
 
 def ranked_tiers(tiers) -> list[str]:
@@ -65,6 +67,7 @@ def agreement(overview: pd.DataFrame, cheap: str, dear: str) -> pd.DataFrame:
                 "tau": r.tau,
                 "low": r.low,
                 "high": r.high,
+                "p": r.p,
                 "cheap_order": _order(a, higher),
                 "dear_order": _order(b, higher),
             }

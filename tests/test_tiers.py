@@ -22,7 +22,7 @@ def test_kendall_tau_is_tau_b_with_ties():
 
 def test_rank_agreement_and_its_interval():
     same = {"a": [0.1, 0.11, 0.12], "b": [0.5, 0.51, 0.49], "c": [0.9, 0.91, 0.92]}
-    assert stats.rank_agreement(same, same) == stats.RankAgreement(1.0, 1.0, 1.0, 3)
+    assert stats.rank_agreement(same, same) == stats.RankAgreement(1.0, 1.0, 1.0, 3, 1 / 6)
     flipped = {k: [1 - v for v in vals] for k, vals in same.items()}
     assert stats.rank_agreement(same, flipped).tau == -1.0
     # two optimizers whose seeds overlap: the point estimate agrees, the interval says it could flip
@@ -31,6 +31,28 @@ def test_rank_agreement_and_its_interval():
     assert r.tau == 1.0 and r.low < 1.0 and r.high == 1.0
     assert np.isnan(stats.rank_agreement({"a": [1], "b": [2]}, {"a": [1], "b": [2]}).tau)  # two items: no tau
     assert stats.rank_agreement(same, {"a": [1.0], "b": [2.0]}).n == 2  # only the shared items count
+
+
+def test_the_rank_agreement_p_value_is_the_exact_permutation_tail():
+    """Well-separated means make the seed interval a point; p still says how few items were ranked. It is the
+    exact one-sided permutation tail (scipy's exact Kendall test, no ties), Monte Carlo above eight items."""
+    from scipy.stats import kendalltau
+
+    rng = np.random.default_rng(5)
+    for n in (3, 4, 6, 8):
+        for _ in range(5):
+            x, y = rng.permutation(n).astype(float), rng.permutation(n).astype(float)
+            a = {f"o{i}": [x[i], x[i] + 1e-3] for i in range(n)}
+            b = {f"o{i}": [y[i], y[i] + 1e-3] for i in range(n)}
+            r = stats.rank_agreement(a, b, n_boot=50)
+            assert r.p == pytest.approx(kendalltau(x, y, method="exact", alternative="greater").pvalue, abs=1e-9)
+    six = {f"o{i}": [float(i), i + 1e-3] for i in range(6)}
+    r = stats.rank_agreement(six, six, n_boot=50)
+    assert (r.tau, r.low, r.high) == (1.0, 1.0, 1.0) and r.p == pytest.approx(1 / 720)
+    reversed_ = {k: [-v for v in vals] for k, vals in six.items()}
+    assert stats.rank_agreement(six, reversed_, n_boot=50).p == 1.0
+    ten = {f"o{i}": [float(i), i + 1e-3] for i in range(10)}
+    assert stats.rank_agreement(ten, ten, n_boot=10).p == pytest.approx(1 / 20_001)  # never 0 by Monte Carlo
 
 
 def _overview(orders: dict, higher_is_better=True) -> pd.DataFrame:
@@ -74,7 +96,7 @@ def test_tier_pairs_and_the_agreement_table():
     model = {"overview": _overview({"quick": ["a", "b", "c"], "long": ["c", "b", "a"]})}
     assert claims.tiers_with_runs(model) == ["quick", "long"]
     rows = [line for line in claims.agreement_table(model, "quick", "long") if line.startswith("| t |")]
-    assert rows == ["| t | 3 | -1.00 [-1.00, -1.00] | a > b > c | c > b > a |"]
+    assert rows == ["| t | 3 | -1.00 [-1.00, -1.00] | 1.0000 | a > b > c | c > b > a |"]
 
 
 @pytest.fixture
