@@ -29,6 +29,7 @@ import os
 import posixpath
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -88,6 +89,9 @@ BASELINES_DIR = "baselines"
 BENCH_OPTIM_DIR = "bench-optim"
 # folders under the results root that are not leaderboard runs
 NOT_RUNS = (SWEEPS_DIR, BASELINES_DIR, BENCH_OPTIM_DIR)
+# a remote store's write is retried after these pauses (a dropped connection, a throttled request): three
+# attempts in all over about five seconds, then one clear error; local writes are not retried
+REMOTE_RETRY_PAUSES_S = (1.0, 4.0)
 
 
 class ResultsError(UsageError):
@@ -146,6 +150,12 @@ def read_manifests(root: str, task: str, optimizer: str) -> list[dict]:
     return [read_json(path) for path in manifest_paths(root, task, optimizer)]
 
 
+def _first_line(error: BaseException) -> str:
+    """An exception's first line (pyarrow's store errors carry pages of curl details after it)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def storage(path: str):
     """(pyarrow filesystem, path inside it) for a URI; (None, local path) for a plain or ``file://`` path."""
     if "://" not in path:
@@ -157,8 +167,7 @@ def storage(path: str):
         filesystem, inner = fs.FileSystem.from_uri(path)
     except (OSError, pyarrow.ArrowException) as e:
         # an unknown scheme, a bucket that cannot be resolved (no network, no credentials): one line, before any work
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError(f"cannot open the results store {path}: {reason}") from None
+        raise UsageError(f"cannot open the results store {path}: {_first_line(e)}") from None
     if isinstance(filesystem, fs.LocalFileSystem):
         return None, inner  # local files keep the temp-file + os.replace atomic write
     return filesystem, inner
@@ -201,17 +210,8 @@ def atomic_write(path: str, write) -> str:
     """The one writer: ``write(tmp_path, filesystem)`` fills a temp file beside ``path``, then it is renamed
     into place. A killed writer leaves at most a ``.partial`` temp file, never a bad result."""
     filesystem, inner = storage(path)
-    if filesystem is not None:  # a remote store: write a temp object beside it, then move it into place
-        folder = posixpath.dirname(inner)
-        filesystem.create_dir(folder, recursive=True)
-        tmp = f"{folder}/.tmp-{uuid.uuid4().hex}.partial"
-        try:
-            write(tmp, filesystem)
-            filesystem.move(tmp, inner)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                filesystem.delete_file(tmp)
-            raise
+    if filesystem is not None:
+        _remote_write(filesystem, inner, write, path)
         return path
     folder = os.path.dirname(inner) or "."
     os.makedirs(folder, exist_ok=True)
@@ -228,6 +228,32 @@ def atomic_write(path: str, write) -> str:
             os.unlink(tmp)
         raise
     return path
+
+
+def _remote_write(filesystem, inner: str, write, path: str) -> None:
+    """A remote store: write a temp object beside ``inner``, then move it into place; an I/O error is retried
+    after each of ``REMOTE_RETRY_PAUSES_S`` (said on stderr), and the last one is a one-line ``ResultsError``."""
+    folder = posixpath.dirname(inner)
+    for attempt in range(len(REMOTE_RETRY_PAUSES_S) + 1):
+        tmp = f"{folder}/.tmp-{uuid.uuid4().hex}.partial"
+        try:
+            filesystem.create_dir(folder, recursive=True)
+            write(tmp, filesystem)
+            filesystem.move(tmp, inner)
+            return
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                filesystem.delete_file(tmp)
+            reason = _first_line(e)
+            if attempt == len(REMOTE_RETRY_PAUSES_S):
+                raise ResultsError(f"cannot write {path} ({attempt + 1} attempts): {reason}") from None
+            pause = REMOTE_RETRY_PAUSES_S[attempt]
+            print(f"rootbench: writing {path} failed ({reason}); retrying in {pause:g} s", file=sys.stderr)
+            time.sleep(pause)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                filesystem.delete_file(tmp)
+            raise
 
 
 def remove(path: str) -> None:

@@ -210,6 +210,49 @@ def test_a_store_is_pulled_into_a_local_folder_the_site_and_claims_read(tmp_path
     records.check_local(f"file://{local}", "the site")  # a file:// URI is a local folder
 
 
+def test_a_remote_write_is_retried_then_is_one_clear_error(monkeypatch, capsys):
+    """A store that drops a write (a reset connection, a throttled request) is tried again after 1 s and 4 s, each
+    retry said in one line; the third failure is one ``ResultsError`` line. No temp object is left behind."""
+    import types
+
+    from pyarrow import fs
+
+    mock = fs._MockFileSystem()
+
+    class Flaky:  # the mock store, failing its next ``failures`` writes
+        failures = 2
+
+        def open_output_stream(self, path):
+            if self.failures:
+                self.failures -= 1
+                raise OSError("Connection reset by peer\ncurl details")
+            return mock.open_output_stream(path)
+
+        def __getattr__(self, name):
+            return getattr(mock, name)
+
+    flaky = Flaky()
+    monkeypatch.setattr(records, "storage", lambda p: (flaky, p.split("://", 1)[1]))
+    pauses = []
+    monkeypatch.setattr(records, "time", types.SimpleNamespace(sleep=pauses.append))
+
+    def stored():
+        found = mock.get_file_info(fs.FileSelector("store", recursive=True, allow_not_found=True))
+        return sorted(i.path for i in found if i.type == fs.FileType.File)
+
+    records.write_json({"a": 1}, "mock://store/t/x.json")
+    assert pauses == [1.0, 4.0] and stored() == ["store/t/x.json"]
+    assert records.read_json("mock://store/t/x.json") == {"a": 1}
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2 and err.count("(Connection reset by peer); retrying in") == 2 and "curl" not in err
+    flaky.failures = 3
+    with pytest.raises(
+        records.ResultsError, match=r"^cannot write mock://store/t/y.json \(3 attempts\): Connection reset by peer$"
+    ):
+        records.write_json({"b": 2}, "mock://store/t/y.json")
+    assert stored() == ["store/t/x.json"]
+
+
 def test_a_store_that_cannot_be_opened_is_one_line_before_any_work(tmp_path, monkeypatch, capsys):
     """An unknown URI scheme, or a bucket pyarrow cannot reach (no network, no credentials; simulated here),
     is a usage error of one line from every command that takes ``--runs``: nothing trains, nothing is written."""
