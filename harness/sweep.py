@@ -431,7 +431,10 @@ class Sweep:
         share = _float(rec.get("warm_start_share", float("nan")))
         selectable = not share > search.WARM_START_LIMIT  # (the rule ``rank_trials`` applies)
         warm = "" if selectable else f"  warm-start share {share:.2f} (not selectable)"
-        self._log(f"{label:<12} run {rec.run_id}  {how:<9}  {status:<8} val {metric} {_fmt(val)}{warm}")
+        took = _float(rec.get("wall_time_s", float("nan")))
+        if how == "ran" and np.isfinite(took):  # in a log without the bar, the pace of a long campaign
+            how = f"ran {took / 60:.1f} min"
+        self._log(f"{label:<12} run {rec.run_id}  {how:<11}  {status:<8} val {metric} {_fmt(val)}{warm}")
         if self.bar is not None:
             self.bar.update(1)
             if rec.status == "ok" and np.isfinite(val) and selectable:  # the bar's best is what could be selected

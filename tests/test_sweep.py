@@ -393,6 +393,9 @@ def test_interrupted_sweep_resumes_without_repeating_finished_runs(tmp_path, cap
     files = find_runs(runs)
     assert len(files) == 3  # 2 trials + seed 1 of the selected one (seed 0 is its trial)
     assert "1 run(s) ran, 3 cache hit(s)" in out  # the two trials and seed 0 were not repeated
+    seed_line = next(line for line in out.splitlines() if line.startswith("seed 1 "))
+    took = read_run(next(f for f in files if f not in finished))["wall_time_s"].iloc[0]
+    assert f"  ran {took / 60:.1f} min  " in seed_line  # the run that ran says how long it took
 
 
 @pytest.mark.slow  # a smoke sweep: each run in its own process
