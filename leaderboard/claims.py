@@ -29,7 +29,7 @@ from rootbench.harness.registry import UsageError
 from rootbench.leaderboard import load as loader
 from rootbench.leaderboard import tiers as tier_agreement
 from rootbench.leaderboard import verdicts
-from rootbench.leaderboard.aggregate import CNN_REFERENCE, both_sides_ran
+from rootbench.leaderboard.aggregate import CNN_REFERENCE, TIER_ORDER, both_sides_ran
 from rootbench.leaderboard.fmt import eval_mode_tag, frozen_tag
 from rootbench.leaderboard.model import compute
 
@@ -376,8 +376,9 @@ def heading_aggregation(heading: str) -> tuple[str, int | None, int | None] | No
     if not found:
         return None
     words, picked = found.group(1).split(), {"--tier": "quick", "--stages": None, "--protocol": None}
+    allowed = {"--tier": (*TIER_ORDER, "all"), "--stages": ("1", "2"), "--protocol": ("1", "2")}
     for option, value in zip(words[::2], words[1::2] + [None] * (len(words) % 2), strict=True):
-        if option not in picked or value is None:
+        if value not in allowed.get(option, ()):
             raise UsageError(f"heading {heading.strip()!r}: cannot bind its tables to '{found.group(1).strip()}'")
         picked[option] = value if option == "--tier" else int(value)
     return picked["--tier"], picked["--stages"], picked["--protocol"]
@@ -386,10 +387,11 @@ def heading_aggregation(heading: str) -> tuple[str, int | None, int | None] | No
 def document_sections(document: str) -> list[tuple[tuple | None, str]]:
     """The document cut at its headings, each part with the aggregation of the command its heading names (a
     ``###`` heading without one inherits its ``##`` heading's; a ``##`` heading without one binds nothing)."""
-    sections, lines, bound, top = [], [], None, None
+    sections, lines, bound, top, fenced = [], [], None, None, False
     for line in document.splitlines():
+        fenced ^= line.startswith("```")  # a "# comment" in a code block is no heading
         level = len(line) - len(line.lstrip("#"))
-        if line.startswith("#") and line[level : level + 1] == " ":
+        if not fenced and line.startswith("#") and line[level : level + 1] == " ":
             sections.append((bound, "\n".join(lines)))
             lines, own = [], heading_aggregation(line)
             if level <= 2:

@@ -814,8 +814,12 @@ def test_claims_check_binds_tables_to_the_command_their_heading_names(lb_runs):
     assert claims.unprinted_rows(elsewhere, results, lb_runs, "all") == rows
     unbound = "## Smoke, no command\n\n" + sub  # no command: checked against every aggregation, as before
     assert claims.unprinted_rows(unbound, results, lb_runs, "all") == []
-    with pytest.raises(UsageError, match="cannot bind its tables to '--tier smoke --fast'"):
-        claims.unprinted_rows(bound.replace("--tier smoke", "--tier smoke --fast"), results, lb_runs, "all")
+    for bad in ("--tier smoke --fast", "--tier smoke --stages two", "--tier smoke --stages", "--tier lnog"):
+        with pytest.raises(UsageError, match=f"cannot bind its tables to '{bad}'"):
+            claims.unprinted_rows(bound.replace("--tier smoke", bad), results, lb_runs, "all")
+    fenced = "```sh\n# a shell comment, not a heading\n```\n"
+    assert claims.unprinted_rows(bound.replace("\n\n", "\n\n" + fenced, 1), results, lb_runs, "all") == []
+    assert claims.unprinted_rows(elsewhere.replace("\n\n", "\n\n" + fenced, 1), results, lb_runs, "all") == rows
 
 
 @pytest.mark.slow
