@@ -319,12 +319,24 @@ def rank_agreement(
     return RankAgreement(float(tau), low, high, len(keys), p)
 
 
+@functools.cache
+def _null_taus(n: int) -> np.ndarray:
+    """tau of every ordering of n untied items against their sorted order (the null for any untied pair)."""
+    base = list(range(n))
+    return np.array([kendall_tau(base, list(order)) for order in itertools.permutations(base)])
+
+
 def _permutation_p(x: list, y: list, tau: float, rng, exact_up_to: int = 8, draws: int = 20_000) -> float:
     """P(tau(x, permuted y) >= tau): exact over all orderings of up to ``exact_up_to`` items, else Monte Carlo
     with the observed ordering counted once (so never 0)."""
     y = np.asarray(y, dtype=float)
     if len(y) <= exact_up_to:
-        taus = [kendall_tau(x, y[list(order)]) for order in itertools.permutations(range(len(y)))]
+        untied = len(set(x)) == len(x) and len(set(y.tolist())) == len(y)
+        taus = (
+            _null_taus(len(y))
+            if untied
+            else [kendall_tau(x, y[list(o)]) for o in itertools.permutations(range(len(y)))]
+        )
         return float(np.mean(np.asarray(taus) >= tau - 1e-12))
     hits = sum(kendall_tau(x, rng.permutation(y)) >= tau - 1e-12 for _ in range(draws))
     return float((hits + 1) / (draws + 1))
