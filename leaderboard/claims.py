@@ -384,22 +384,33 @@ def heading_aggregation(heading: str) -> tuple[str, int | None, int | None] | No
     return picked["--tier"], picked["--stages"], picked["--protocol"]
 
 
-def document_sections(document: str) -> list[tuple[tuple | None, str]]:
-    """The document cut at its headings, each part with the aggregation of the command its heading names (a
-    ``###`` heading without one inherits its ``##`` heading's; a ``##`` heading without one binds nothing)."""
-    sections, lines, bound, top, fenced = [], [], None, None, False
+_TASK_ROWS = re.compile(r"the `([\w.-]+)` rows")
+
+
+def heading_task(heading: str) -> str | None:
+    """The task a heading says its tables hold ("..., the `cifar10-vit` rows"), or None."""
+    found = _TASK_ROWS.search(heading)
+    return found.group(1) if found else None
+
+
+def document_sections(document: str) -> list[tuple[tuple | None, str | None, str]]:
+    """The document cut at its headings, each part with the aggregation of the command its heading names and
+    the task whose rows it says it holds (a ``###`` heading without them inherits its ``##`` heading's; a
+    ``##`` heading without them binds nothing)."""
+    sections, lines, bound, top, fenced = [], [], (None, None), (None, None), False
     for line in document.splitlines():
         fenced ^= line.startswith("```")  # a "# comment" in a code block is no heading
         level = len(line) - len(line.lstrip("#"))
         if not fenced and line.startswith("#") and line[level : level + 1] == " ":
-            sections.append((bound, "\n".join(lines)))
-            lines, own = [], heading_aggregation(line)
+            sections.append((*bound, "\n".join(lines)))
+            lines, own = [], (heading_aggregation(line), heading_task(line))
             if level <= 2:
                 top = own
-            bound = own or (top if level > 2 else None)
+            inherited = top if level > 2 else (None, None)
+            bound = tuple(mine or theirs for mine, theirs in zip(own, inherited, strict=True))
         lines.append(line)
-    sections.append((bound, "\n".join(lines)))
-    return [(agg, text) for agg, text in sections if table_blocks(text)]
+    sections.append((*bound, "\n".join(lines)))
+    return [(agg, task, text) for agg, task, text in sections if table_blocks(text)]
 
 
 def unprinted_rows(document: str, results: loader.Results, runs_root: str, tier: str) -> list[str]:
@@ -411,6 +422,7 @@ def unprinted_rows(document: str, results: loader.Results, runs_root: str, tier:
     of table) that holds most of its rows, and every row it lacks is returned. So a row counts only in the
     table it was printed in, and a table only under the command it names: a long-tier row pasted into a
     quick-tier table is named, and so is a whole ``--stages 2`` table under a heading that names ``claims``.
+    Under a heading that says whose rows it holds ("the `cifar10-vit` rows"), another task's row is named too.
     An empty list means every table of the document is, verbatim, part of a table ``claims`` prints today.
     """
     rendered: dict = {}
@@ -425,10 +437,10 @@ def unprinted_rows(document: str, results: loader.Results, runs_root: str, tier:
         return rendered[agg]
 
     missing = []
-    for agg, text in document_sections(document):
+    for agg, task, text in document_sections(document):
         for block in table_blocks(text):
             best = max(printed(agg), key=lambda table: len(table.intersection(block)), default=set())
-            missing += [row for row in block if row not in best]
+            missing += [row for row in block if row not in best or (task and row.split("|")[1].strip() != task)]
     return missing
 
 
@@ -495,7 +507,8 @@ def main(argv=None) -> int:
         if missing:
             print(
                 f"error: {len(missing)} of {n} table rows in {args.check} are not what the runs in {args.runs} "
-                f"aggregate to; regenerate them with the claims command their section's heading names",
+                "aggregate to for their section (its heading's claims command and task); regenerate them with "
+                "that command",
                 file=sys.stderr,
             )
             return 1

@@ -812,6 +812,11 @@ def test_claims_check_binds_tables_to_the_command_their_heading_names(lb_runs):
     elsewhere = bound.replace("--tier smoke", "--tier long --protocol 1")
     assert claims.heading_aggregation(elsewhere.splitlines()[0]) == ("long", None, 1)
     assert claims.unprinted_rows(elsewhere, results, lb_runs, "all") == rows
+    task = rows[0].split("|")[1].strip()  # a heading that says whose rows it holds names every other task's row
+    others = [r for r in rows if r.split("|")[1].strip() != task]
+    assert others and claims.heading_task(f"## X (`claims`, the `{task}` rows)") == task
+    owned = bound.replace("--tier smoke`)", f"--tier smoke`, the `{task}` rows)", 1)
+    assert claims.unprinted_rows(owned, results, lb_runs, "all") == others
     unbound = "## Smoke, no command\n\n" + sub  # no command: checked against every aggregation, as before
     assert claims.unprinted_rows(unbound, results, lb_runs, "all") == []
     for bad in ("--tier smoke --fast", "--tier smoke --stages two", "--tier smoke --stages", "--tier lnog"):
