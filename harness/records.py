@@ -241,19 +241,17 @@ def _remote_write(filesystem, inner: str, write, path: str) -> None:
             write(tmp, filesystem)
             filesystem.move(tmp, inner)
             return
-        except OSError as e:
+        except BaseException as e:
             with contextlib.suppress(OSError):
                 filesystem.delete_file(tmp)
+            if not isinstance(e, OSError):
+                raise
             reason = _first_line(e)
             if attempt == len(REMOTE_RETRY_PAUSES_S):
                 raise ResultsError(f"cannot write {path} ({attempt + 1} attempts): {reason}") from None
             pause = REMOTE_RETRY_PAUSES_S[attempt]
             print(f"rootbench: writing {path} failed ({reason}); retrying in {pause:g} s", file=sys.stderr)
             time.sleep(pause)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                filesystem.delete_file(tmp)
-            raise
 
 
 def remove(path: str) -> None:
