@@ -366,6 +366,7 @@ def printed_tables(results: loader.Results, runs_root: str, tier: str) -> list[l
     ]
 
 
+STAGE_CHOICES = PROTOCOL_CHOICES = (1, 2)  # search stages / tuning protocols; argparse and --check both read these
 _COMMAND = re.compile(r"`(?:\S*python\S* -m )?rootbench\.leaderboard\.claims([^`]*)`")
 
 
@@ -376,7 +377,11 @@ def heading_aggregation(heading: str) -> tuple[str, int | None, int | None] | No
     if not found:
         return None
     words, picked = found.group(1).split(), {"--tier": "quick", "--stages": None, "--protocol": None}
-    allowed = {"--tier": (*TIER_ORDER, "all"), "--stages": ("1", "2"), "--protocol": ("1", "2")}
+    allowed = {
+        "--tier": (*TIER_ORDER, "all"),
+        "--stages": tuple(map(str, STAGE_CHOICES)),
+        "--protocol": tuple(map(str, PROTOCOL_CHOICES)),
+    }
     for option, value in zip(words[::2], words[1::2] + [None] * (len(words) % 2), strict=True):
         if value not in allowed.get(option, ()):
             raise UsageError(f"heading {heading.strip()!r}: cannot bind its tables to '{found.group(1).strip()}'")
@@ -455,7 +460,7 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--stages",
         type=int,
-        choices=(1, 2),
+        choices=STAGE_CHOICES,
         default=None,
         help="only runs of sweeps with this many search stages, where a task/optimizer has such "
         "a sweep (e.g. 1: the 6-trial budget even where a second stage was run)",
@@ -463,7 +468,7 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--protocol",
         type=int,
-        choices=(1, 2),
+        choices=PROTOCOL_CHOICES,
         default=None,
         help="tuning protocol: 1 the first random-box sweeps, 2 the horizon-aware Halton sweeps "
         "(default: each optimizer's newest)",
