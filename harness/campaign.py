@@ -272,7 +272,7 @@ def cuda_checks(found: list) -> list:
 def seeding(sweeps: list, args) -> dict:
     """``--around TIER``: the other tier's sweep that seeds each planned sweep, found before anything runs (a
     missing one is a one-line error naming the sweep to run first). Returns {planned sweep: its sweep id}."""
-    from rootbench.harness.sweep import seed_manifest
+    from rootbench.harness.sweep_space import seed_manifest
 
     return {
         s: seed_manifest(args.runs, s.task, s.optimizer, args.around, args.tier, "fp32")["sweep_id"] for s in sweeps

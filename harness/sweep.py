@@ -57,7 +57,6 @@ import concurrent.futures as futures
 import datetime as _dt
 import hashlib
 import json
-import math
 import os
 import sys
 import threading
@@ -72,163 +71,22 @@ from rootbench.harness.config import RunConfig
 from rootbench.harness.records import ResultsError
 from rootbench.harness.registry import UsageError
 from rootbench.harness.resolve import RunSpec
-
-TOP_FRACTION, TOP_MIN = 0.2, 3  # stage 2 narrows around the top max(3, ceil(N/5)) stage-1 trials
-WIDEN = 0.1  # ... widened by this fraction of the declared (log-)width on each side
-PROTOCOL = (
-    f"two-stage quasi-random search ({search.SAMPLER}); ranges resolved for the run's length (horizon "
-    "dimensions); the paper's published configuration for the task's model kind as one more stage-1 "
-    f"trial where there is one; stage 2 narrows to the top max({TOP_MIN}, ceil({TOP_FRACTION}*N)) ok "
-    f"stage-1 trials widened by {WIDEN:g} of the width; trials at run seed 0; selection on the final "
-    f"validation metric among ok trials whose final warm-start share is at most {search.WARM_START_LIMIT:g}; "
-    "the selected config rerun with seeds 0..K-1"
+from rootbench.harness.selection import as_float, finite_or_none, rank_trials, trial_row
+from rootbench.harness.sweep_report import fmt, report
+from rootbench.harness.sweep_space import (
+    PROTOCOL,
+    SEEDED_PROTOCOL,
+    narrow_space,
+    published_trial,
+    search_space,
+    seed_manifest,
+    seeded_space,
+    top_k,
 )
+
 MANIFEST_VERSION = 2
 RAY_POLL_S = 1.0  # how often a Ray sweep waiting on its tasks checks the caller's stop event
 EXIT_OK, EXIT_RUN_FAILED = 0, 1
-
-
-# ---------------------------------------------------------------------------------------------
-# sampling (harness/search.py)
-
-
-def search_space(opt_spec, pinned: dict, steps: int | None = None, period: int = 1) -> dict:
-    """The optimizer's declared search space without the pinned (``key=value``) hyperparameters; with
-    ``steps``, resolved for a run of that length (horizon dimensions become concrete ranges)."""
-    space = {k: search.check_dim(k, v) for k, v in opt_spec.search_space.items() if k not in pinned}
-    return search.resolve(space, steps, period) if steps is not None else space
-
-
-sample_configs = search.sample_configs
-
-
-def top_k(n_stage1: int) -> int:
-    return max(TOP_MIN, math.ceil(TOP_FRACTION * n_stage1))
-
-
-def narrow_space(space: dict, best: list[dict]) -> dict:
-    """Stage-2 ranges: per dimension, the span of the ``best`` configs, widened and clipped (see module doc)."""
-    return search.narrow(space, best, WIDEN)
-
-
-def published_trial(opt_spec, task_spec, pinned: dict) -> dict | None:
-    """The paper's best configuration for this task's model kind (declared on the optimizer), minus pins."""
-    config = opt_spec.published.get(task_spec.model_kind)
-    if not config:
-        return None
-    return {k: v for k, v in config.items() if k not in pinned and k in opt_spec.defaults}
-
-
-SEEDED_PROTOCOL = (
-    "; stage 1 seeded from the {tier} tier's sweep (--around {tier}): ranges narrowed around its top "
-    f"max({TOP_MIN}, ceil({TOP_FRACTION}*N)) eligible trials, ranked on that tier's final validation value and "
-    "carried to this run's length (horizon rates keep their time constant's share of the run), widened by "
-    f"{WIDEN:g} of the width; its selection, carried likewise, is one more fixed trial; this sweep selects on its "
-    "own validation runs only"
-)
-
-
-def seed_manifest(root: str, task: str, optimizer: str, tier: str, own_tier: str, precision: str) -> dict:
-    """The sweep of ``task`` / ``optimizer`` at ``tier`` that seeds a local search (``--around tier``): the
-    one with the most trials (then the latest) among protocol-2 manifests at ``precision`` with a selection."""
-    from rootbench.harness import records
-    from rootbench.harness.registry import tier_config
-    from rootbench.tasks import get_task_spec
-
-    if tier == own_tier:
-        raise UsageError(f"--around {tier}: name another tier than the sweep's own ({own_tier})")
-    tier_config(get_task_spec(task), tier)  # a tier this task lacks fails with the tasks that have it
-    found = [
-        m
-        for m in records.read_manifests(root, task, optimizer)
-        if m.get("tier") == tier
-        and m.get("precision") == precision
-        and m.get("selected")
-        and m.get("manifest_version", 1) >= 2
-    ]
-    if not found:
-        raise UsageError(
-            f"--around {tier}: no finished {tier}-tier sweep of {optimizer} on {task} at {precision} in {root}; "
-            f"run rootbench sweep --task {task} --opt {optimizer} --tier {tier} first"
-        )
-    return max(found, key=lambda m: (m["budget"]["trials"], m["last_invocation"]["finished_at"]))
-
-
-def seeded_space(space: dict, declared: dict, source: dict, steps: int, period: int, pinned: dict) -> tuple:
-    """(stage-1 space, ``seeded_from`` record): ``space`` (resolved for ``steps``) narrowed around the top
-    eligible trials of ``source`` (another tier's manifest, ranked on its validation values), each carried to
-    ``steps`` (``search.carry``); the record names them and the carried selection (a fixed trial)."""
-    n_stage1 = sum(t["stage"] == 1 for t in source["trials"])
-    ranked = sorted((t for t in source["trials"] if t.get("eligible")), key=lambda t: t["rank"])
-    best = ranked[: top_k(n_stage1)]
-    src_steps = int(source["search_space"]["resolved_for_steps"])
-    src_period = int(source["search_space"].get("period", 1))
-
-    def carried(hparams: dict) -> dict:
-        config = {**source.get("pinned", {}), **hparams}
-        config = search.carry(declared, config, src_steps, steps, src_period, period)
-        return {k: v for k, v in config.items() if k in space and k not in pinned}
-
-    configs = [carried(t["hparams"]) for t in best]
-    record = {
-        "tier": source["tier"],
-        "sweep_id": source["sweep_id"],
-        "resolved_for_steps": src_steps,
-        "run_ids": [t["run_id"] for t in best],
-        "carried": configs,
-        "selected_run_id": source["selected"]["run_id"],
-        "selected": carried(source["selected"]["hparams"]),
-    }
-    return narrow_space(space, configs), record
-
-
-# ---------------------------------------------------------------------------------------------
-# selection: pure functions of a DataFrame of runs (tidy rows, as ``records.load_runs`` returns)
-
-
-def _final(g: pd.DataFrame, split: str, metric: str) -> float:
-    sel = g[(g["split"] == split) & (g["metric"] == metric)]
-    return float(sel.sort_values("step", kind="stable")["value"].iloc[-1]) if len(sel) else float("nan")
-
-
-def trial_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per run (first-seen order): run_id, status, final ``val`` and ``test`` of the task metric."""
-    out = []
-    for rid, g in runs.groupby("run_id", sort=False):
-        metric = g["metric_name"].iloc[0]
-        out.append(
-            {
-                "run_id": rid,
-                "status": g["status"].iloc[0],
-                "metric_name": metric,
-                "val": _final(g, "val", metric),
-                "test": _final(g, "test", metric),
-            }
-        )
-    return pd.DataFrame(out, columns=["run_id", "status", "metric_name", "val", "test"])
-
-
-def rank_trials(table: pd.DataFrame, higher_is_better: bool) -> pd.DataFrame:
-    """``table`` sorted best first by ``val`` alone; ``valid`` is False (ranked last) for non-ok or non-finite
-    trials and for warm-start dominated ones (final ``warm_start_share`` above ``search.WARM_START_LIMIT``:
-    the preconditioner never took over, so the trial measures heavy-ball SGD, not the method)."""
-    t = table.reset_index(drop=True).copy()
-    t["order"] = range(len(t))
-    share = t["warm_start_share"].astype(float) if "warm_start_share" in t.columns else pd.Series(np.nan, t.index)
-    t["warm_started"] = share > search.WARM_START_LIMIT
-    t["valid"] = (t["status"] == "ok") & np.isfinite(t["val"].astype(float)) & ~t["warm_started"]
-    t["key"] = np.where(t["valid"], -t["val"] if higher_is_better else t["val"], np.inf)
-    t = t.sort_values(["valid", "key", "order"], ascending=[False, True, True], kind="stable")
-    t["rank"] = range(1, len(t) + 1)
-    return t.drop(columns=["key"]).reset_index(drop=True)
-
-
-def select_best(runs: pd.DataFrame, higher_is_better: bool | None = None) -> str | None:
-    """The run_id with the best final validation metric among ok runs; None if no run is ok and finite."""
-    if higher_is_better is None:
-        higher_is_better = bool(runs["higher_is_better"].iloc[0])
-    ranked = rank_trials(trial_table(runs), higher_is_better)
-    return ranked["run_id"].iloc[0] if len(ranked) and ranked["valid"].iloc[0] else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,12 +146,6 @@ def _cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else f"{v:.3g}"
-    return str(v)
 
 
 class _EitherEvent:
@@ -401,7 +253,7 @@ class Sweep:
 
     def _trials(self, stage: int, space: dict, n: int) -> list[Trial]:
         out = []
-        draws = sample_configs(
+        draws = search.sample_configs(
             space, n, self.cfg.seed, stage, self.defaults, stream=(self.cfg.task, self.cfg.optimizer)
         )
         for i, hp in enumerate(draws):
@@ -428,13 +280,13 @@ class Sweep:
         status = rec.status + (
             " (cached failure; --retry-failed reruns it)" if how == "cache hit" and rec.failed else ""
         )
-        share = _float(rec.get("warm_start_share", float("nan")))
+        share = as_float(rec.get("warm_start_share", float("nan")))
         selectable = not share > search.WARM_START_LIMIT  # (the rule ``rank_trials`` applies)
         warm = "" if selectable else f"  warm-start share {share:.2f} (not selectable)"
-        took = _float(rec.get("wall_time_s", float("nan")))
+        took = as_float(rec.get("wall_time_s", float("nan")))
         if how == "ran" and np.isfinite(took):  # in a log without the bar, the pace of a long campaign
             how = f"ran {took / 60:.1f} min"
-        self._log(f"{label:<12} run {rec.run_id}  {how:<11}  {status:<8} val {metric} {_fmt(val)}{warm}")
+        self._log(f"{label:<12} run {rec.run_id}  {how:<11}  {status:<8} val {metric} {fmt(val)}{warm}")
         if self.bar is not None:
             self.bar.update(1)
             if rec.status == "ok" and np.isfinite(val) and selectable:  # the bar's best is what could be selected
@@ -567,12 +419,12 @@ class Sweep:
                 continue
             seen.add(t.run_id)
             rec = self.records[t.run_id]
-            row = _trial_row(rec)
+            row = trial_row(rec)
             row.update(
                 stage=t.stage,
                 trial=t.index,
                 hparams=t.hparams,
-                wall_time_s=_float(rec.get("wall_time_s", float("nan"))),
+                wall_time_s=as_float(rec.get("wall_time_s", float("nan"))),
             )
             rows.append(row)
         columns = [
@@ -600,19 +452,19 @@ class Sweep:
             f"{cfg.workers} worker(s), {self.base.config.threads} thread(s) per run"
         )
         if self.pinned:
-            self.out("pinned: " + ", ".join(f"{k}={_fmt(v)}" for k, v in self.pinned.items()))
+            self.out("pinned: " + ", ".join(f"{k}={fmt(v)}" for k, v in self.pinned.items()))
         if self.seeded_from:
             src = self.seeded_from
             self.out(
                 f"seeded from the {src['tier']} sweep {src['sweep_id']} ({src['resolved_for_steps']} steps): its top "
                 f"{len(src['run_ids'])} eligible trials carried to {self.base.tier_config.steps} steps; its selection "
-                "is one more trial: " + " ".join(f"{k}={_fmt(v)}" for k, v in src["selected"].items())
+                "is one more trial: " + " ".join(f"{k}={fmt(v)}" for k, v in src["selected"].items())
             )
         self.out(f"stage 1 space (resolved for {self.base.tier_config.steps} steps): " + search.describe(self.space))
         if self.published:
             self.out(
                 f"published configuration ({self.task_spec.model_kind}): "
-                + " ".join(f"{k}={_fmt(v)}" for k, v in self.published.items())
+                + " ".join(f"{k}={fmt(v)}" for k, v in self.published.items())
             )
         fixed = bool(self.published) + bool(self.seeded_from)
         total = cfg.trials + fixed + cfg.stage2_trials + cfg.seeds  # seed 0 counted again (cache hit)
@@ -684,30 +536,30 @@ class Sweep:
                     "trial": int(r["trial"]),
                     "kind": kinds.get(r["run_id"], "drawn"),
                     "hparams": r["hparams"],
-                    "val": _num(r["val"]),
+                    "val": finite_or_none(r["val"]),
                     "status": r["status"],
-                    "warm_start_share": _num(r["warm_start_share"]),
+                    "warm_start_share": finite_or_none(r["warm_start_share"]),
                     "eligible": bool(r["valid"]),
                     "rank": int(r["rank"]),
-                    "wall_time_s": _num(r["wall_time_s"]),
+                    "wall_time_s": finite_or_none(r["wall_time_s"]),
                 }
             )
         seeds = []
         for rid in seed_ids:
             if rid in self.records:
-                t = _trial_row(self.records[rid])
+                t = trial_row(self.records[rid])
                 seeds.append(
                     {
                         "seed": int(self.records[rid]["seed"]),
                         "run_id": rid,
                         "status": t["status"],
-                        "val": _num(t["val"]),
-                        "test": _num(t["test"]),
+                        "val": finite_or_none(t["val"]),
+                        "test": finite_or_none(t["test"]),
                     }
                 )
         trial_ids = set(ranked["run_id"])
         seed_wall = sum(
-            _float(self.records[r].get("wall_time_s", 0.0))
+            as_float(self.records[r].get("wall_time_s", 0.0))
             for r in seed_ids
             if r in self.records and r not in trial_ids
         )
@@ -750,7 +602,7 @@ class Sweep:
                 "stage": int(selected["stage"]),
                 "trial": int(selected["trial"]),
                 "hparams": {**self.pinned, **selected["hparams"]},
-                "val": _num(selected["val"]),
+                "val": finite_or_none(selected["val"]),
             },
             "seeds": seeds,
             "other_precisions": self.precision_ids,
@@ -789,87 +641,11 @@ def _ray_run(request, root: str, retry_failed: bool) -> str:
     ).status
 
 
-def _trial_row(rec) -> dict:
-    """run_id, status, final val and test of the task's metric, from one record."""
-    metric = rec.get("metric_name") or "loss"
-    return {
-        "run_id": rec.run_id,
-        "status": rec.status,
-        "metric_name": metric,
-        "val": rec.final("val", metric),
-        "test": rec.final("test", metric),
-        "warm_start_share": _float(rec.get("warm_start_share", float("nan"))),
-    }
-
-
-def _float(x) -> float:
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-def _num(x):
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
 def write_manifest(manifest: dict, root: str, task: str, optimizer: str, sweep_id: str) -> str:
     """Write the manifest JSON atomically to ``<root>/sweeps/<task>/<optimizer>/<sweep_id>.json``."""
     from rootbench.harness import records
 
     return records.write_json(manifest, records.manifest_path(root, task, optimizer, sweep_id))
-
-
-def report(m: dict) -> str:
-    """The results table of a manifest: trials best first, the selection and the seeds."""
-    metric = m["selection"]["metric"]
-    keys = sorted({k for t in m["trials"] for k in t["hparams"]})
-    header = ["", "rank", "stage", "trial", "run_id", *keys, f"val {metric}", "status"]
-    sel = (m["selected"] or {}).get("run_id")
-    rows = [
-        [
-            "*" if t["run_id"] == sel else "",
-            str(t["rank"]),
-            str(t["stage"]),
-            str(t["trial"]),
-            t["run_id"],
-            *(_fmt(t["hparams"].get(k, "")) for k in keys),
-            _fmt(t["val"] if t["val"] is not None else math.nan),
-            t["status"],
-        ]
-        for t in sorted(m["trials"], key=lambda t: t["rank"])
-    ]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = [
-        f"trials ({m['budget']['trials']} in {m['budget']['stages']} stage(s); selection on final val "
-        f"{metric}, {'higher' if m['selection']['higher_is_better'] else 'lower'} is better):"
-    ]
-    lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in [header, *rows]]
-    if m["selected"] is None:
-        lines.append("selected: none (no trial finished ok with a finite validation metric)")
-        return "\n".join(lines)
-    s = m["selected"]
-    lines.append(
-        f"selected: run {s['run_id']} (stage {s['stage']} trial {s['trial']}), val {metric} "
-        f"{_fmt(s['val'])}: " + " ".join(f"{k}={_fmt(v)}" for k, v in s["hparams"].items())
-    )
-    if m["seeds"]:
-        lines.append(f"seeds of the selected config (run seed: val / test {metric}):")
-        for r in m["seeds"]:
-            lines.append(
-                f"  seed {r['seed']}  run {r['run_id']}  {r['status']:<8} val "
-                f"{_fmt(r['val'] if r['val'] is not None else math.nan)}  test "
-                f"{_fmt(r['test'] if r['test'] is not None else math.nan)}"
-            )
-        vals = [r["val"] for r in m["seeds"] if r["val"] is not None]
-        tests = [r["test"] for r in m["seeds"] if r["test"] is not None]
-        if len(vals) > 1:
-            lines.append(
-                f"  mean +- sd over {len(vals)} seeds: val {np.mean(vals):.4g} +- {np.std(vals, ddof=1):.2g}"
-                + (f", test {np.mean(tests):.4g} +- {np.std(tests, ddof=1):.2g}" if len(tests) > 1 else "")
-            )
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rootbench.harness import search
+from rootbench.harness import search, selection, sweep_space
 from rootbench.harness import sweep as sw
 from rootbench.harness.cli import main
 from rootbench.harness.records import exists, find_runs, load_runs, read_run, write_run
@@ -69,11 +69,11 @@ def local_sweep(tmp_path_factory):
 
 def test_sampler_is_reproducible_and_within_the_declared_ranges():
     spec = get_optimizer_spec("adamw")
-    space = sw.search_space(spec, {}, steps=1000)  # horizon dimensions resolved for a 1000-step run
-    a = sw.sample_configs(space, 50, seed=3, defaults=spec.defaults)
-    assert a == sw.sample_configs(space, 50, seed=3, defaults=spec.defaults)
-    assert a != sw.sample_configs(space, 50, seed=4, defaults=spec.defaults)
-    assert a != sw.sample_configs(space, 50, seed=3, stage=2, defaults=spec.defaults)
+    space = sweep_space.search_space(spec, {}, steps=1000)  # horizon dimensions resolved for a 1000-step run
+    a = search.sample_configs(space, 50, seed=3, defaults=spec.defaults)
+    assert a == search.sample_configs(space, 50, seed=3, defaults=spec.defaults)
+    assert a != search.sample_configs(space, 50, seed=4, defaults=spec.defaults)
+    assert a != search.sample_configs(space, 50, seed=3, stage=2, defaults=spec.defaults)
     assert len({json.dumps(c, sort_keys=True) for c in a}) == 50
     for config in a:
         assert set(config) == set(spec.search_space)
@@ -89,7 +89,7 @@ def test_sampler_is_log_uniform_for_log_ranges_and_handles_other_kinds():
         "impl": ("choice", ["a", "b"]),
         "T": ("log", 1, 100),
     }
-    draws = sw.sample_configs(space, 4000, seed=0, defaults={"T": 10})
+    draws = search.sample_configs(space, 4000, seed=0, defaults={"T": 10})
     u = np.sort((np.log10([d["lr"] for d in draws]) + 5) / 4)  # uniform on [0, 1] if log-uniform
     ks = np.max(np.abs(u - (np.arange(1, len(u) + 1) - 0.5) / len(u)))
     assert ks < 0.035, ks  # KS critical value at n=4000, alpha=0.01 is 0.026 (+ rounding slack)
@@ -120,19 +120,19 @@ def test_stage2_narrows_the_ranges_around_the_best_trials():
         {"lr": 0.03, "wd": 0.5, "impl": "c"},
         {"lr": 0.02, "wd": 0.45, "impl": "a"},
     ]
-    narrow = sw.narrow_space(space, best)
-    margin = sw.WIDEN * math.log(1.0 / 1e-3)
+    narrow = sweep_space.narrow_space(space, best)
+    margin = sweep_space.WIDEN * math.log(1.0 / 1e-3)
     assert narrow["lr"][1] == pytest.approx(0.01 * math.exp(-margin), rel=1e-3)
     assert narrow["lr"][2] == pytest.approx(0.03 * math.exp(margin), rel=1e-3)
     assert narrow["wd"][1:] == pytest.approx((0.4 - 0.1, 0.5 + 0.1))
     assert narrow["impl"] == ("choice", ["a", "c"])
     # clipped to the declared range, and stage-2 draws fall inside the narrowed one
-    edge = sw.narrow_space(space, [{"lr": 1.0, "wd": 0.0, "impl": "b"}, {"lr": 0.9, "wd": 0.05, "impl": "b"}])
+    edge = sweep_space.narrow_space(space, [{"lr": 1.0, "wd": 0.0, "impl": "b"}, {"lr": 0.9, "wd": 0.05, "impl": "b"}])
     assert edge["lr"][2] == 1.0 and edge["wd"][1] == 0.0 and edge["impl"] == ("choice", ["b"])
-    for c in sw.sample_configs(narrow, 200, seed=1, stage=2):
+    for c in search.sample_configs(narrow, 200, seed=1, stage=2):
         assert narrow["lr"][1] <= c["lr"] <= narrow["lr"][2] and c["impl"] in ("a", "c")
-    assert sw.narrow_space(space, best[:1]) == space  # fewer than two ok trials: no narrowing
-    assert sw.top_k(4) == 3 and sw.top_k(100) == 20
+    assert sweep_space.narrow_space(space, best[:1]) == space  # fewer than two ok trials: no narrowing
+    assert sweep_space.top_k(4) == 3 and sweep_space.top_k(100) == 20
 
 
 # ---------------------------------------------------------------------------------------------- selection
@@ -150,24 +150,24 @@ def test_selection_reads_validation_never_test(local_sweep):
     df = _runs_frame(runs)
     ids = [t["run_id"] for t in sorted(manifest["trials"], key=lambda t: t["rank"])]
     best, other = ids[0], ids[1]
-    assert sw.select_best(df) == manifest["selected"]["run_id"] == best
+    assert selection.select_best(df) == manifest["selected"]["run_id"] == best
     # make the test split disagree with val: the selected run is worst on test, another is best on test
     tampered = df.copy()
     is_test = tampered["split"] == "test"
     tampered.loc[is_test & (tampered["run_id"] == best), "value"] = 1e6
     tampered.loc[is_test & (tampered["run_id"] == other), "value"] = -1e6
-    assert sw.select_best(tampered) == best
+    assert selection.select_best(tampered) == best
     swapped = tampered.copy()  # exchange the split labels: now "val" holds the test values
     swapped["split"] = tampered["split"].replace({"val": "test", "test": "val"})
-    assert sw.select_best(swapped) == other
+    assert selection.select_best(swapped) == other
     # diverged and failed runs rank last, whatever their validation value
     failed = df.copy()
     failed.loc[failed["run_id"] == best, "status"] = "diverged"
     failed.loc[failed["run_id"] == other, "status"] = "timeout"
-    ranked = sw.rank_trials(sw.trial_table(failed), higher_is_better=False)
-    assert set(ranked["run_id"].iloc[-2:]) == {best, other} and sw.select_best(failed) == ids[2]
+    ranked = selection.rank_trials(selection.trial_table(failed), higher_is_better=False)
+    assert set(ranked["run_id"].iloc[-2:]) == {best, other} and selection.select_best(failed) == ids[2]
     failed["status"] = "error"
-    assert sw.select_best(failed) is None
+    assert selection.select_best(failed) is None
 
 
 def test_a_warm_start_dominated_trial_is_never_selected():
@@ -183,7 +183,7 @@ def test_a_warm_start_dominated_trial_is_never_selected():
             "warm_start_share": [0.93, 0.10, float("nan")],  # nan: the optimizer reports none
         }
     )
-    ranked = sw.rank_trials(table, higher_is_better=True)
+    ranked = selection.rank_trials(table, higher_is_better=True)
     assert list(ranked["run_id"]) == ["method", "unknown", "sgd-like"]
     assert list(ranked["valid"]) == [True, True, False] and bool(ranked["warm_started"].iloc[-1])
 
@@ -280,7 +280,7 @@ def test_seeded_space_narrows_around_the_best_eligible_trials_on_validation():
             (0.5, 0.003, 0.05, True),
         ]
     )
-    narrowed, record = sw.seeded_space(space, declared, source, steps=4000, period=1, pinned={})
+    narrowed, record = sweep_space.seeded_space(space, declared, source, steps=4000, period=1, pinned={})
     assert record["run_ids"] == ["r1", "r2", "r3"] and record["selected_run_id"] == "r1"
     assert record["selected"] == {"lr": 0.01, "lr_cov": pytest.approx(0.004)}  # 0.02 at 800 steps -> 4,000
     for config in record["carried"]:
@@ -289,7 +289,7 @@ def test_seeded_space_narrows_around_the_best_eligible_trials_on_validation():
     assert narrowed["lr"][2] / narrowed["lr"][1] < space["lr"][2] / space["lr"][1]  # a local search
     assert narrowed["lr"][1] > 1e-4 * 1.5 and narrowed["lr"][2] < 0.5  # the low-val trials do not widen it
     # the seeding sweep's test values are never read: it has none in its trials, and a pinned key leaves
-    _, pinned = sw.seeded_space(space, declared, source, 4000, 1, pinned={"lr": 0.1})
+    _, pinned = sweep_space.seeded_space(space, declared, source, 4000, 1, pinned={"lr": 0.1})
     assert "lr" not in pinned["selected"] and all("lr" not in c for c in pinned["carried"])
 
 
@@ -322,13 +322,13 @@ def test_a_sweep_around_another_tier_selects_on_its_own_validation_runs(local_sw
     assert m["selected"]["run_id"] in own and not own & {t["run_id"] for t in source["trials"]}
     df = load_runs(runs)
     df = df[df["run_id"].isin(own)]
-    best = sw.select_best(df)
+    best = selection.select_best(df)
     assert best == m["selected"]["run_id"]
     tampered = df.copy()  # the selected run made worst on test, the others best: the selection stays
     is_test = tampered["split"] == "test"
     tampered.loc[is_test & (tampered["run_id"] == best), "value"] = 1e6
     tampered.loc[is_test & (tampered["run_id"] != best), "value"] = -1e6
-    assert sw.select_best(tampered) == best
+    assert selection.select_best(tampered) == best
 
 
 @pytest.mark.slow  # a smoke sweep: each run in its own process
