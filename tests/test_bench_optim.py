@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from rootbench.harness import bench_optim, kron_floor
+from rootbench.harness import bench_cases, bench_optim, bench_timing, kron_floor
 from rootbench.harness.cli import main
 
 
@@ -46,7 +46,7 @@ def run_cli(tmp_path, *extra):
 
 def test_bench_optim_runs_and_reports_sane_numbers(tmp_path, capsys):
     opts = "rfadamw,rfrmsprop:momentum=0.9,sgd,ifshampoo,shampoo"
-    opts += ",sirfshampoo" if bench_optim.EXTERNAL["sirfshampoo"].available() else ""
+    opts += ",sirfshampoo" if bench_cases.EXTERNAL["sirfshampoo"].available() else ""
     code, files = run_cli(tmp_path, "--opt", opts, "--shape", "16x8", "8", "--n-tensors", "2", "--T", "1,2")
     assert code == 0 and len(files) == 1
     out = capsys.readouterr().out
@@ -63,8 +63,8 @@ def test_bench_optim_runs_and_reports_sane_numbers(tmp_path, capsys):
     assert by.loc["adamw[impl=fused]", "ratio_adamw"] == 1.0
     # what ran: the implementation the optimizer says it used (rfadamw's impl=auto picks one by size)
     assert by.loc["adamw[impl=fused]", "impl"] == "fused" and by.loc["sgd", "impl"] == "fused"
-    case = bench_optim.Case("c", "fp32", [], shapes=[[16, 8], [8]] * 2)
-    rf = bench_optim.build_optimizer(case, bench_optim.Entry("rfadamw"), bench_optim.build_params(case, torch.float32))
+    case = bench_cases.Case("c", "fp32", [], shapes=[[16, 8], [8]] * 2)
+    rf = bench_cases.build_optimizer(case, bench_cases.Entry("rfadamw"), bench_cases.build_params(case, torch.float32))
     rf.step()
     assert by.loc["rfadamw", "impl"] == rf.impl_used and by.loc["ifshampoo T=1", "impl"] == "batched"
     # exact state bytes: two fp32 buffers per parameter; fused AdamW adds a 4-byte step per tensor
@@ -107,8 +107,8 @@ def test_bench_optim_bf16_diagonal_state_is_half(tmp_path):
 
 
 def test_transient_peak_is_measured_in_a_fresh_process():
-    case = bench_optim.Case("tiny", "fp32", [bench_optim.Entry("rfadamw")], shapes=[[256, 256]] * 2)
-    out = bench_optim.peak_in_subprocess(case, case.entries[0], threads=1, timeout=300)
+    case = bench_cases.Case("tiny", "fp32", [bench_cases.Entry("rfadamw")], shapes=[[256, 256]] * 2)
+    out = bench_timing.peak_in_subprocess(case, case.entries[0], threads=1, timeout=300)
     assert out["peak_kind"] in ("rss_hwm_reset", "ru_maxrss", "ru_maxrss_unresolved"), out
     if out["peak_kind"] != "ru_maxrss_unresolved":
         assert math.isfinite(out["peak_bytes_per_param"]) and out["peak_bytes_per_param"] >= 0
@@ -132,7 +132,7 @@ def test_bad_input_is_a_usage_error_and_writes_nothing(tmp_path, capsys, argv, m
 
 
 def test_default_suite_covers_the_acceptance_cases():
-    cases = {c.name: c for c in bench_optim.default_suite()}
+    cases = {c.name: c for c in bench_cases.default_suite()}
     diag = [c for c in cases.values() if c.name.startswith("diag-")]
     assert {c.dtype for c in diag} == {"fp32", "bf16"}
     for c in diag:
@@ -180,9 +180,9 @@ def test_task_shapes_come_from_the_quick_tier_model_without_its_data():
 @pytest.mark.parametrize("T", [1, 3])
 def test_recorded_matmul_flops_equal_the_declared_count(name, hp, T):
     """The multiplies a period runs (all of them, at any shape) are exactly those the method's math needs."""
-    case = bench_optim.Case("c", "fp32", [], shapes=[[6, 5], [6, 5], [4, 3, 2, 2], [7], [], [1, 1, 5], [3, 1]])
-    entry = bench_optim.Entry(name, hp, T=T)
-    opt = bench_optim.build_optimizer(case, entry, bench_optim.build_params(case, torch.float32))
+    case = bench_cases.Case("c", "fp32", [], shapes=[[6, 5], [6, 5], [4, 3, 2, 2], [7], [], [1, 1, 5], [3, 1]])
+    entry = bench_cases.Entry(name, hp, T=T)
+    opt = bench_cases.build_optimizer(case, entry, bench_cases.build_params(case, torch.float32))
     opt.step()  # as the benchmark: one untimed step; record_floor steps past Shampoo's first root (step T)
     floor = kron_floor.record_floor(opt, T)
     assert floor.rec.flops / T == floor.analytic > 0
@@ -217,6 +217,6 @@ def test_bench_optim_runs_on_cuda(tmp_path):
     df = pd.read_parquet(files[0])
     assert df["device"].str.startswith("cuda").all()
     assert (df["step_time_s"] > 0).all() and df["finite"].all()
-    case = bench_optim.Case("c", "fp32", [bench_optim.Entry("rfadamw")], shapes=[[256, 256]] * 2, device="cuda")
-    peak = bench_optim.peak_on_cuda(case, case.entries[0])
+    case = bench_cases.Case("c", "fp32", [bench_cases.Entry("rfadamw")], shapes=[[256, 256]] * 2, device="cuda")
+    peak = bench_timing.peak_on_cuda(case, case.entries[0])
     assert peak["peak_kind"] == "cuda_max_allocated" and peak["peak_bytes_per_param"] >= 0

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from rootbench.harness import bench_optim
+from rootbench.harness import bench_cases, bench_timing
 from rootbench.harness.cli import main
 from rootbench.harness.registry import OPTIMIZERS
 
@@ -178,33 +178,33 @@ def test_an_outside_diagonal_optimizer_is_benchmarked_like_rfadamw(tmp_path, reg
         row, ref = by.loc["outside_diag"], by.loc["rfadamw"]
         assert row["preconditioner"] == "diagonal" and row["T"] == 1
         assert row["param_dtype"] == ref["param_dtype"] == by.loc["adamw[impl=fused]", "param_dtype"]
-        assert row["param_dtype"] == str(bench_optim.DTYPES[dtype]).replace("torch.", "")
+        assert row["param_dtype"] == str(bench_cases.DTYPES[dtype]).replace("torch.", "")
         assert row["state_bytes_per_param"] == ref["state_bytes_per_param"]
         assert row["traffic_floor_bytes_per_param"] == ref["traffic_floor_bytes_per_param"] == floor
         assert all(math.isnan(row[c]) for c in ("update_step_s", "regular_step_s", "eigh_share"))
 
 
 def test_outside_optimizers_get_the_hyperparameters_of_their_kind(registered):
-    case = bench_optim.Case("c", "bf16", [], shapes=[[4, 4]])
-    ours = bench_optim.benchmark_hparams(case, bench_optim.Entry("outside_kron", T=3))
-    twin = bench_optim.benchmark_hparams(case, bench_optim.Entry("ifshampoo", T=3))
+    case = bench_cases.Case("c", "bf16", [], shapes=[[4, 4]])
+    ours = bench_cases.benchmark_hparams(case, bench_cases.Entry("outside_kron", T=3))
+    twin = bench_cases.benchmark_hparams(case, bench_cases.Entry("ifshampoo", T=3))
     assert ours.pop("every") == twin.pop("T") == 3  # the declared period_hparam carries T
-    assert ours == {k: v for k, v in twin.items() if k in bench_optim.capabilities("outside_kron").defaults}
+    assert ours == {k: v for k, v in twin.items() if k in bench_cases.capabilities("outside_kron").defaults}
     assert ours["schedule"] == "every_T" and ours["preconditioner_dtype"] == "bfloat16" and ours["batch_size"] == 128
-    assert bench_optim.benchmark_hparams(case, bench_optim.Entry("outside_diag")) == {"batch_size": 128}
+    assert bench_cases.benchmark_hparams(case, bench_cases.Entry("outside_diag")) == {"batch_size": 128}
 
 
 @pytest.mark.parametrize("T", [2, 3])
 @pytest.mark.parametrize("ours,twin", [("outside_kron", "ifshampoo"), ("outside_rooted", "shampoo")])
 def test_the_update_step_of_a_period_is_measured(registered, ours, twin, T):
     """Shampoo computes roots at 1-based step multiples of T, IF-Shampoo at 0-based ones: the probe finds both."""
-    case = bench_optim.Case("c", "fp32", [], shapes=[[8, 4], [4]])
+    case = bench_cases.Case("c", "fp32", [], shapes=[[8, 4], [4]])
     phases = []
     for name in (ours, twin):
-        entry = bench_optim.Entry(name, T=T)
-        opt = bench_optim.build_optimizer(case, entry, bench_optim.build_params(case, torch.float32))
+        entry = bench_cases.Entry(name, T=T)
+        opt = bench_cases.build_optimizer(case, entry, bench_cases.build_params(case, torch.float32))
         opt.step()  # one step taken, as in the benchmark
-        phases.append(bench_optim.update_phase(opt, T))
+        phases.append(bench_timing.update_phase(opt, T))
     # after one step the next update is Shampoo's 1-based step T, IF-Shampoo's 0-based step T
     expected = {("shampoo", 2): 0, ("shampoo", 3): 1, ("ifshampoo", 2): 1, ("ifshampoo", 3): 2}[(twin, T)]
     assert phases == [expected, expected]
