@@ -24,7 +24,7 @@ import torch
 
 from rootbench.harness.registry import UsageError
 from rootbench.harness.rerun import add_run_arguments, spec_from_args
-from rootbench.harness.runner import _Run, evaluate, pick_device, seed_everything
+from rootbench.harness.runner import _Run, evaluate, flush_denormals, pick_device, seed_everything
 
 SPLITS = ("val", "test")
 
@@ -74,8 +74,9 @@ def trace(spec, on_point: Callable | None = None) -> dict:
         torch.set_num_threads(spec.config.threads)
     seed_everything(spec.seed)
     r = _BothWeights(spec, device, progress=None, on_point=on_point)
-    r.setup()
-    r.train()
+    with flush_denormals():  # the arithmetic the runner's run had
+        r.setup()
+        r.train()
     return {"points": r.points, "status": r.cols["status"], "status_message": r.cols["status_message"]}
 
 

@@ -28,7 +28,7 @@ import torch
 
 from rootbench.harness.registry import UsageError
 from rootbench.harness.rerun import add_run_arguments, spec_from_args
-from rootbench.harness.runner import _Run, pick_device, seed_everything
+from rootbench.harness.runner import _Run, flush_denormals, pick_device, seed_everything
 
 WEIGHTS = "(weights)"
 SIXTEEN_BIT = ("bfloat16", "float16")  # the optimizers' dtype settings name dtypes as strings
@@ -160,11 +160,12 @@ def probe(spec, steps: int, every: int, on_step: Callable | None = None) -> list
     seed_everything(spec.seed)
     wanted = sorted({1, *range(every, steps + 1, every)})
     r = _Probed(spec, device, progress=None, probe_steps=wanted, stop_after=steps, on_step=on_step)
-    r.setup()
-    try:
-        r.train()
-    except _Stop:
-        pass
+    with flush_denormals():  # the arithmetic the runner's run had
+        r.setup()
+        try:
+            r.train()
+        except _Stop:
+            pass
     return r.measured
 
 

@@ -25,6 +25,30 @@ def test_identical_seeds_give_identical_curves_and_other_seeds_differ():
     assert curve(a) != curve(c) and c[0]["run_id"] != a[0]["run_id"]
 
 
+def test_a_run_flushes_subnormals_and_gives_the_process_its_setting_back():
+    """Subnormal floats (below 1.2e-38) are many times slower on x86 CPUs; a run computes with them flushed to
+    zero, so wall time measures the optimizer rather than that arithmetic, and the caller's setting returns."""
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU has no flush-to-zero mode (not x86 with SSE3)")
+    torch.set_flush_denormal(False)
+    assert not runner.flushing_denormals() and (torch.tensor([1e-39]) * 1.0).item() != 0.0
+    seen = []
+    harness_run(
+        "quadratic",
+        "sgd",
+        RunConfig(tier="smoke", ref_steps=0),
+        progress=lambda *a: seen.append(runner.flushing_denormals()),
+    )
+    assert seen and all(seen)
+    assert not runner.flushing_denormals()
+    torch.set_flush_denormal(True)
+    try:
+        harness_run("quadratic", "sgd", RunConfig(tier="smoke", ref_steps=0))
+        assert runner.flushing_denormals()  # restored as it was, on as well as off
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def test_rows_are_tidy_with_run_level_columns_on_every_row():
     rows = harness_run("quadratic", "sgd", RunConfig(tier="smoke", ref_steps=2))
     keys = set(rows[0])
