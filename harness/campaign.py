@@ -31,7 +31,7 @@ import time
 from concurrent import futures
 from dataclasses import dataclass
 
-from rootbench.harness.registry import TIERS, UsageError
+from rootbench.harness.registry import UsageError, check_tier
 
 CLAIM_PRECISION = "bf16-pure"  # claim 3: the paired methods rerun with parameters, gradients and state in bf16
 
@@ -154,8 +154,7 @@ def claim_tasks(tier: str, only: list | None = None) -> list:
     from rootbench.leaderboard.verdicts import CLAIM_KINDS
     from rootbench.tasks import get_task_spec, list_tasks
 
-    if tier not in TIERS:  # a typo is named as one, not as a tier no task happens to declare
-        raise UsageError(f"unknown tier {tier!r}; choose one of {', '.join(TIERS)}")
+    check_tier(tier)
     kinds = {k for ks in CLAIM_KINDS.values() for k in ks}
     names = only or list_tasks()
     out = []

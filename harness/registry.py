@@ -231,11 +231,17 @@ def register_task(
     return spec
 
 
+def check_tier(tier: str) -> None:
+    """A ``UsageError`` naming the tiers unless ``tier`` is one: a typo is named as one, not as a tier no task
+    happens to declare."""
+    if tier not in TIERS:
+        raise UsageError(f"unknown tier {tier!r}; choose one of {', '.join(TIERS)}")
+
+
 def tier_config(spec: TaskSpec, tier: str):
     """The tier config of ``spec`` at ``tier``; an unknown tier, or one this task does not declare, is a
     ``UsageError`` naming the tasks that do."""
-    if tier not in TIERS:
-        raise UsageError(f"unknown tier {tier!r}; choose one of {', '.join(TIERS)}")
+    check_tier(tier)
     if tier not in spec.tiers:
         having = sorted(name for name, s in TASKS.items() if tier in s.tiers)
         raise UsageError(f"task {spec.name!r} has no {tier!r} tier; tasks with one: {', '.join(having) or 'none'}")
