@@ -70,6 +70,7 @@ def trial_row(rec) -> dict:
 
 
 def as_float(x) -> float:
+    """``x`` as a float; NaN where a record holds none (a run that failed before measuring it)."""
     try:
         return float(x)
     except (TypeError, ValueError):
@@ -77,5 +78,6 @@ def as_float(x) -> float:
 
 
 def finite_or_none(x):
+    """``x`` for a manifest: a float, or None (JSON null) where it is not finite."""
     x = float(x)
     return x if math.isfinite(x) else None

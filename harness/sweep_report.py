@@ -8,6 +8,7 @@ import numpy as np
 
 
 def fmt(v) -> str:
+    """A value in the table: floats to 3 significant digits, NaN as nan."""
     if isinstance(v, float):
         return "nan" if math.isnan(v) else f"{v:.3g}"
     return str(v)
