@@ -146,7 +146,25 @@ def budget(sweeps: list, tier: str, runs_per_sweep: dict, workers: int, root: st
         f"{counted}{''.join('; ' + r for r in notes)}), "
         f"{minutes / 60 / workers:.1f} h wall at {workers} at a time"
     )
+    out += over_limit(sweeps, tier, runs_per_sweep, per_task, ratios)
     return out + (f"; no measured minutes for {', '.join(sorted(unknown))}" if unknown else "")
+
+
+def over_limit(sweeps: list, tier: str, runs_per_sweep: dict, per_task: dict, ratios: dict) -> str:
+    """The planned (task, optimizer, precision) whose recorded cost ratio puts a run over the tier's design limit
+    (``registry.TIER_MINUTES_LIMIT``): a task's minutes are measured with one optimizer, and a slow
+    preconditioner or an emulated precision can exceed them. Empty where none does or the tier has no limit."""
+    from rootbench.harness.registry import TIER_MINUTES_LIMIT
+
+    limit = TIER_MINUTES_LIMIT.get(tier)
+    over = [
+        f"{s.task} {s.optimizer} {p} {per_task[s.task] * ratios[s.task][(s.optimizer, p)]:.1f} min"
+        for s in sweeps
+        if limit and s.task in per_task
+        for p in runs_per_sweep[s]
+        if per_task[s.task] * ratios.get(s.task, {}).get((s.optimizer, p), 0.0) > limit
+    ]
+    return f"; over the {tier} tier's {limit:g}-minute limit per run: {', '.join(over)}" if over else ""
 
 
 def claim_tasks(tier: str, only: list | None = None) -> list:

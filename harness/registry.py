@@ -119,6 +119,7 @@ TASKS: dict[str, TaskSpec] = {}
 # paper's claims to be testable (<= 10 minutes on a 2-core CPU, seconds on a GPU); full: the published protocol.
 TIERS = ("smoke", "quick", "long", "full")
 REQUIRED_TIERS = ("smoke", "quick", "full")  # every task has these; ``long`` only where a claim is tested
+TIER_MINUTES_LIMIT = {"long": 10.0}  # a run's design limit on a 2-core CPU, one thread (the campaign's plan checks it)
 
 
 def file_hash(path: str) -> str:

@@ -9,6 +9,7 @@ import pytest
 
 from rootbench.harness import campaign
 from rootbench.harness.cli import main
+from rootbench.harness.registry import TIER_MINUTES_LIMIT
 from rootbench.leaderboard.aggregate import CNN_REFERENCE
 from rootbench.leaderboard.verdicts import CLAIM_KINDS
 from rootbench.optimizers import get_optimizer_spec
@@ -180,6 +181,10 @@ def test_the_budget_scales_each_optimizer_and_precision_by_its_recorded_cost_rat
     assert f"about {expected / 60:.1f} CPU-hours" in line and f"{expected / 120:.1f} h wall at 2 at a time" in line
     assert "by its recorded quick runs' ratios (3 figures, 0.67x to 2.00x)" in line
     assert "at the task's figure where no ratio is recorded" in line  # the other optimizers have none
+    # the slow pair at 2x the task's figure is named where that passes the tier's limit; the fast one never
+    slow = f"{task} {paired.optimizer} {paired.also_precisions[0]} {per_run * 2:.1f} min"
+    assert (slow in line) == (per_run * 2 > TIER_MINUTES_LIMIT["long"])
+    assert f"{task} {others[0]} fp32" not in line
     unscaled = campaign.budget(sweeps, "long", split, 2, str(tmp_path / "empty"))
     hours = sum(s.runs(6, 5, True) for s in sweeps) * per_run / 60
     assert f"about {hours:.1f} CPU-hours" in unscaled and "at the task's figure where no ratio is recorded" in unscaled
