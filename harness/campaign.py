@@ -157,13 +157,15 @@ def over_limit(sweeps: list, tier: str, runs_per_sweep: dict, per_task: dict, ra
     from rootbench.harness.registry import TIER_MINUTES_LIMIT
 
     limit = TIER_MINUTES_LIMIT.get(tier)
-    over = [
-        f"{s.task} {s.optimizer} {p} {per_task[s.task] * ratios[s.task][(s.optimizer, p)]:.1f} min"
+    if not limit:
+        return ""
+    projected = {  # only where a ratio is recorded (a task's ratios exist only where its minutes do)
+        (s.task, s.optimizer, p): per_task[s.task] * ratios[s.task][(s.optimizer, p)]
         for s in sweeps
-        if limit and s.task in per_task
         for p in runs_per_sweep[s]
-        if per_task[s.task] * ratios.get(s.task, {}).get((s.optimizer, p), 0.0) > limit
-    ]
+        if (s.optimizer, p) in ratios.get(s.task, {})
+    }
+    over = [f"{t} {o} {p} {m:.1f} min" for (t, o, p), m in projected.items() if m > limit]
     return f"; over the {tier} tier's {limit:g}-minute limit per run: {', '.join(over)}" if over else ""
 
 
